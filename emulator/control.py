@@ -1,0 +1,142 @@
+"""Start, stop and drive an emulator from Python: tests, benchmarks and the demo use this.
+
+Example::
+
+    with EmulatorProcess(time_scale=1000) as emu:
+        emu.admin.load_fleet({"instances": [...]})
+        print(emu.endpoint)        # "127.0.0.1:PORT" for the ECS/RDS SDK Config
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .auth import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class AdminClient:
+    """Thin JSON client of the admin API (``/_emulator/...``)."""
+
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def request(self, method: str, name: str, body: Any = None, **query: Any) -> Any:
+        url = f"{self.base_url}/_emulator/{name}"
+        if query:
+            url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"admin {method} {name} failed: {exc.code} {exc.read()[:500]!r}") from None
+
+    def health(self) -> dict:
+        return self.request("GET", "health")
+
+    def reset(self) -> None:
+        self.request("POST", "reset")
+
+    def load_fleet(self, spec: dict) -> dict:
+        return self.request("POST", "fleet", spec)
+
+    def set_faults(self, cfg: dict) -> dict:
+        return self.request("PUT", "faults", cfg)
+
+    def clock(self, **changes: Any) -> dict:
+        return self.request("POST", "clock", changes) if changes else self.request("GET", "clock")
+
+    def advance(self, seconds: float) -> dict:
+        return self.clock(advance=seconds)
+
+    def calls(self, limit: int = 1000) -> dict:
+        return self.request("GET", "calls", limit=limit)
+
+    def clear_calls(self) -> None:
+        self.request("DELETE", "calls")
+
+    def table(self, name: str) -> dict:
+        return self.request("GET", "state", table=name)["tables"][name]
+
+
+class EmulatorProcess:
+    """Runs ``python -m emulator serve`` on a free loopback port for the life of a ``with``."""
+
+    def __init__(self, time_scale: float = 1.0, data_dir: str | Path | None = None, seed_file: str | None = None,
+                 port: int = 0, extra_args: list[str] | None = None, log_path: str | Path | None = None) -> None:
+        self.time_scale = time_scale
+        self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="emulator-")
+        self.data_dir = Path(data_dir or self._tmp.name)  # type: ignore[union-attr]
+        self.seed_file = seed_file
+        self.port = port
+        self.extra_args = extra_args or []
+        self.log_path = Path(log_path) if log_path else self.data_dir / "emulator.log"
+        self.proc: subprocess.Popen | None = None
+        self.base_url = ""
+
+    access_key_id = DEFAULT_ACCESS_KEY_ID
+    access_key_secret = DEFAULT_ACCESS_KEY_SECRET
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url.removeprefix("http://")
+
+    @property
+    def admin(self) -> AdminClient:
+        return AdminClient(self.base_url)
+
+    def start(self, timeout: float = 30.0) -> EmulatorProcess:
+        cmd = [sys.executable, "-m", "emulator", "serve", "--port", str(self.port),
+               "--data-dir", str(self.data_dir), "--time-scale", str(self.time_scale), *self.extra_args]
+        if self.seed_file:
+            cmd += ["--seed-file", str(self.seed_file)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline().decode()
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError(f"emulator exited early; see {self.log_path}")
+            if line.startswith("emulator ready on "):
+                self.base_url = line.split("emulator ready on ", 1)[1].strip()
+                return self
+        self.stop()
+        raise RuntimeError(f"emulator did not start within {timeout}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._tmp:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> EmulatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()

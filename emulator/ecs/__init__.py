@@ -1,0 +1,3 @@
+"""ECS: regions and networks, instances, disks, images, snapshots, tags, Cloud Assistant."""
+
+from . import regions  # noqa: F401

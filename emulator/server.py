@@ -1,0 +1,192 @@
+"""The HTTP front door: one port serves ECS, VPC, RDS, STS (RPC), OSS (REST) and the admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from . import admin, products, registry
+from .auth import KeyStore, verify_acs3, verify_rpc_v1
+from .clock import SimClock
+from .errors import ApiError
+from .faults import DROP, Faults
+from .metrics import CallLog
+from .rpc import VERSIONS, Call, Params, dispatch
+from .state import State
+
+log = logging.getLogger("emulator")
+
+ADMIN_PREFIX = "/_emulator/"
+READ_ONLY_PREFIXES = ("Describe", "List", "Get", "Query", "Check")
+MAX_LINE = 128 * 1024
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4()).upper()
+
+
+class Emulator:
+    """A local Alibaba Cloud.
+
+    Example::
+
+        emu = Emulator(data_dir="/tmp/emu", time_scale=600)
+        await emu.start("127.0.0.1", 9100)
+        ...
+        await emu.stop()
+    """
+
+    def __init__(self, data_dir: str | Path | None = None, time_scale: float = 1.0,
+                 keys: KeyStore | None = None, seed: int = 0, save_interval: float = 1.0) -> None:
+        products.load()
+        self.keys = keys or KeyStore.default()
+        self.state = State(SimClock(time_scale=time_scale), data_dir, seed)
+        if not self.state.load(time_scale):
+            registry.initialise(self.state)
+            self.state.dirty = True
+        self.keys.temporary = self.state.table("sts.keys")
+        self.faults = Faults(self.state.table("admin").get("faults"))
+        self.calls = CallLog()
+        self.save_interval = save_interval
+        self.base_url = ""
+        self._runner: web.AppRunner | None = None
+        self._saver: asyncio.Task | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=1024**4)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 9100) -> int:
+        self._runner = web.AppRunner(self.make_app(), access_log=None, handler_cancellation=True,
+                                     max_line_size=MAX_LINE, max_field_size=MAX_LINE)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True, backlog=1024)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = f"http://{host}:{port}"
+        self._saver = asyncio.create_task(self._save_loop())
+        log.info("emulator listening on %s (time scale %s)", self.base_url, self.state.clock.time_scale)
+        return port
+
+    async def stop(self) -> None:
+        if self._saver:
+            self._saver.cancel()
+        if self._runner:
+            await self._runner.cleanup()
+        self.state.save()
+
+    async def _save_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.save_interval)
+            if self.state.dirty:
+                try:
+                    self.state.save()
+                except Exception:  # pragma: no cover - disk full and the like
+                    log.exception("could not save emulator state")
+
+    def reset(self) -> None:
+        self.state.reset()
+        registry.initialise(self.state)
+        self.keys.temporary = self.state.table("sts.keys")
+        self.faults.configure({})
+        self.calls.clear()
+
+    # -- dispatch ---------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        try:
+            if path.startswith(ADMIN_PREFIX):
+                for method, prefix, fn in registry.RAW_ROUTES:
+                    if path.startswith(prefix) and request.method in (method, "HEAD"):
+                        self.state.advance()
+                        return await fn(self, request)
+                return await admin.handle(self, request)
+            self.state.advance()
+            if request.headers.get("x-acs-action") or "Action" in request.query:
+                return await self.handle_rpc(request, await request.read())
+            if (request.method == "POST"
+                    and request.content_type == "application/x-www-form-urlencoded"):
+                body = await request.read()
+                if b"Action=" in body:
+                    return await self.handle_rpc(request, body)
+            from . import oss  # imported lazily: OSS has its own streaming handler
+
+            return await oss.handle(self, request)
+        except ApiError as exc:  # errors raised outside a product handler
+            return self.rpc_error(exc, new_request_id())
+
+    async def handle_rpc(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        request_id = new_request_id()
+        query = dict(request.query)
+        form: dict[str, str] = {}
+        if body and request.content_type == "application/x-www-form-urlencoded":
+            form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        params = {**query, **form}
+        action = request.headers.get("x-acs-action") or params.get("Action", "")
+        version = request.headers.get("x-acs-version") or params.get("Version", "")
+        label = f"?:{action}"
+        region = params.get("RegionId")
+        access_key_id = None
+        try:
+            product = VERSIONS.get(version)
+            if product is None:
+                raise ApiError("InvalidVersion", f"Specified parameter Version is not valid: {version!r}.", 400)
+            label = f"{product}:{action}"
+            key = self.authenticate(request, query, params, body)
+            access_key_id = key.access_key_id
+            self.keys.check_permission(key, label)
+            if self.faults.before_call(label) == DROP:
+                self.calls.record(label, region, 0, "ConnectionDropped", request_id, access_key_id)
+                if request.transport:
+                    request.transport.abort()
+                return web.Response(status=500)
+            call = Call(self.state, product, action, request_id, access_key_id, self.base_url, region,
+                        extra={"key": key, "emulator": self})
+            result = dispatch(call, Params(params))
+            if not action.startswith(READ_ONLY_PREFIXES):
+                self.state.dirty = True
+        except ApiError as exc:
+            self.calls.record(label, region, exc.status, exc.code, request_id, access_key_id)
+            return self.rpc_error(exc, request_id)
+        except Exception:
+            log.exception("internal error in %s", label)
+            self.calls.record(label, region, 500, "InternalError", request_id, access_key_id)
+            return self.rpc_error(ApiError("InternalError", "The request processing has failed due to some "
+                                           "unknown error, exception or failure.", 500), request_id)
+        self.calls.record(label, region, 200, None, request_id, access_key_id)
+        body_out = {"RequestId": request_id, **result}
+        return web.Response(body=json.dumps(body_out).encode(), content_type="application/json",
+                            headers={"x-acs-request-id": request_id})
+
+    def authenticate(self, request: web.Request, query: dict, params: dict, body: bytes):
+        authorization = request.headers.get("Authorization", "")
+        now = self.state.now()
+        if authorization.startswith("ACS3-"):
+            if not authorization.startswith("ACS3-HMAC-SHA256 "):
+                raise ApiError("InvalidSignatureMethod", "Only ACS3-HMAC-SHA256 is supported.", 400)
+            credential = authorization.split("Credential=", 1)[1].split(",", 1)[0]
+            key = self.keys.lookup(credential, now, request.headers.get("x-acs-security-token"))
+            verify_acs3(request.method, request.path, query, request.headers, body, key.secret, authorization)
+            return key
+        if "Signature" in params:
+            key = self.keys.lookup(params.get("AccessKeyId"), now, params.get("SecurityToken"))
+            verify_rpc_v1(request.method, params, key.secret)
+            return key
+        raise ApiError("MissingAccessKeyId", "AccessKeyId is mandatory for this action.", 400)
+
+    @staticmethod
+    def rpc_error(exc: ApiError, request_id: str) -> web.Response:
+        body = {"RequestId": request_id, "HostId": "ecs.aliyuncs.com", "Code": exc.code,
+                "Message": exc.message, "Recommend": f"https://api.aliyun.com/troubleshoot?q={exc.code}",
+                **exc.extra}
+        return web.Response(status=exc.status, body=json.dumps(body).encode(), content_type="application/json",
+                            headers={"x-acs-request-id": request_id, **exc.headers})
+
