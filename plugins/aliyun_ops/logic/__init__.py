@@ -1,0 +1,1 @@
+"""Pure logic (no I/O): naming, provenance tags, target selection, error budgets, retention, reports."""

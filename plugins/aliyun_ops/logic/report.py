@@ -1,0 +1,99 @@
+"""The run report: one row per (instance, destination region), a summary, text and HTML tables."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+
+SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+COLUMNS = ("instance_id", "instance_name", "source_region", "destination_region", "image_id", "copy_image_id",
+           "size_gib", "image_seconds", "copy_seconds", "status", "reason")
+
+
+@dataclass
+class ReportRow:
+    instance_id: str
+    instance_name: str = ""
+    source_region: str = ""
+    destination_region: str = ""
+    image_id: str = ""
+    copy_image_id: str = ""
+    size_gib: int | None = None
+    image_seconds: float | None = None
+    copy_seconds: float | None = None
+    status: str = SUCCESS
+    reason: str = ""
+
+
+@dataclass
+class Report:
+    """Example::
+
+        report = Report.build(rows)
+        report.outcome        # "success" | "partial" | "failure" | "empty"
+        report.to_html()
+    """
+
+    rows: list[ReportRow]
+    title: str = "Cross-region backup"
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, rows: Iterable[ReportRow | Mapping], **kwargs) -> Report:
+        built = [r if isinstance(r, ReportRow) else ReportRow(**{k: v for k, v in r.items() if k in COLUMNS})
+                 for r in rows]
+        built.sort(key=lambda r: (r.source_region, r.instance_id, r.destination_region))
+        return cls(built, **kwargs)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {SUCCESS: 0, FAILED: 0, SKIPPED: 0}
+        for row in self.rows:
+            out[row.status] = out.get(row.status, 0) + 1
+        return out
+
+    @property
+    def outcome(self) -> str:
+        c = self.counts
+        if not self.rows:
+            return "empty"
+        if c[FAILED] == 0:
+            return "success"
+        return "failure" if c[SUCCESS] == 0 else "partial"
+
+    def to_dict(self) -> dict:
+        return {"title": self.title, "outcome": self.outcome, "counts": self.counts, "meta": self.meta,
+                "rows": [asdict(r) for r in self.rows]}
+
+    @staticmethod
+    def _cell(value) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            return f"{value:.0f}"
+        return " ".join(str(value).splitlines())
+
+    def to_text(self) -> str:
+        table = [list(COLUMNS)] + [[self._cell(getattr(r, c)) for c in COLUMNS] for r in self.rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        c = self.counts
+        lines.append(f"{self.outcome.upper()}: {c[SUCCESS]} succeeded, {c[FAILED]} failed, {c[SKIPPED]} skipped")
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        c = self.counts
+        head = "".join(f"<th>{html.escape(col)}</th>" for col in COLUMNS)
+        body = []
+        for r in self.rows:
+            colour = {"success": "#e6f4ea", "failed": "#fce8e6"}.get(r.status, "#fef7e0")
+            cells = "".join(f"<td>{html.escape(self._cell(getattr(r, col)))}</td>" for col in COLUMNS)
+            body.append(f'<tr style="background:{colour}">{cells}</tr>')
+        meta = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in self.meta.items())
+        return (f"<h2>{html.escape(self.title)}: {self.outcome}</h2>"
+                f"<p>{c[SUCCESS]} succeeded, {c[FAILED]} failed, {c[SKIPPED]} skipped</p>"
+                f"<ul>{meta}</ul>"
+                f'<table border="1" cellpadding="4" cellspacing="0"><thead><tr>{head}</tr></thead>'
+                f"<tbody>{''.join(body)}</tbody></table>")
