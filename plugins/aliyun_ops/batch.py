@@ -1,0 +1,81 @@
+"""Run one action over many items with OOS-style ``concurrency`` and ``max_errors``.
+
+Every item gets a result (``success``, ``failed`` or ``skipped`` with a reason): nothing is
+silently dropped. Once failures exceed ``max_errors`` no new item starts; items already
+running finish; items never started are reported as skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from .logic.budget import ErrorBudget, resolve_count
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ItemResult:
+    key: str
+    status: str               # success | failed | skipped
+    value: Any = None         # what the action returned (JSON-safe)
+    error: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_batch(items: Sequence[T], action: Callable[[T], Any], *, key: Callable[[T], str],
+              concurrency: int | str = 10, max_errors: int | str = 0,
+              skip: Callable[[T], str | None] | None = None) -> list[ItemResult]:
+    """Apply ``action`` to every item; returns results in the items' order.
+
+    Example::
+
+        results = run_batch(instances, start_one, key=lambda i: i["instance_id"], concurrency=5, max_errors="10%")
+    """
+    total = len(items)
+    workers = max(1, resolve_count(concurrency, total, name="concurrency", minimum=1)) if total else 1
+    budget = ErrorBudget.of(max_errors, total)
+    results: dict[int, ItemResult] = {}
+    pending: dict[Future, int] = {}
+    queue = list(enumerate(items))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aliyun-batch") as pool:
+        while queue or pending:
+            while queue and len(pending) < workers and not budget.exhausted:
+                index, item = queue.pop(0)
+                reason = skip(item) if skip else None
+                if reason:
+                    results[index] = ItemResult(key(item), "skipped", error=reason)
+                    continue
+                pending[pool.submit(action, item)] = index
+            if budget.exhausted and queue:
+                for index, item in queue:
+                    results[index] = ItemResult(key(item), "skipped",
+                                                error=f"not started: more than {budget.allowed} errors (max_errors)")
+                queue = []
+            if not pending:
+                continue
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = pending.pop(future)
+                item_key = key(items[index])
+                try:
+                    results[index] = ItemResult(item_key, "success", future.result())
+                except Exception as exc:  # one item's failure must not stop the others
+                    budget.fail()
+                    log.warning("%s failed: %s", item_key, exc)
+                    results[index] = ItemResult(item_key, "failed", error=str(exc))
+    return [results[i] for i in range(total)]
+
+
+def errors_exceeded(results: Sequence[ItemResult], max_errors: int | str) -> bool:
+    """Whether the failures in ``results`` exceed ``max_errors``."""
+    budget = ErrorBudget.of(max_errors, len(results))
+    budget.fail(sum(1 for r in results if r.status == "failed"))
+    return budget.exhausted

@@ -1,0 +1,1 @@
+"""Airflow operators for Alibaba Cloud (ECS, RDS, OSS)."""

@@ -1,0 +1,1 @@
+"""Sensors for Alibaba Cloud resources (deferrable by default)."""

@@ -1,0 +1,1 @@
+"""Async triggers that wait on Alibaba Cloud without holding a worker slot."""
