@@ -97,3 +97,47 @@ class Report:
                 f"<ul>{meta}</ul>"
                 f'<table border="1" cellpadding="4" cellspacing="0"><thead><tr>{head}</tr></thead>'
                 f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def backup_rows(selected: Iterable[Mapping], created: Iterable[Mapping] | None,
+                copies: Iterable[Mapping] | None, destinations: Iterable[str],
+                upstream_error: str = "") -> list[ReportRow]:
+    """One row per (selected instance, destination region) from the tasks' per-item results.
+
+    ``created`` items: ``{"instance_id", "image_id", "status", "reason", "size_gib", "seconds"}``;
+    ``copies`` items: ``{"source_image_id", "image_id", "destination_region", "status", "reason", "seconds"}``.
+    A missing result (task failed or never ran) becomes a failed row that says so: nothing is dropped.
+    """
+    by_instance = {c["instance_id"]: c for c in (created or []) if c.get("instance_id")}
+    by_copy = {(c.get("source_image_id"), c.get("destination_region")): c for c in (copies or [])}
+    rows = []
+    for inst in selected:
+        iid = inst["instance_id"]
+        base = {"instance_id": iid, "instance_name": inst.get("instance_name", ""),
+                "source_region": inst.get("region", "")}
+        if inst.get("status") == "missing":
+            for dest in destinations:
+                rows.append(ReportRow(**base, destination_region=dest, status=FAILED,
+                                      reason="instance not found"))
+            continue
+        made = by_instance.get(iid)
+        for dest in destinations:
+            row = ReportRow(**base, destination_region=dest)
+            if made is None:
+                row.status, row.reason = FAILED, upstream_error or "image was not created (task did not finish)"
+            elif made.get("status") != SUCCESS:
+                row.status = made.get("status") or FAILED
+                row.image_id = made.get("image_id") or ""
+                row.reason = f"image: {made.get('reason') or made.get('error') or 'failed'}"
+            else:
+                row.image_id, row.size_gib, row.image_seconds = made["image_id"], made.get("size_gib"), made.get("seconds")
+                copy = by_copy.get((made["image_id"], dest))
+                if copy is None:
+                    row.status, row.reason = FAILED, upstream_error or "copy was not made (task did not finish)"
+                else:
+                    row.copy_image_id = copy.get("image_id") or ""
+                    row.copy_seconds = copy.get("seconds")
+                    row.status = copy.get("status") or FAILED
+                    row.reason = copy.get("reason") or copy.get("error") or ""
+            rows.append(row)
+    return rows

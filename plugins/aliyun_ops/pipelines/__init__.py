@@ -1,0 +1,1 @@
+"""Building blocks specific to the bundled DAGs (params, validation, reporting)."""

@@ -1,0 +1,112 @@
+"""Params (the public interface) of ``ecs_cross_region_backup`` and their validation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import Param
+
+from ..logic import naming
+from ..logic.budget import resolve_count
+from ..logic.provenance import validate_tags
+
+REGION_PATTERN = r"^[a-z]{2,}(-[a-z0-9]+)+$"
+INSTANCE_ID_PATTERN = r"^i-[a-z0-9]{4,}$"
+COUNT_OR_PERCENT = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d{1,3}%$"}]}
+
+
+def backup_params() -> dict[str, Param]:
+    """The trigger form. Defaults suit the nightly run; ``source_regions=[]`` means the connection's region."""
+    return {
+        "source_regions": Param([], type="array", items={"type": "string", "pattern": REGION_PATTERN},
+                                uniqueItems=True, title="Source regions",
+                                description="Regions to back up. Empty: the aliyun_default connection's region."),
+        "tags": Param({"backup": "daily"}, type="object", additionalProperties={"type": "string"},
+                      title="Selection tags", description="Instances carrying all of these tags are backed up."),
+        "instance_ids": Param([], type="array", items={"type": "string", "pattern": INSTANCE_ID_PATTERN},
+                              uniqueItems=True, title="Instance ids",
+                              description="Optional: only these instances (combined with the tags)."),
+        "destination_regions": Param(["cn-shanghai"], type="array", minItems=1, uniqueItems=True,
+                                     items={"type": "string", "pattern": REGION_PATTERN},
+                                     title="Destination regions", description="Disaster-recovery regions."),
+        "consistency": Param("none", enum=["none", "command", "stop"], title="Consistency",
+                             description="none: crash-consistent; command: run include/scripts pre/post "
+                                         "scripts with Cloud Assistant; stop: stop, image, start again."),
+        "image_name_template": Param(naming.DEFAULT_IMAGE_NAME_TEMPLATE, type="string", minLength=2, maxLength=128,
+                                     title="Image name template",
+                                     description="Fields: " + ", ".join(sorted(naming.TEMPLATE_FIELDS))),
+        "extra_tags": Param({}, type="object", additionalProperties={"type": "string"}, title="Extra tags",
+                            description="Added to every image and copy (keys may not start with aliyun or acs:)."),
+        "encrypted": Param(False, type="boolean", title="Encrypt copies"),
+        "kms_key_id": Param(None, type=["null", "string"], title="KMS key id",
+                            description="Requires encrypted; empty uses the default service key."),
+        "concurrency": Param(10, **COUNT_OR_PERCENT, title="Concurrency",
+                             description="Items in flight at once: a number or a percentage."),
+        "max_errors": Param(0, **COUNT_OR_PERCENT, title="Max errors",
+                            description="Failures tolerated before the run fails (OOS semantics)."),
+        "timeout_minutes": Param(360, type="integer", minimum=5, maximum=2880, title="Timeout (minutes)"),
+        "poll_interval": Param(60, type="integer", minimum=1, maximum=1800, title="Poll interval (seconds)"),
+        "retention_days": Param(7, type="integer", minimum=1, maximum=3650, title="Retention days",
+                                description="Written as the ops:retention-days tag for the pruning DAG."),
+        "notify_emails": Param([], type="array", items={"type": "string", "format": "email"},
+                               title="Report recipients", description="Email the HTML report (smtp_default)."),
+    }
+
+
+def resolve_backup_config(params: Mapping[str, Any], default_region: str | None) -> dict[str, Any]:
+    """Check what JSON schema cannot and resolve defaults; raises ``ValueError`` before any API call.
+
+    >>> resolve_backup_config({"destination_regions": ["cn-shanghai"], "tags": {"backup": "daily"}},
+    ...                       "cn-hangzhou")["source_regions"]
+    ['cn-hangzhou']
+    """
+    errors: list[str] = []
+    sources = list(params.get("source_regions") or ([default_region] if default_region else []))
+    if not sources:
+        errors.append("source_regions is empty and the aliyun_default connection has no region")
+    destinations = list(params.get("destination_regions") or [])
+    if not destinations:
+        errors.append("destination_regions needs at least one region")
+    same = sorted(set(sources) & set(destinations))
+    if same:
+        errors.append(f"regions {same} are both source and destination: a copy must go to another region")
+    tags = dict(params.get("tags") or {})
+    ids = list(params.get("instance_ids") or [])
+    if not tags and not ids:
+        errors.append("give selection tags or instance_ids: refusing to back up every instance")
+    try:
+        validate_tags(tags, what="tags")
+        validate_tags(dict(params.get("extra_tags") or {}), what="extra_tags")
+    except ValueError as exc:
+        errors.append(str(exc))
+    template = params.get("image_name_template") or naming.DEFAULT_IMAGE_NAME_TEMPLATE
+    try:
+        naming.validate_name_template(template)
+    except ValueError as exc:
+        errors.append(str(exc))
+    kms = params.get("kms_key_id") or None
+    encrypted = bool(params.get("encrypted", False))
+    if kms and not encrypted:
+        errors.append("kms_key_id is set but encrypted is false")
+    consistency = params.get("consistency", "none")
+    if consistency not in ("none", "command", "stop"):
+        errors.append(f"consistency must be none, command or stop, not {consistency!r}")
+    for name in ("concurrency", "max_errors"):
+        try:
+            resolve_count(params.get(name, 0 if name == "max_errors" else 10), 100, name=name,
+                          minimum=1 if name == "concurrency" else 0)
+        except ValueError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ValueError("invalid backup parameters:\n- " + "\n- ".join(errors))
+    return {
+        "source_regions": sources, "destination_regions": destinations, "tags": tags, "instance_ids": ids,
+        "consistency": consistency, "image_name_template": template,
+        "extra_tags": dict(params.get("extra_tags") or {}), "encrypted": encrypted, "kms_key_id": kms,
+        "concurrency": params.get("concurrency", 10), "max_errors": params.get("max_errors", 0),
+        "timeout_seconds": int(params.get("timeout_minutes", 360)) * 60,
+        "poll_interval": int(params.get("poll_interval", 60)),
+        "retention_days": int(params.get("retention_days", 7)),
+        "notify_emails": list(params.get("notify_emails") or []),
+    }

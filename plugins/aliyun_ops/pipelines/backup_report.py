@@ -1,0 +1,92 @@
+"""Finish a backup run: report rows, artifact files, email, Asset events, run outcome."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import Asset, AssetAlias
+
+from ..logic.budget import ErrorBudget
+from ..logic.report import FAILED, Report, backup_rows
+
+log = logging.getLogger(__name__)
+
+BACKUP_ASSET_ALIAS = "aliyun-ecs-backup-copies"
+
+
+def backup_asset(destination_region: str) -> Asset:
+    """The Asset other DAGs schedule on to follow backups landing in ``destination_region``."""
+    return Asset(name=f"aliyun-ecs-backups-{destination_region}",
+                 uri=f"aliyun-ecs://{destination_region}/backup-images")
+
+
+def report_dir() -> Path:
+    base = os.environ.get("ALIYUN_OPS_REPORT_DIR") or os.path.join(
+        os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow")), "reports")
+    return Path(base)
+
+
+def write_artifacts(report: Report, dag_id: str, run_id: str) -> dict[str, str]:
+    """Write ``<report dir>/<dag>/<run>.{json,html,txt}``; returns the paths."""
+    safe_run = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
+    folder = report_dir() / dag_id
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for ext, content in (("json", json.dumps(report.to_dict(), indent=2, default=str)),
+                         ("html", report.to_html()), ("txt", report.to_text())):
+        path = folder / f"{safe_run}.{ext}"
+        path.write_text(content, encoding="utf-8")
+        paths[ext] = str(path)
+    return paths
+
+
+def send_report_email(report: Report, recipients: Sequence[str], context: Mapping[str, Any]) -> bool:
+    """Email the HTML table with ``SmtpNotifier`` (connection ``smtp_default``); False if nobody to tell."""
+    if not recipients:
+        return False
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    subject = f"[aliyun-ops] {report.title}: {report.outcome.upper()} ({report.counts[FAILED]} failed)"
+    notifier = SmtpNotifier(to=list(recipients), subject=subject, html_content=report.to_html(),
+                            from_email=os.environ.get("ALIYUN_OPS_MAIL_FROM", "aliyun-ops@localhost"))
+    notifier.notify(dict(context))
+    return True
+
+
+def finish_backup(context: Mapping[str, Any], config: Mapping[str, Any], selected: Sequence[Mapping] | None,
+                  created: Sequence[Mapping] | None, copies: Sequence[Mapping] | None) -> dict:
+    """Build the report, write it, mail it, announce assets; raise if failures exceed ``max_errors``."""
+    destinations = list(config.get("destination_regions") or [])
+    upstream_error = "" if selected is not None else "instance selection failed"
+    rows = backup_rows(selected or [], created, copies, destinations, upstream_error)
+    ti = context["ti"]
+    report = Report.build(rows, title=f"ECS cross-region backup {context.get('ds', '')}",
+                          meta={"dag": ti.dag_id, "run": context["run_id"],
+                                "sources": ", ".join(config.get("source_regions") or []),
+                                "destinations": ", ".join(destinations)})
+    paths = write_artifacts(report, ti.dag_id, context["run_id"])
+    log.info("backup report (%s):\n%s", report.outcome, report.to_text())
+    emailed = send_report_email(report, config.get("notify_emails") or [], context)
+    outlet_events = context.get("outlet_events")
+    if outlet_events is not None:
+        for dest in destinations:
+            done = [r.copy_image_id for r in report.rows if r.destination_region == dest and r.status == "success"]
+            if done:
+                outlet_events[AssetAlias(BACKUP_ASSET_ALIAS)].add(
+                    backup_asset(dest), extra={"run_id": context["run_id"], "image_ids": done})
+    summary = {**report.to_dict(), "artifacts": paths, "emailed": emailed}
+    ti.xcom_push(key="report", value=summary)  # kept even when the run is failed below
+    failed_instances = {r.instance_id for r in report.rows if r.status == FAILED}
+    budget = ErrorBudget.of(config.get("max_errors", 0), len({r.instance_id for r in report.rows}))
+    budget.fail(len(failed_instances))
+    if budget.exhausted or (report.rows and report.outcome == "failure"):
+        from airflow.sdk.exceptions import AirflowException
+
+        raise AirflowException(f"backup {report.outcome}: {len(failed_instances)} instance(s) failed "
+                               f"(max_errors={config.get('max_errors', 0)}); report: {paths.get('txt')}")
+    return summary
