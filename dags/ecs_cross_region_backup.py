@@ -63,8 +63,10 @@ with DAG(
     )
 
     @task.branch
-    def choose_preparation(consistency: str) -> str:
-        return {"command": "pre_command", "stop": "stop_instances"}.get(consistency, "ready_instances")
+    def choose_preparation(consistency: str) -> list[str]:
+        """ready_instances always follows: it waits for whichever preparation ran."""
+        step = {"command": "pre_command", "stop": "stop_instances"}.get(consistency)
+        return [step, "ready_instances"] if step else ["ready_instances"]
 
     prepare = choose_preparation(config["consistency"])
 
