@@ -1,0 +1,33 @@
+"""ECS operators: ``from aliyun_ops.operators.ecs import CreateImageOperator, ...``."""
+
+from __future__ import annotations
+
+from .ecs_commands import RunCommandOperator
+from .ecs_images import (
+    CopyImageOperator,
+    CreateImageOperator,
+    CreateSnapshotOperator,
+    DeleteImagesOperator,
+)
+from .ecs_instances import (
+    DeleteInstancesOperator,
+    ReplaceSystemDiskOperator,
+    RunInstancesOperator,
+    SelectInstancesOperator,
+    StartInstancesOperator,
+    StopInstancesOperator,
+)
+
+__all__ = [
+    "CopyImageOperator",
+    "CreateImageOperator",
+    "CreateSnapshotOperator",
+    "DeleteImagesOperator",
+    "DeleteInstancesOperator",
+    "ReplaceSystemDiskOperator",
+    "RunCommandOperator",
+    "RunInstancesOperator",
+    "SelectInstancesOperator",
+    "StartInstancesOperator",
+    "StopInstancesOperator",
+]

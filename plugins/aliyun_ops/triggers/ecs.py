@@ -1,0 +1,8 @@
+"""ECS triggers (run in the triggerer; batched polling)."""
+
+from __future__ import annotations
+
+from .ecs_images import ImagesAvailableTrigger
+from .ecs_instances import InstanceStatusTrigger, InvocationTrigger
+
+__all__ = ["ImagesAvailableTrigger", "InstanceStatusTrigger", "InvocationTrigger"]
