@@ -442,8 +442,9 @@ class AliyunBaseHook(BaseHook):
         return resolved
 
     @property
-    def region(self) -> str:
-        return self.resolve_region()
+    def region(self) -> str | None:
+        """The hook's region, else the connection's ``region`` extra; None if neither is set."""
+        return self.region_name or self.settings.region
 
     @cached_property
     def credential_client(self) -> CredentialClient:
