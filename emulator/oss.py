@@ -255,7 +255,8 @@ async def handle(emulator, request: web.Request) -> web.StreamResponse:
         exc = _as_oss_error(exc)
         emulator.calls.record(f"oss:{op}", region, exc.status, exc.code, request_id, ak)
         return _error_response(emulator, request, exc, request_id)
-    except (ConnectionResetError, asyncio.CancelledError):
+    except (ConnectionError, asyncio.CancelledError):  # the client went away mid-request
+        emulator.calls.record(f"oss:{op}", region, 499, "ClientDisconnected", request_id, ak)
         raise
     except Exception:
         log.exception("internal error in oss:%s", op)
@@ -504,6 +505,9 @@ def _replace_object(ctx: Ctx, record: dict) -> None:
     """Publish ``record`` (its blobs already written); drop the blobs of the object it replaces."""
     objects = ctx.state.table(OBJECTS)
     name = f"{record['bucket']}/{record['key']}"
+    if record["bucket"] not in ctx.state.table(BUCKETS):  # deleted (or reset) while the data streamed in
+        store_of(ctx.emulator).delete(b for b, _ in record["segments"])
+        raise no_such_bucket(record["bucket"])
     old = objects.get(name)
     objects[name] = record
     ctx.state.dirty = True

@@ -354,3 +354,35 @@ def test_reset_forgets_objects(emulator, client):
     with pytest.raises(oss.exceptions.OperationError) as exc:
         fresh.get_object(oss.GetObjectRequest(bucket=BUCKET, key="keep"))
     assert service_error(exc).code == "NoSuchBucket"
+
+
+def test_sts_token_and_session_policy(emulator, client):
+    import json
+
+    from alibabacloud_sts20150401 import models as sts_models
+    from alibabacloud_sts20150401.client import Client as StsClient
+    from alibabacloud_tea_openapi.models import Config
+
+    _put(client, "sts/obj", b"secret")
+    sts = StsClient(Config(access_key_id=emulator.access_key_id, access_key_secret=emulator.access_key_secret,
+                           region_id="cn-hangzhou", endpoint=emulator.endpoint, protocol="http"))
+    policy = {"Version": "1", "Statement": [{"Effect": "Allow", "Action": ["oss:GetObject"], "Resource": "*"}]}
+    creds = sts.assume_role(sts_models.AssumeRoleRequest(
+        role_arn="acs:ram::1234567890123456:role/oss-reader", role_session_name="conf",
+        policy=json.dumps(policy))).body.credentials
+
+    def make(token):
+        cfg = oss.config.load_default()
+        cfg.region, cfg.endpoint, cfg.use_path_style = "cn-hangzhou", emulator.base_url, True
+        cfg.credentials_provider = oss.credentials.CredentialsProviderFunc(
+            lambda: oss.credentials.Credentials(creds.access_key_id, creds.access_key_secret, token))
+        return oss.Client(cfg)
+
+    reader = make(creds.security_token)
+    assert reader.get_object(oss.GetObjectRequest(bucket=BUCKET, key="sts/obj")).body.read() == b"secret"
+    with pytest.raises(oss.exceptions.OperationError) as exc:
+        reader.put_object(oss.PutObjectRequest(bucket=BUCKET, key="sts/new", body=b"1"))
+    assert service_error(exc).code == "AccessDenied" and service_error(exc).status_code == 403
+    with pytest.raises(oss.exceptions.OperationError) as exc:
+        make("wrong-token").get_object(oss.GetObjectRequest(bucket=BUCKET, key="sts/obj"))
+    assert service_error(exc).code == "InvalidSecurityToken"
