@@ -1,5 +1,13 @@
 """ECS: regions and networks, instances, disks, images, snapshots, tags, Cloud Assistant."""
 
-from . import regions  # noqa: F401
-from . import commands  # noqa: F401
-from . import timings, common, disks, instances, snapshots, images, tags  # noqa: F401,E401
+from . import (  # noqa: F401
+    commands,
+    common,
+    disks,
+    images,
+    instances,
+    regions,
+    snapshots,
+    tags,
+    timings,
+)
