@@ -527,17 +527,28 @@ def test_rds_backups(aliyun_env, emulator, require):
 
     from aliyun_ops.hooks.rds import RdsHook
 
+    emulator.admin.load_fleet({"rds_instances": [
+        {"region": REGION, "id": "rm-hooktest01", "engine": "MySQL", "engine_version": "8.0",
+         "tags": {"env": "prod"}, "backup_count": 130, "backup_size": 1048576},
+        {"region": REGION, "id": "rm-hooktest02", "engine": "PostgreSQL", "engine_version": "16.0"}]})
     hook = RdsHook()
-    instances = hook.describe_db_instances(REGION)
-    if not instances:
-        pytest.skip("no RDS instances seeded by the emulator")
-    instance_id = instances[0]["DBInstanceId"]
-    job = hook.create_backup(instance_id)
-    assert job
-    emulator.admin.advance(7200)
-    now = datetime.now(UTC) + timedelta(days=3650)
-    backups = hook.describe_backups(instance_id, start=now - timedelta(days=36500), end=now)
-    assert all(b["DBInstanceId"] == instance_id for b in backups)
+    assert {i["DBInstanceId"] for i in hook.describe_db_instances(REGION)} >= {"rm-hooktest01", "rm-hooktest02"}
+    assert [i["DBInstanceId"] for i in hook.describe_db_instances(REGION, instance_ids=["rm-hooktest02"])] == [
+        "rm-hooktest02"]
+    assert [i["DBInstanceId"] for i in hook.describe_db_instances(REGION, tags={"env": "prod"})] == ["rm-hooktest01"]
+    emulator.admin.clear_calls()
+    backups = hook.describe_backups("rm-hooktest01")
+    assert len(backups) == 130 and len({b["BackupId"] for b in backups}) == 130
+    assert calls_of(emulator, "rds:DescribeBackups") == 2  # string counters, pages of 100
+    job = hook.create_backup("rm-hooktest01")
+    assert job.isdigit()
+    with pytest.raises(AliyunApiError, match="BackupJobExists"):
+        hook.create_backup("rm-hooktest01")
+    emulator.admin.advance(3600)
+    now = datetime.now(UTC)
+    manual = hook.describe_backups("rm-hooktest01", start=now - timedelta(days=3650), end=now + timedelta(days=3650),
+                                   status="Success", backup_mode="Manual")
+    assert len(manual) == 1 and manual[0]["DBInstanceId"] == "rm-hooktest01"
 
 
 def test_rds_time_format():
