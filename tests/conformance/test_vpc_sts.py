@@ -107,6 +107,7 @@ def test_assume_role_then_ecs_call_with_sts_key(emulator):
 
 
 def test_expired_token_is_rejected(emulator):
+    emulator.admin.clock(freeze=True)  # 900 simulated seconds are under a real second at time scale 1000
     creds = _assume(emulator, role_session_expiration=900)
     client = _ecs(emulator, access_key_id=creds["id"], access_key_secret=creds["secret"],
                   security_token=creds["token"])
@@ -222,7 +223,8 @@ def test_keys_file_allow_list(restricted_emulator):
     exc = err.value
     assert exc.code == "Forbidden.RAM"
     assert exc.data["statusCode"] == 403
-    detail = getattr(exc, "access_denied_detail", None) or exc.data["AccessDeniedDetail"]
+    detail = exc.access_denied_detail  # tea-openapi parses it onto the ClientException
+    assert detail == exc.data["AccessDeniedDetail"]
     assert detail["AuthAction"] == "ecs:CreateImage"
     assert detail["AuthPrincipalDisplayName"] == "readonly"
     assert detail["NoPermissionType"] == "ImplicitDeny"
