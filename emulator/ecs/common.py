@@ -121,6 +121,14 @@ def disks_of(state: State, instance_id: str) -> list[dict]:
     return disks
 
 
+def id_list(p: Params, name: str) -> list[str]:
+    """A JSON-array id parameter (``InstanceIds=["i-1","i-2"]``); a comma list or ``Name.N`` is tolerated."""
+    value = p.str(name)
+    if value is not None and value.lstrip().startswith(("{", '"')):
+        raise invalid_parameter(name, "It must be a JSON array of ids.")
+    return p.ids(name)
+
+
 # -- tags ------------------------------------------------------------------------------------
 def tags_out(tags: dict | None) -> dict:
     return {"Tag": [{"TagKey": k, "TagValue": v} for k, v in (tags or {}).items()]}

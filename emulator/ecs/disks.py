@@ -56,7 +56,7 @@ def disk_out(d: dict) -> dict:
 def describe_disks(call: Call, p: Params) -> dict:
     region = common.region(call, p)
     zone = p.str("ZoneId")
-    ids = p.ids("DiskIds")
+    ids = common.id_list(p, "DiskIds")
     if len(ids) > 100:
         raise ApiError("InvalidParameter.DiskIds", "The specified parameter DiskIds must contain at most 100 ids.", 400)
     disk_type = p.str("DiskType", "all", choices=("all", "system", "data"))

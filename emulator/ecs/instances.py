@@ -354,7 +354,7 @@ def _instances_in(state: State, region: str, ids: list[str] | None = None) -> li
 @action("ecs", "DescribeInstances")
 def describe_instances(call: Call, p: Params) -> dict:
     region = common.region(call, p)
-    ids = p.ids("InstanceIds")
+    ids = common.id_list(p, "InstanceIds")
     if len(ids) > 100:
         raise invalid_parameter("InstanceIds", "At most 100 instance ids are allowed.")
     status = p.str("Status")
@@ -364,7 +364,7 @@ def describe_instances(call: Call, p: Params) -> dict:
     group, image_id = p.str("SecurityGroupId"), p.str("ImageId")
     itype, family = p.str("InstanceType"), p.str("InstanceTypeFamily")
     name = common.name_matcher(p.str("InstanceName"))
-    ips = set(p.ids("PrivateIpAddresses")) if "PrivateIpAddresses" in p else None
+    ips = set(common.id_list(p, "PrivateIpAddresses")) if "PrivateIpAddresses" in p else None
     tags = common.tag_filters(p)
     items = []
     for r in _instances_in(call.state, region, ids or None):
@@ -650,7 +650,7 @@ def describe_security_groups(call: Call, p: Params) -> dict:
     region = common.region(call, p)
     vpc = p.str("VpcId")
     one = p.str("SecurityGroupId")
-    ids = set(p.ids("SecurityGroupIds"))
+    ids = set(common.id_list(p, "SecurityGroupIds"))
     name = p.str("SecurityGroupName")
     tags = common.tag_filters(p)
     items = []

@@ -140,7 +140,7 @@ def create_snapshot(call: Call, p: Params) -> dict:
 def describe_snapshots(call: Call, p: Params) -> dict:
     state = call.state
     region = common.region(call, p)
-    ids = p.ids("SnapshotIds")
+    ids = common.id_list(p, "SnapshotIds")
     if len(ids) > 100:
         raise invalid_parameter("SnapshotIds", "At most 100 snapshot ids are allowed.")
     disk_id, instance_id = p.str("DiskId"), p.str("InstanceId")
