@@ -597,3 +597,19 @@ def test_oss_helpers(aliyun_env, emulator):
     with pytest.raises(AliyunApiError) as info:
         hook.list_objects("no-such-bucket-x")
     assert info.value.service == "OSS" and info.value.code == "NoSuchBucket"
+
+
+def test_async_methods_load_the_connection_asynchronously(aliyun_env, emulator, require):
+    require("ecs", "DescribeImages")
+    (image_id,) = emulator.admin.load_fleet({"images": [{"region": REGION, "name": "async-1"}]})["images"]
+    hook = EcsHook()
+    assert "settings" not in hook.__dict__
+
+    async def main():
+        images = await hook.describe_images_async(REGION, [image_id])
+        instances = await hook.describe_instances_async(REGION, [])
+        return images, instances
+
+    images, instances = asyncio.run(main())
+    assert [i["ImageId"] for i in images] == [image_id] and instances == []
+    assert hook.__dict__["settings"].region == REGION

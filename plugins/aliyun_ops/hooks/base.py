@@ -433,6 +433,13 @@ class AliyunBaseHook(BaseHook):
         """The connection, parsed once (first use)."""
         return ConnectionSettings.from_connection(self.get_connection(self.aliyun_conn_id))
 
+    async def asettings(self) -> ConnectionSettings:
+        """Load :attr:`settings` with the async connection lookup (use first thing in triggers)."""
+        if "settings" not in self.__dict__:
+            conn = await self.aget_connection(self.aliyun_conn_id)
+            self.__dict__["settings"] = ConnectionSettings.from_connection(conn)
+        return self.settings
+
     def resolve_region(self, region: str | None = None) -> str:
         """``region`` argument, else the hook's, else the connection's; ValueError if none."""
         resolved = region or self.region_name or self.settings.region
@@ -546,6 +553,7 @@ class AliyunBaseHook(BaseHook):
                     region: str | None = None, *, service: str | None = None,
                     max_attempts: int | None = None) -> T:
         """Async twin of :meth:`call` for the SDK's ``*_async`` methods; never blocks the event loop."""
+        await self.asettings()
         label = service or self.service_name
         total = self._attempts(max_attempts)
         for attempt in range(1, total + 1):

@@ -235,6 +235,7 @@ class EcsHook(AliyunBaseHook):
     async def describe_instances_async(self, region: str | None, instance_ids: Sequence[str],
                                        client: EcsClient | None = None) -> list[dict]:
         """Async DescribeInstances for triggers: the given ids, in batches of 100, all pages."""
+        await self.asettings()
         region = self.resolve_region(region)
         if not instance_ids:
             return []
@@ -366,6 +367,7 @@ class EcsHook(AliyunBaseHook):
 
         ``owner`` defaults to any owner here, so a poll of a shared or copied image id still finds it.
         """
+        await self.asettings()
         region = self.resolve_region(region)
         if not image_ids:
             return []
@@ -580,6 +582,7 @@ class EcsHook(AliyunBaseHook):
     async def describe_invocation_results_async(self, region: str | None, invoke_id: str,
                                                 instance_id: str | None = None,
                                                 client: EcsClient | None = None) -> list[dict]:
+        await self.asettings()
         region = self.resolve_region(region)
         client = client or self.get_async_client(region)
         return await self._apages_by_token(client, "DescribeInvocationResults", region,
@@ -608,6 +611,7 @@ class EcsHook(AliyunBaseHook):
     async def describe_invocations_async(self, region: str | None, invoke_id: str | None = None, *,
                                          instance_id: str | None = None, include_output: bool = False,
                                          client: EcsClient | None = None) -> list[dict]:
+        await self.asettings()
         region = self.resolve_region(region)
         client = client or self.get_async_client(region)
         return await self._apages_by_token(client, "DescribeInvocations", region,
