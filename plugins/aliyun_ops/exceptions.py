@@ -16,6 +16,12 @@ THROTTLING_CODES = frozenset({
 SERVER_CODES = frozenset({"InternalError", "UnknownError", "ServiceUnavailable", "InternalServerError"})
 """Error codes of transient server-side failures, retried like any 5xx."""
 
+TRANSIENT_CODES = frozenset({
+    "OperationConflict", "LastTokenProcessing", "IdempotenceProcessing", "ServiceBusy", "InternalError.Dispatch",
+    "RequestTimeout",
+})
+"""4xx codes Alibaba documents as "try again later" (a concurrent operation, a ClientToken still being processed)."""
+
 NETWORK_ERROR_CODE = "NetworkError"
 """Code given to connection errors, resets and timeouts (no HTTP response was received)."""
 

@@ -166,6 +166,7 @@ def test_classify_sdk_exceptions():
     assert throttle_no_header.retryable
     assert classify_error("X", ServerException(status_code=500, code="InternalError")).retryable
     assert not classify_error("X", ClientException(status_code=403, code="Forbidden.RAM")).retryable
+    assert classify_error("X", ClientException(status_code=403, code="OperationConflict")).retryable
     assert classify_error("X", ConnectionResetError("reset")).code == "NetworkError"
     assert classify_error("X", ValueError("a bug")) is None  # programming errors are not wrapped
 

@@ -32,7 +32,13 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
-from aliyun_ops.exceptions import NETWORK_ERROR_CODE, SERVER_CODES, THROTTLING_CODES, AliyunApiError
+from aliyun_ops.exceptions import (
+    NETWORK_ERROR_CODE,
+    SERVER_CODES,
+    THROTTLING_CODES,
+    TRANSIENT_CODES,
+    AliyunApiError,
+)
 from aliyun_ops.ratelimit import RateLimiter, backoff_delay, shared_limiter
 
 if TYPE_CHECKING:
@@ -349,6 +355,8 @@ def classify_error(action: str, exc: BaseException, *, service: str | None = Non
     if status is not None and 400 <= status < 500 and not (code and (code in THROTTLING_CODES
                                                                      or code.startswith("Throttling"))):
         retryable = retryable and status in (408, 429)
+    if code in TRANSIENT_CODES:
+        retryable = True
     if code is None and status is None:
         # e.g. a non-JSON error body: report it, don't retry blindly
         code = type(inner).__name__
