@@ -17,7 +17,7 @@ import hmac
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 from .errors import ApiError
 
@@ -141,14 +141,20 @@ def _percent_encode(value: str) -> str:
 
 
 def verify_rpc_v1(method: str, params: dict[str, str], secret: str) -> None:
-    """Check the classic RPC signature (``SignatureMethod=HMAC-SHA1``)."""
+    """Check the classic RPC signature (``SignatureMethod=HMAC-SHA1``).
+
+    aliyun-python-sdk-core percent-encodes spaces as ``%20``; alibabacloud-credentials' STS
+    client uses ``quote_plus`` (space as ``+``). Either canonical form is accepted.
+    """
     signature = params.get("Signature")
     if not signature:
         raise ApiError("IncompleteSignature", "The request signature does not conform to Aliyun standards.", 400)
     items = sorted((k, v) for k, v in params.items() if k != "Signature")
-    canonical = "&".join(f"{_percent_encode(k)}={_percent_encode(v)}" for k, v in items)
-    string_to_sign = f"{method}&{_percent_encode('/')}&{_percent_encode(canonical)}"
-    digest = hmac.new(f"{secret}&".encode(), string_to_sign.encode(), hashlib.sha1).digest()
-    expected = base64.b64encode(digest).decode()
-    if not hmac.compare_digest(expected, signature):
-        raise _signature_mismatch()
+    key = f"{secret}&".encode()
+    for encode in (_percent_encode, quote_plus):
+        canonical = "&".join(f"{encode(k)}={encode(v)}" for k, v in items)
+        string_to_sign = f"{method}&{encode('/')}&{encode(canonical)}"
+        expected = base64.b64encode(hmac.new(key, string_to_sign.encode(), hashlib.sha1).digest()).decode()
+        if hmac.compare_digest(expected, signature):
+            return
+    raise _signature_mismatch()
