@@ -366,32 +366,44 @@ def describe_instances(call: Call, p: Params) -> dict:
     name = common.name_matcher(p.str("InstanceName"))
     ips = set(common.id_list(p, "PrivateIpAddresses")) if "PrivateIpAddresses" in p else None
     tags = common.tag_filters(p)
-    items = []
-    for r in _instances_in(call.state, region, ids or None):
-        if status and r["Status"] != status:
-            continue
-        if zone and r["ZoneId"] != zone:
-            continue
-        va = r.get("VpcAttributes") or {}
-        if vpc and va.get("VpcId") != vpc:
-            continue
-        if vsw and va.get("VSwitchId") != vsw:
-            continue
-        if group and group not in r.get("SecurityGroupIds", []):
-            continue
-        if image_id and r.get("ImageId") != image_id:
-            continue
-        if itype and r.get("InstanceType") != itype:
-            continue
-        if family and r.get("InstanceTypeFamily") != family:
-            continue
-        if name and not name(r.get("InstanceName", "")):
-            continue
-        if ips is not None and not ips & set((va.get("PrivateIpAddress") or {}).get("IpAddress", [])):
-            continue
-        if tags and not common.match_tags(r.get("Tags"), tags):
-            continue
-        items.append(r)
+    preds = []
+    if status:
+        preds.append(lambda r: r["Status"] == status)
+    if zone:
+        preds.append(lambda r: r["ZoneId"] == zone)
+    if vpc:
+        preds.append(lambda r: (r.get("VpcAttributes") or {}).get("VpcId") == vpc)
+    if vsw:
+        preds.append(lambda r: (r.get("VpcAttributes") or {}).get("VSwitchId") == vsw)
+    if group:
+        preds.append(lambda r: group in r.get("SecurityGroupIds", []))
+    if image_id:
+        preds.append(lambda r: r.get("ImageId") == image_id)
+    if itype:
+        preds.append(lambda r: r.get("InstanceType") == itype)
+    if family:
+        preds.append(lambda r: r.get("InstanceTypeFamily") == family)
+    if name:
+        preds.append(lambda r: name(r.get("InstanceName", "")))
+    if ips is not None:
+        preds.append(lambda r: bool(ips & set(((r.get("VpcAttributes") or {}).get("PrivateIpAddress") or {})
+                                               .get("IpAddress", []))))
+    for key, value in tags:
+        if value is None:
+            preds.append(lambda r, k=key: k in (r.get("Tags") or {}))
+        else:
+            preds.append(lambda r, k=key, v=value: (r.get("Tags") or {}).get(k) == v)
+    table = call.state.table("ecs.instances")
+    if ids:
+        source = _instances_in(call.state, region, ids)
+    else:
+        source = (r for r in table.values() if r["RegionId"] == region)
+    if not preds:
+        items = list(source)
+    elif len(preds) == 1:
+        items = list(filter(preds[0], source))
+    else:
+        items = [r for r in source if all(pred(r) for pred in preds)]
     page, counters = common.paginate(items, p, default_size=10, max_size=100)
     return {"Instances": {"Instance": [instance_out(r) for r in page]}, **counters}
 
