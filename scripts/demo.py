@@ -93,9 +93,19 @@ def start() -> int:
     report = DEMO / "reports" / DAG_ID / f"{run_id}.txt"
     print(f"\nrun {run_id}: {state}\n")
     print(report.read_text() if report.exists() else f"(no report at {report}; see .demo/airflow.log)")
-    print(f"\nAirflow UI: http://localhost:{AIRFLOW_PORT}  login: admin / admin")
+    print(f"\nAirflow UI: http://localhost:{AIRFLOW_PORT}  login: {login()}")
     print("Emails sent by the DAG are printed in .demo/smtp.log. `make stop` stops everything.")
     return 0 if state == "success" else 1
+
+
+def login() -> str:
+    """The user and password Airflow's simple auth manager generated for `admin`."""
+    generated = DEMO / "airflow" / "simple_auth_manager_passwords.json.generated"
+    try:
+        users = json.loads(generated.read_text())
+        return ", ".join(f"{user} / {password}" for user, password in users.items())
+    except (OSError, ValueError):
+        return f"admin / (see {generated})"
 
 
 def wait_run(run_id: str, timeout: float) -> str:
