@@ -1,0 +1,875 @@
+"""ECS instance operators: select, start, stop, replace system disk, run and delete temporary instances.
+
+Every operator here takes its instances in the same loose forms (so they chain without glue):
+a single id (``"i-1"``), a comma-separated string, a list of ids, or a list of objects with an
+``instance_id`` (and optionally ``region``) key, e.g. the output of :class:`SelectInstancesOperator`
+or of any other operator in this module.
+
+Per-instance results (the XCom of Start/Stop/ReplaceSystemDisk/Delete) are a list of::
+
+    {"instance_id": "i-1", "region": "cn-hangzhou", "outcome": "success" | "failed" | "skipped",
+     "status": "Running", "reason": "already Running"}
+
+``outcome`` is what this task did; ``status`` is the last instance status seen. A task fails only
+when the failures exceed ``max_errors`` (a count or a percentage, as in Alibaba OOS).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from aliyun_ops.batch import ItemResult, run_batch
+from aliyun_ops.exceptions import AliyunApiError
+from aliyun_ops.hooks.ecs import EcsHook
+from aliyun_ops.logic.budget import ErrorBudget, resolve_count
+from aliyun_ops.logic.provenance import (
+    DAG_ID,
+    MANAGED_BY_KEY,
+    MANAGED_BY_VALUE,
+    RUN_ID,
+    merge_tags,
+    provenance_tags,
+    validate_tags,
+)
+from aliyun_ops.logic.selection import INSTANCE_STATUSES, Criteria, compact, select
+from aliyun_ops.operators.base import AliyunBaseOperator
+from aliyun_ops.triggers.base import deadline_from
+from aliyun_ops.triggers.ecs_instances import DELETED, InstanceStatusTrigger, InstanceWatch, poll_instances
+
+_REGION_RE = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
+_ID_RE = re.compile(r"^i-[A-Za-z0-9]+$")
+MAX_IDS = 100
+
+SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+
+
+# -- shared helpers ------------------------------------------------------------------------------
+def check_region(region: Any, what: str = "region") -> str:
+    if not isinstance(region, str) or not _REGION_RE.match(region):
+        raise ValueError(f"{what} {region!r} does not look like an Alibaba Cloud region id (e.g. cn-hangzhou)")
+    return region
+
+
+def normalize_instances(instances: Any, default_region: str | None) -> list[dict]:
+    """Loose instance input -> ``[{"instance_id", "region"}]`` (order kept, duplicates removed).
+
+    >>> normalize_instances("i-1, i-2", "cn-hangzhou")[1]
+    {'instance_id': 'i-2', 'region': 'cn-hangzhou'}
+    """
+    if instances is None:
+        return []
+    if isinstance(instances, str):
+        instances = [s.strip() for s in instances.split(",") if s.strip()]
+    elif isinstance(instances, Mapping):
+        instances = [instances]
+    if not isinstance(instances, Iterable):
+        raise ValueError(f"instances must be ids or objects with 'instance_id', got {type(instances).__name__}")
+    out: list[dict] = []
+    seen: set[str] = set()
+    for item in instances:
+        if isinstance(item, str):
+            iid, region = item.strip(), default_region
+        elif isinstance(item, Mapping):
+            iid = item.get("instance_id") or item.get("InstanceId")
+            region = item.get("region") or item.get("RegionId") or default_region
+        else:
+            raise ValueError(f"cannot read an instance id from {item!r}")
+        if not isinstance(iid, str) or not _ID_RE.match(iid):
+            raise ValueError(f"instance id {iid!r} does not look like an ECS instance id (i-...)")
+        if not region:
+            raise ValueError(f"no region for {iid}: pass region=... or give each item a 'region'")
+        check_region(region)
+        if iid not in seen:
+            seen.add(iid)
+            out.append({"instance_id": iid, "region": region})
+    return out
+
+
+def by_region(items: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for item in items:
+        out.setdefault(item["region"], []).append(item["instance_id"])
+    return out
+
+
+def normalize_regions(regions: Any) -> list[str]:
+    if regions is None:
+        return []
+    if isinstance(regions, str):
+        regions = [r.strip() for r in regions.split(",") if r.strip()]
+    if not isinstance(regions, Iterable):
+        raise ValueError("regions must be a list of region ids")
+    return list(dict.fromkeys(check_region(r) for r in regions))
+
+
+def check_count(value: Any, name: str, *, minimum: int = 0) -> None:
+    """Validate a ``concurrency``/``max_errors`` value (number or percentage) before any call."""
+    resolve_count(value, 100, name=name, minimum=minimum)
+
+
+def result(item: Mapping[str, Any], outcome: str, status: str = "", reason: str = "", **extra: Any) -> dict:
+    return {"instance_id": item["instance_id"], "region": item["region"], "outcome": outcome, "status": status,
+            "reason": reason, **extra}
+
+
+def log_results(log: Any, title: str, results: Sequence[Mapping[str, Any]]) -> None:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    log.info("%s: %s", title, ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to do")
+    for r in results:
+        log.info("  %-24s %-14s %-8s %-10s %s", r["instance_id"], r["region"], r["outcome"], r.get("status", ""),
+                 r.get("reason", ""))
+
+
+def enforce_budget(results: Sequence[Mapping[str, Any]], max_errors: int | str, what: str) -> None:
+    """Raise ``RuntimeError`` if the failures exceed ``max_errors``."""
+    failed = [r for r in results if r["outcome"] == FAILED]
+    budget = ErrorBudget.of(max_errors, len(results))
+    budget.fail(len(failed))
+    if budget.exhausted:
+        sample = "; ".join(f"{r['instance_id']}: {r.get('reason', '')}" for r in failed[:5])
+        raise RuntimeError(f"{what}: {len(failed)} of {len(results)} instances failed, more than max_errors="
+                           f"{max_errors!r} allows ({budget.allowed}). {sample}")
+
+
+def describe_targets(hook: EcsHook, targets: Sequence[Mapping[str, Any]]) -> dict[str, dict]:
+    """``{instance_id: DescribeInstances record}`` for the targets that exist (batched, per region)."""
+    found: dict[str, dict] = {}
+    for region, ids in by_region(targets).items():
+        for rec in hook.describe_instances(region, instance_ids=ids):
+            found[rec["InstanceId"]] = rec
+    return found
+
+
+def select_by_tags(hook: EcsHook, regions: Sequence[str], tags: Mapping[str, str]) -> list[dict]:
+    out = []
+    for region in regions:
+        out.extend({"instance_id": r["InstanceId"], "region": region}
+                   for r in hook.describe_instances(region, tags=tags))
+    return out
+
+
+class _WaitMixin:
+    """Waiting for instance statuses: deferred to :class:`InstanceStatusTrigger`, or polled in process."""
+
+    deferrable: bool
+    poll_interval: float
+    wait_timeout: float | None
+    aliyun_conn_id: str
+
+    def _trigger(self, targets: Mapping[str, Sequence[str]], target_status: str) -> InstanceStatusTrigger:
+        return InstanceStatusTrigger(targets=dict(targets), target_status=target_status,
+                                     aliyun_conn_id=self.aliyun_conn_id, poll_interval=self.poll_interval,
+                                     deadline=deadline_from(self.wait_timeout))
+
+    def _defer_timeout(self) -> timedelta | None:
+        return None if self.wait_timeout is None else timedelta(seconds=float(self.wait_timeout) + 300)
+
+    def _wait_here(self, hook: EcsHook, targets: Mapping[str, Sequence[str]], target_status: str) -> dict:
+        watch = InstanceWatch(targets, target_status)
+        return poll_instances(hook, watch, poll_interval=self.poll_interval,
+                              deadline=deadline_from(self.wait_timeout), log=self.log)  # type: ignore[attr-defined]
+
+
+def _check_wait_args(poll_interval: Any, wait_timeout: Any) -> None:
+    if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
+        raise ValueError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
+    if wait_timeout is not None and (not isinstance(wait_timeout, (int, float)) or wait_timeout <= 0):
+        raise ValueError(f"wait_timeout must be a positive number of seconds or None, got {wait_timeout!r}")
+
+
+# -- select --------------------------------------------------------------------------------------
+class SelectInstancesOperator(AliyunBaseOperator):
+    """Select ECS instances by tags, ids, name pattern and status across regions; returns compact records.
+
+    Server-side filters are used where DescribeInstances has them (``Tag.N``, ``Status`` when one
+    status is asked for, ``InstanceIds`` in chunks of 100, ``InstanceName`` for ``*``-only patterns);
+    :mod:`aliyun_ops.logic.selection` applies the rest, so the result is exact. Every page is read.
+    Selecting with no tags, ids or name pattern is refused (it would select the whole account).
+
+    Return value (XCom ``return_value``): ``[{"instance_id", "instance_name", "region", "zone", "status",
+    "tags"}]`` sorted by region, name, id. Ids asked for but not found in any region are logged as a
+    warning and pushed as a separate XCom key ``missing`` (a list of ids), so the main result stays a
+    clean list you can hand to the next operator or ``.expand()``; with ``fail_on_missing=True`` they
+    fail the task instead.
+
+    Example::
+
+        select = SelectInstancesOperator(task_id="select", regions=["cn-hangzhou", "cn-shanghai"],
+                                         tags={"env": "test"}, statuses=["Running"])
+        StopInstancesOperator(task_id="stop", instances=select.output)
+    """
+
+    template_fields = ("aliyun_conn_id", "region", "regions", "tags", "instance_ids", "name_pattern", "statuses")
+    hook_class = EcsHook
+
+    def __init__(self, *, regions: Sequence[str] | str | None = None, tags: Mapping[str, str] | None = None,
+                 instance_ids: Sequence[str] | str | None = None, name_pattern: str | None = None,
+                 statuses: Sequence[str] | str | None = None, fail_on_missing: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.regions = regions
+        self.tags = tags
+        self.instance_ids = instance_ids
+        self.name_pattern = name_pattern
+        self.statuses = statuses
+        self.fail_on_missing = fail_on_missing
+
+    def criteria(self) -> Criteria:
+        """Validated criteria (``ValueError`` on bad input; no API call)."""
+        regions = normalize_regions(self.regions) or [self.resolve_region()]
+        ids = self.instance_ids
+        if isinstance(ids, str):
+            ids = [s.strip() for s in ids.split(",") if s.strip()]
+        statuses = self.statuses
+        if isinstance(statuses, str):
+            statuses = [s.strip() for s in statuses.split(",") if s.strip()]
+        tags = validate_tags(self.tags or {}, what="tags")
+        crit = Criteria(regions=tuple(regions), tags=tags, instance_ids=tuple(ids or ()),
+                        name_pattern=self.name_pattern or None, statuses=tuple(statuses or ()))
+        crit.validate()
+        return crit
+
+    def execute(self, context: Any) -> list[dict]:
+        crit = self.criteria()
+        hook = self.hook
+        status = crit.statuses[0] if len(crit.statuses) == 1 else None
+        name = crit.name_pattern if crit.name_pattern and not set("?[]") & set(crit.name_pattern) else None
+        records: list[dict] = []
+        for region in crit.regions:
+            found = hook.describe_instances(region, instance_ids=list(crit.instance_ids) or None,
+                                            tags=dict(crit.tags) or None, status=status, name=name)
+            self.log.info("%s: %d instance(s) match the server-side filters", region, len(found))
+            records.extend(found)
+        # an id may exist but be filtered out server-side: it is not "missing", only excluded
+        missing: list[str] = []
+        if crit.instance_ids:
+            seen = {r["InstanceId"] for r in records}
+            unseen = [i for i in crit.instance_ids if i not in seen]
+            if unseen and (crit.tags or status or name):
+                for region in crit.regions:
+                    seen |= {r["InstanceId"] for r in hook.describe_instances(region, instance_ids=unseen)}
+            missing = [i for i in crit.instance_ids if i not in seen]
+        selection = select(records, crit)
+        for ex in selection.excluded:
+            self.log.info("excluded %s (%s): %s", ex["instance_id"], ex["region"], ex.get("reason"))
+        self.log.info("selected %d instance(s) in %s", len(selection.selected), ", ".join(crit.regions))
+        if missing:
+            self.log.warning("%d instance id(s) not found in %s: %s", len(missing), ", ".join(crit.regions),
+                             ", ".join(missing))
+        context["ti"].xcom_push(key="missing", value=missing)
+        if missing and self.fail_on_missing:
+            raise RuntimeError(f"instance id(s) not found in {list(crit.regions)}: {missing}")
+        return selection.selected
+
+
+# -- start / stop --------------------------------------------------------------------------------
+class _PowerOperator(_WaitMixin, AliyunBaseOperator):
+    """Shared by Start/Stop: skip instances already there, batch the API calls, wait, report per instance."""
+
+    template_fields = ("aliyun_conn_id", "region", "instances", "regions", "tags")
+    hook_class = EcsHook
+    target_status = ""
+    from_status = ""         # status an instance must have for the API call
+    heading = ("",)          # statuses already on the way to the target: wait only
+
+    def __init__(self, *, instances: Any = None, regions: Sequence[str] | str | None = None,
+                 tags: Mapping[str, str] | None = None, concurrency: int | str = "100%",
+                 max_errors: int | str = 0, wait_for_completion: bool = True, deferrable: bool = True,
+                 poll_interval: float = 15.0, wait_timeout: float | None = 1800.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.instances = instances
+        self.regions = regions
+        self.tags = tags
+        self.concurrency = concurrency
+        self.max_errors = max_errors
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+
+    # -- validation and targets -------------------------------------------------------------------
+    def validate(self) -> None:
+        check_count(self.concurrency, "concurrency", minimum=1)
+        check_count(self.max_errors, "max_errors")
+        _check_wait_args(self.poll_interval, self.wait_timeout)
+        if self.instances is None and not self.tags:
+            raise ValueError("give instances (ids or selected records) or tags to select them by")
+        if self.tags is not None:
+            validate_tags(self.tags, what="tags")
+            if not self.tags:
+                raise ValueError("tags must not be empty: refusing to act on every instance")
+        normalize_regions(self.regions)
+
+    def targets(self, hook: EcsHook) -> list[dict]:
+        default = self.region or hook.region
+        items = normalize_instances(self.instances, default) if self.instances is not None else []
+        if self.tags:
+            regions = normalize_regions(self.regions) or [self.resolve_region()]
+            known = {i["instance_id"] for i in items}
+            items += [i for i in select_by_tags(hook, regions, self.tags) if i["instance_id"] not in known]
+        return items
+
+    def call_api(self, hook: EcsHook, region: str, ids: list[str]) -> list[dict]:
+        raise NotImplementedError
+
+    # -- flow ---------------------------------------------------------------------------------------
+    def execute(self, context: Any) -> list[dict]:
+        self.validate()
+        hook = self.hook
+        items = self.targets(hook)
+        current = describe_targets(hook, items)
+        results: dict[str, dict] = {}
+        todo: list[dict] = []
+        for item in items:
+            rec = current.get(item["instance_id"])
+            if rec is None:
+                results[item["instance_id"]] = result(item, FAILED, "", f"instance not found in {item['region']}")
+                continue
+            status = rec.get("Status", "")
+            item = {**item, "status": status}
+            if status == self.target_status:
+                results[item["instance_id"]] = result(item, SKIPPED, status, f"already {status}")
+            elif status == self.from_status or status in self.heading:
+                todo.append(item)
+            else:
+                results[item["instance_id"]] = result(
+                    item, FAILED, status, f"cannot go {status} -> {self.target_status}; retry when it settles")
+        wave = max(1, resolve_count(self.concurrency, len(todo), name="concurrency", minimum=1)) if todo else 1
+        waves = [todo[i:i + wave] for i in range(0, len(todo), wave)]
+        self.log.info("%d instance(s): %d to %s in %d wave(s), %d skipped, %d failed before any call", len(items),
+                      len(todo), self.target_status, len(waves),
+                      sum(1 for r in results.values() if r["outcome"] == SKIPPED),
+                      sum(1 for r in results.values() if r["outcome"] == FAILED))
+        state = {"order": [i["instance_id"] for i in items], "results": results, "waves": waves}
+        return self._run_waves(context, state)
+
+    def _run_waves(self, context: Any, state: dict) -> list[dict]:
+        hook = self.hook
+        results = state["results"]
+        total = len(state["order"])
+        while state["waves"]:
+            budget = ErrorBudget.of(self.max_errors, total)
+            budget.fail(sum(1 for r in results.values() if r["outcome"] == FAILED))
+            if budget.exhausted:
+                for wave_items in state["waves"]:
+                    for item in wave_items:
+                        results[item["instance_id"]] = result(
+                            item, SKIPPED, item.get("status", ""),
+                            f"not started: more than {budget.allowed} errors (max_errors)")
+                state["waves"] = []
+                break
+            wave_items = state["waves"].pop(0)
+            waiting: dict[str, list[str]] = {}
+            for region, ids in by_region([i for i in wave_items if i["status"] == self.from_status]).items():
+                try:
+                    responses = self.call_api(hook, region, ids)
+                except AliyunApiError as err:
+                    responses = [{"InstanceId": i, "Code": err.code, "Message": err.message} for i in ids]
+                answered = {r.get("InstanceId"): r for r in responses}
+                for item in (i for i in wave_items if i["region"] == region and i["instance_id"] in ids):
+                    resp = answered.get(item["instance_id"], {"Code": "NoResponse", "Message": "no answer"})
+                    if str(resp.get("Code")) == "200":
+                        waiting.setdefault(region, []).append(item["instance_id"])
+                    else:
+                        results[item["instance_id"]] = result(item, FAILED, resp.get("CurrentStatus") or item["status"],
+                                                              f"{resp.get('Code')}: {resp.get('Message')}")
+            for item in wave_items:
+                if item["status"] in self.heading:
+                    waiting.setdefault(item["region"], []).append(item["instance_id"])
+            for item in wave_items:
+                if item["instance_id"] not in results:
+                    results[item["instance_id"]] = result(item, SUCCESS, self.target_status if not
+                                                          self.wait_for_completion else item["status"],
+                                                          "requested" if not self.wait_for_completion else "")
+            if not waiting or not self.wait_for_completion:
+                continue
+            if self.deferrable:
+                self.defer(trigger=self._trigger(waiting, self.target_status), method_name="execute_complete",
+                           kwargs={"state": state}, timeout=self._defer_timeout())
+            self._apply_event(state, self._wait_here(hook, waiting, self.target_status))
+        return self._finish(state)
+
+    def execute_complete(self, context: Any, event: dict | None = None, state: dict | None = None) -> list[dict]:
+        if event is None or state is None:
+            raise RuntimeError("resumed without a trigger event")
+        self._apply_event(state, event)
+        return self._run_waves(context, state)
+
+    def _apply_event(self, state: dict, event: Mapping[str, Any]) -> None:
+        results = state["results"]
+        if event.get("status") == "error":
+            self.log.error("waiting failed: %s", event.get("message"))
+        for iid, info in (event.get("instances") or {}).items():
+            res = results.get(iid)
+            if res is None:
+                continue
+            res["status"] = info.get("status", res.get("status", ""))
+            if info.get("reached"):
+                res["outcome"], res["reason"] = SUCCESS, res.get("reason") or ""
+            else:
+                res["outcome"] = FAILED
+                res["reason"] = (f"did not reach {self.target_status} (last status {info.get('status')}; "
+                                 f"wait {event.get('status')}: {event.get('message', '')})")
+
+    def _finish(self, state: dict) -> list[dict]:
+        results = [state["results"][iid] for iid in state["order"]]
+        log_results(self.log, f"{type(self).__name__} -> {self.target_status}", results)
+        enforce_budget(results, self.max_errors, type(self).__name__)
+        return results
+
+
+class StartInstancesOperator(_PowerOperator):
+    """Start ECS instances (ids, selected records, or by tags) and wait until they are Running.
+
+    Instances already Running are reported ``skipped`` ("already Running"); ``Starting`` ones are only
+    waited for. StartInstances is called with up to 100 ids per call (``BatchOptimization=SuccessFirst``,
+    so one bad instance does not fail its batch). ``concurrency`` (number or percentage, default
+    ``"100%"``) makes rolling waves: each wave is started and waited for before the next begins.
+    Once failures exceed ``max_errors`` no new wave starts. Waiting is deferred to
+    :class:`~aliyun_ops.triggers.ecs_instances.InstanceStatusTrigger` unless ``deferrable=False``.
+
+    Returns the per-instance results described in :mod:`aliyun_ops.operators.ecs_instances`.
+
+    Example::
+
+        StartInstancesOperator(task_id="start_test_env", regions=["cn-hangzhou"], tags={"env": "test"},
+                               concurrency="25%", max_errors=1)
+    """
+
+    target_status = "Running"
+    from_status = "Stopped"
+    heading = ("Starting", "Pending")
+
+    def call_api(self, hook: EcsHook, region: str, ids: list[str]) -> list[dict]:
+        return hook.start_instances(region, ids)
+
+
+class StopInstancesOperator(_PowerOperator):
+    """Stop ECS instances (ids, selected records, or by tags) and wait until they are Stopped.
+
+    ``force_stop`` (power off), ``stopped_mode`` (``KeepCharging`` / ``StopCharging``; None: the account
+    default). Already Stopped instances are ``skipped``; ``Stopping`` ones are only waited for.
+    Batching, waves, ``max_errors`` and deferral are as in :class:`StartInstancesOperator`.
+
+    Example::
+
+        StopInstancesOperator(task_id="stop_test_env", instances=select.output,
+                              stopped_mode="StopCharging", max_errors="10%")
+    """
+
+    template_fields = (*_PowerOperator.template_fields, "stopped_mode")
+    target_status = "Stopped"
+    from_status = "Running"
+    heading = ("Stopping",)
+
+    def __init__(self, *, force_stop: bool = False, stopped_mode: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.force_stop = force_stop
+        self.stopped_mode = stopped_mode
+
+    def validate(self) -> None:
+        super().validate()
+        if self.stopped_mode not in (None, "", "KeepCharging", "StopCharging"):
+            raise ValueError(f"stopped_mode must be KeepCharging or StopCharging, got {self.stopped_mode!r}")
+
+    def call_api(self, hook: EcsHook, region: str, ids: list[str]) -> list[dict]:
+        return hook.stop_instances(region, ids, force_stop=bool(self.force_stop),
+                                   stopped_mode=self.stopped_mode or None)
+
+
+# -- replace system disk ---------------------------------------------------------------------------
+class ReplaceSystemDiskOperator(AliyunBaseOperator):
+    """Replace the system disk of instances with ``image_id``: stop, replace, wait In_use, start, wait Running.
+
+    The OOS ``ACS::ECS::ReplaceSystemDisk`` sequence per instance, run over many instances with
+    ``concurrency`` and ``max_errors``. On a retry an instance whose system disk already comes from
+    ``image_id`` is not replaced again (only started if needed), and ReplaceSystemDisk carries a stable
+    ClientToken. ``password`` / ``key_pair_name`` (optional, mutually exclusive) are sent to the API
+    and never logged; ``password`` is deliberately not a templated field (rendered fields are shown in
+    the UI). This operator is **not deferrable**: it is a multi-step state machine per instance whose
+    steps take seconds to a few minutes; it polls in process with ``poll_interval``.
+
+    Returns per-instance results with ``disk_id`` (the new system disk) and ``image_id``.
+
+    Example::
+
+        ReplaceSystemDiskOperator(task_id="reimage", instances=["i-1", "i-2"], image_id="m-golden",
+                                  region="cn-hangzhou", key_pair_name="ops", concurrency=2, max_errors=0)
+    """
+
+    template_fields = ("aliyun_conn_id", "region", "instances", "image_id", "key_pair_name")
+    hook_class = EcsHook
+
+    def __init__(self, *, instances: Any, image_id: str, password: str | None = None,
+                 key_pair_name: str | None = None, password_inherit: bool | None = None,
+                 system_disk_size: int | None = None, concurrency: int | str = 10, max_errors: int | str = 0,
+                 poll_interval: float = 5.0, step_timeout: float = 1800.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.instances = instances
+        self.image_id = image_id
+        self.password = password
+        self.key_pair_name = key_pair_name
+        self.password_inherit = password_inherit
+        self.system_disk_size = system_disk_size
+        self.concurrency = concurrency
+        self.max_errors = max_errors
+        self.poll_interval = poll_interval
+        self.step_timeout = step_timeout
+        if password:
+            _mask(password)
+
+    def validate(self) -> list[dict]:
+        if not isinstance(self.image_id, str) or not self.image_id.strip():
+            raise ValueError("image_id is required")
+        if self.password and self.key_pair_name:
+            raise ValueError("give password or key_pair_name, not both")
+        if self.password and self.password_inherit:
+            raise ValueError("password and password_inherit=True exclude each other")
+        if self.password is not None and not (8 <= len(self.password) <= 30):
+            raise ValueError("password must be 8-30 characters (Alibaba's rule)")
+        if self.system_disk_size is not None and not (20 <= int(self.system_disk_size) <= 2048):
+            raise ValueError("system_disk_size must be 20-2048 GiB")
+        check_count(self.concurrency, "concurrency", minimum=1)
+        check_count(self.max_errors, "max_errors")
+        _check_wait_args(self.poll_interval, self.step_timeout)
+        items = normalize_instances(self.instances, self.region or self.hook.region)
+        if not items:
+            raise ValueError("instances is empty")
+        return items
+
+    def _wait(self, hook: EcsHook, item: Mapping[str, str], target: str) -> str:
+        event = poll_instances(hook, InstanceWatch({item["region"]: [item["instance_id"]]}, target),
+                               poll_interval=self.poll_interval, deadline=deadline_from(self.step_timeout))
+        info = event["instances"][item["instance_id"]]
+        if not info["reached"]:
+            raise RuntimeError(f"did not reach {target}: {event['message']}")
+        return info["status"]
+
+    def _wait_disk(self, hook: EcsHook, region: str, disk_id: str) -> None:
+        deadline = time.time() + self.step_timeout
+        while True:
+            disks = hook.describe_disks(region, [disk_id])
+            status = disks[0].get("Status") if disks else "missing"
+            if status == "In_use":
+                return
+            if time.time() >= deadline:
+                raise RuntimeError(f"new system disk {disk_id} is {status}, not In_use, after {self.step_timeout}s")
+            time.sleep(self.poll_interval)
+
+    def _system_disk(self, hook: EcsHook, region: str, instance_id: str) -> dict | None:
+        disks = hook.describe_disks(region, instance_id=instance_id, disk_type="system")
+        return disks[0] if disks else None
+
+    def _one(self, context: Any, hook: EcsHook, item: dict) -> dict:
+        region, iid = item["region"], item["instance_id"]
+        recs = hook.describe_instances(region, instance_ids=[iid])
+        if not recs:
+            raise RuntimeError(f"instance not found in {region}")
+        status = recs[0].get("Status")
+        disk = self._system_disk(hook, region, iid)
+        if disk is not None and disk.get("ImageId") == self.image_id:
+            self.log.info("%s: system disk %s already comes from %s; not replacing", iid, disk["DiskId"],
+                          self.image_id)
+            disk_id, replaced = disk["DiskId"], False
+        else:
+            if status == "Running":
+                hook.stop_instance(region, iid)
+                status = self._wait(hook, item, "Stopped")
+            elif status in ("Stopping", "Starting", "Pending"):
+                status = self._wait(hook, item, "Stopped" if status == "Stopping" else "Running")
+                if status == "Running":
+                    hook.stop_instance(region, iid)
+                    status = self._wait(hook, item, "Stopped")
+            extra = {"password": self.password} if self.password else {}
+            disk_id = hook.replace_system_disk(
+                region, iid, self.image_id, client_token=self.client_token(context, "replace-disk", iid,
+                                                                           self.image_id),
+                system_disk_size=self.system_disk_size, password_inherit=self.password_inherit,
+                key_pair_name=self.key_pair_name or None, **extra)
+            self.log.info("%s: new system disk %s from %s", iid, disk_id, self.image_id)
+            self._wait_disk(hook, region, disk_id)
+            replaced = True
+            status = "Stopped"
+        if status != "Running":
+            recs = hook.describe_instances(region, instance_ids=[iid])
+            status = recs[0].get("Status") if recs else "Missing"
+            if status == "Stopped":
+                hook.start_instance(region, iid)
+            status = self._wait(hook, item, "Running")
+        return {"disk_id": disk_id, "replaced": replaced, "status": status}
+
+    def execute(self, context: Any) -> list[dict]:
+        items = self.validate()
+        hook = self.hook
+        batch: list[ItemResult] = run_batch(items, lambda item: self._one(context, hook, item),
+                                            key=lambda i: i["instance_id"], concurrency=self.concurrency,
+                                            max_errors=self.max_errors)
+        results = []
+        for item, res in zip(items, batch, strict=True):
+            value = res.value or {}
+            reason = res.error or ("replaced" if value.get("replaced") else
+                                   "system disk already from image" if res.status == SUCCESS else "")
+            results.append(result(item, res.status, value.get("status", ""), reason, image_id=self.image_id,
+                                  disk_id=value.get("disk_id")))
+        log_results(self.log, f"ReplaceSystemDisk -> {self.image_id}", results)
+        enforce_budget(results, self.max_errors, "ReplaceSystemDisk")
+        return results
+
+
+def _mask(secret: str) -> None:
+    try:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(secret)
+    except Exception:  # masking is best effort; the value is never logged by us anyway
+        pass
+
+
+# -- temporary instances -----------------------------------------------------------------------------
+def default_network(hook: EcsHook, region: str, zone: str | None = None) -> tuple[str, str]:
+    """``(vswitch_id, security_group_id)`` of the region's default VPC (DescribeVSwitches, DescribeSecurityGroups).
+
+    Goes through the hook's ``call`` (rate limit, retries, logging) with the official VPC and ECS SDKs.
+    """
+    from alibabacloud_ecs20140526 import models as ecs_models
+    from alibabacloud_vpc20160428 import models as vpc_models
+    from alibabacloud_vpc20160428.client import Client as VpcClient
+
+    vpc = VpcClient(hook.openapi_config(region))
+    resp = hook.call("DescribeVSwitches", vpc.describe_vswitches, vpc_models.DescribeVSwitchesRequest(
+        region_id=region, is_default=True, zone_id=zone, page_size=50), region=region, service="VPC")
+    vswitches = resp.body.to_map().get("VSwitches", {}).get("VSwitch") or []
+    if not vswitches:
+        raise RuntimeError(f"no default vSwitch in {region}{' zone ' + zone if zone else ''}: pass vswitch_id")
+    vsw = vswitches[0]
+    client = hook.get_client(region)
+    resp = hook.call("DescribeSecurityGroups", client.describe_security_groups,
+                     ecs_models.DescribeSecurityGroupsRequest(region_id=region, vpc_id=vsw["VpcId"], page_size=50),
+                     region=region, service="ECS")
+    groups = resp.body.to_map().get("SecurityGroups", {}).get("SecurityGroup") or []
+    if not groups:
+        raise RuntimeError(f"no security group in the default VPC {vsw['VpcId']} of {region}: pass security_group_id")
+    default = next((g for g in groups if "default" in (g.get("SecurityGroupName") or "").lower()), groups[0])
+    return vsw["VSwitchId"], default["SecurityGroupId"]
+
+
+class RunInstancesOperator(_WaitMixin, AliyunBaseOperator):
+    """Create temporary ECS instances (repair/update jobs) and wait until they are Running.
+
+    Network: ``vswitch_id`` / ``security_group_id`` if given, otherwise the region's default VPC
+    vSwitch (in ``zone_id`` if given) and a security group of that VPC. The instances carry your
+    ``tags`` plus provenance tags (``ops:managed-by``, ``ops:dag-id``, ``ops:run-id``), so
+    :class:`DeleteInstancesOperator` (``include_run_instances=True``) can find them even when this task
+    died before pushing its XCom. RunInstances uses a ClientToken derived from the run, so a retried
+    try gets the same instances back instead of new ones.
+
+    Returns compact records ``[{"instance_id", "instance_name", "region", "zone", "status", "tags"}]``.
+    Pair it with :class:`DeleteInstancesOperator` as setup/teardown::
+
+        with DAG("repair", schedule=None) as dag:
+            create = RunInstancesOperator(task_id="create_worker", image_id="m-repair", region="cn-hangzhou",
+                                          instance_type="ecs.g7.large", tags={"purpose": "repair"})
+            work = RunCommandOperator(task_id="repair", instances=create.output, content="fsck -n /dev/vdb")
+            delete = DeleteInstancesOperator(task_id="delete_worker", instances=create.output,
+                                             include_run_instances=True)
+            create >> work >> delete.as_teardown(setups=create)
+    """
+
+    template_fields = ("aliyun_conn_id", "region", "image_id", "instance_type", "vswitch_id", "zone_id",
+                       "security_group_id", "instance_name", "tags", "amount")
+    hook_class = EcsHook
+
+    def __init__(self, *, image_id: str, instance_type: str, amount: int = 1, vswitch_id: str | None = None,
+                 zone_id: str | None = None, security_group_id: str | None = None,
+                 instance_name: str | None = None, tags: Mapping[str, str] | None = None,
+                 system_disk_size: int | None = None, system_disk_category: str | None = None,
+                 internet_max_bandwidth_out: int | None = None, run_instances_extra: Mapping[str, Any] | None = None,
+                 wait_for_running: bool = True, deferrable: bool = True, poll_interval: float = 10.0,
+                 wait_timeout: float | None = 900.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.image_id = image_id
+        self.instance_type = instance_type
+        self.amount = amount
+        self.vswitch_id = vswitch_id
+        self.zone_id = zone_id
+        self.security_group_id = security_group_id
+        self.instance_name = instance_name
+        self.tags = tags
+        self.system_disk_size = system_disk_size
+        self.system_disk_category = system_disk_category
+        self.internet_max_bandwidth_out = internet_max_bandwidth_out
+        self.run_instances_extra = run_instances_extra
+        self.wait_for_running = wait_for_running
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+
+    def validate(self, context: Any) -> dict[str, str]:
+        if not self.image_id or not self.instance_type:
+            raise ValueError("image_id and instance_type are required")
+        if not re.match(r"^ecs\.[a-z0-9\-]+\.[a-z0-9]+$", str(self.instance_type)):
+            raise ValueError(f"instance_type {self.instance_type!r} does not look like ecs.<family>.<size>")
+        try:
+            amount = int(self.amount)
+        except (TypeError, ValueError):
+            raise ValueError(f"amount must be an integer, got {self.amount!r}") from None
+        if not 1 <= amount <= 100:
+            raise ValueError("amount must be 1-100 (RunInstances' limit)")
+        _check_wait_args(self.poll_interval, self.wait_timeout)
+        ti = context["ti"]
+        ours = provenance_tags(run_id=context["run_id"], dag_id=ti.dag_id)
+        return merge_tags(self.tags, ours)
+
+    def execute(self, context: Any) -> list[dict]:
+        tags = self.validate(context)
+        region = self.resolve_region()
+        hook = self.hook
+        ids = self.recall(context, "run_instances_ids")
+        if not ids:
+            vswitch_id, group_id = self.vswitch_id, self.security_group_id
+            if not vswitch_id or not group_id:
+                default_vsw, default_group = default_network(hook, region, self.zone_id)
+                vswitch_id = vswitch_id or default_vsw
+                group_id = group_id or default_group
+                self.log.info("network: vSwitch %s, security group %s", vswitch_id, group_id)
+            ids = hook.run_instances(
+                region, self.image_id, self.instance_type, amount=int(self.amount), security_group_id=group_id,
+                v_switch_id=vswitch_id, instance_name=self.instance_name, tags=tags,
+                client_token=self.client_token(context, "run-instances", region),
+                system_disk_size=self.system_disk_size, system_disk_category=self.system_disk_category,
+                internet_max_bandwidth_out=self.internet_max_bandwidth_out, **dict(self.run_instances_extra or {}))
+            self.remember(context, "run_instances_ids", ids)
+        self.log.info("instances %s in %s", ", ".join(ids), region)
+        if self.wait_for_running:
+            if self.deferrable:
+                self.defer(trigger=self._trigger({region: ids}, "Running"), method_name="execute_complete",
+                           kwargs={"region": region, "ids": ids}, timeout=self._defer_timeout())
+            event = self._wait_here(hook, {region: ids}, "Running")
+            return self._done(region, ids, event)
+        return [compact(r) for r in hook.describe_instances(region, instance_ids=ids)]
+
+    def execute_complete(self, context: Any, event: dict | None = None, region: str = "",
+                         ids: Sequence[str] = ()) -> list[dict]:
+        if event is None:
+            raise RuntimeError("resumed without a trigger event")
+        return self._done(region, list(ids), event)
+
+    def _done(self, region: str, ids: list[str], event: Mapping[str, Any]) -> list[dict]:
+        records = {r["InstanceId"]: compact(r) for r in self.hook.describe_instances(region, instance_ids=ids)}
+        out = [records.get(i) or {"instance_id": i, "instance_name": "", "region": region, "zone": "",
+                                  "status": "Missing", "tags": {}} for i in ids]
+        if event.get("status") != "success" or any(r["status"] != "Running" for r in out):
+            raise RuntimeError(f"instances {ids} did not all reach Running: {event.get('message')} "
+                               f"(the teardown task should delete them)")
+        return out
+
+
+class DeleteInstancesOperator(_WaitMixin, AliyunBaseOperator):
+    """Delete (release) ECS instances and wait until they are gone; "already gone" is success.
+
+    ``instances``: ids or records (e.g. a :class:`RunInstancesOperator` output; ``None`` is accepted,
+    which happens when a setup task failed before pushing its XCom). ``include_run_instances=True``
+    also deletes every instance in ``region`` carrying this DAG run's provenance tags, which is what a
+    teardown wants. ``force=True`` (default) releases Running instances too; with ``force=False`` a
+    Running instance fails. Deletion is per instance with ``max_errors``; the wait is deferred unless
+    ``deferrable=False``.
+
+    Example (teardown of temporary instances)::
+
+        create = RunInstancesOperator(task_id="create", image_id="m-1", instance_type="ecs.g7.large")
+        delete = DeleteInstancesOperator(task_id="delete", instances=create.output, include_run_instances=True)
+        create >> work >> delete.as_teardown(setups=create)
+    """
+
+    template_fields = ("aliyun_conn_id", "region", "instances")
+    hook_class = EcsHook
+
+    def __init__(self, *, instances: Any = None, force: bool = True, include_run_instances: bool = False,
+                 max_errors: int | str = 0, wait_for_deletion: bool = True, deferrable: bool = True,
+                 poll_interval: float = 10.0, wait_timeout: float | None = 900.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.instances = instances
+        self.force = force
+        self.include_run_instances = include_run_instances
+        self.max_errors = max_errors
+        self.wait_for_deletion = wait_for_deletion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+
+    def execute(self, context: Any) -> list[dict]:
+        check_count(self.max_errors, "max_errors")
+        _check_wait_args(self.poll_interval, self.wait_timeout)
+        hook = self.hook
+        items = normalize_instances(self.instances, self.region or hook.region)
+        if self.include_run_instances:
+            region = self.resolve_region()
+            tags = {MANAGED_BY_KEY: MANAGED_BY_VALUE, RUN_ID: str(context["run_id"])[:128],
+                    DAG_ID: context["ti"].dag_id}
+            known = {i["instance_id"] for i in items}
+            items += [{"instance_id": r["InstanceId"], "region": region}
+                      for r in hook.describe_instances(region, tags=tags) if r["InstanceId"] not in known]
+        if not items:
+            self.log.info("nothing to delete")
+            return []
+        results: dict[str, dict] = {}
+        waiting: dict[str, list[str]] = {}
+        for item in items:
+            try:
+                hook.delete_instance(item["region"], item["instance_id"], force=bool(self.force))
+                results[item["instance_id"]] = result(item, SUCCESS, "Deleting", "delete requested")
+                waiting.setdefault(item["region"], []).append(item["instance_id"])
+            except AliyunApiError as err:
+                if err.is_not_found:
+                    results[item["instance_id"]] = result(item, SKIPPED, DELETED, "already gone")
+                else:
+                    results[item["instance_id"]] = result(item, FAILED, "", f"{err.code}: {err.message}")
+        state = {"order": [i["instance_id"] for i in items], "results": results}
+        if waiting and self.wait_for_deletion:
+            if self.deferrable:
+                self.defer(trigger=self._trigger(waiting, DELETED), method_name="execute_complete",
+                           kwargs={"state": state}, timeout=self._defer_timeout())
+            self._apply(state, self._wait_here(hook, waiting, DELETED))
+        return self._finish(state)
+
+    def execute_complete(self, context: Any, event: dict | None = None, state: dict | None = None) -> list[dict]:
+        if event is None or state is None:
+            raise RuntimeError("resumed without a trigger event")
+        self._apply(state, event)
+        return self._finish(state)
+
+    @staticmethod
+    def _apply(state: dict, event: Mapping[str, Any]) -> None:
+        for iid, info in (event.get("instances") or {}).items():
+            res = state["results"].get(iid)
+            if res is None:
+                continue
+            res["status"] = info.get("status", "")
+            if info.get("reached"):
+                res["reason"] = "deleted"
+            else:
+                res["outcome"], res["reason"] = FAILED, f"still {info.get('status')}: {event.get('message')}"
+
+    def _finish(self, state: dict) -> list[dict]:
+        results = [state["results"][i] for i in state["order"]]
+        log_results(self.log, "DeleteInstances", results)
+        enforce_budget(results, self.max_errors, "DeleteInstances")
+        return results
+
+
+__all__ = [
+    "INSTANCE_STATUSES",
+    "DeleteInstancesOperator",
+    "ReplaceSystemDiskOperator",
+    "RunInstancesOperator",
+    "SelectInstancesOperator",
+    "StartInstancesOperator",
+    "StopInstancesOperator",
+    "default_network",
+    "normalize_instances",
+]
