@@ -27,7 +27,12 @@ from aliyun_ops.exceptions import AliyunApiError
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.budget import ErrorBudget, resolve_count
-from aliyun_ops.logic.naming import DEFAULT_IMAGE_NAME_TEMPLATE, render_image_name, validate_name_template
+from aliyun_ops.logic.naming import (
+    DEFAULT_IMAGE_NAME_TEMPLATE,
+    render_image_name,
+    sanitize_image_name,
+    validate_name_template,
+)
 from aliyun_ops.logic.retention import ImageFacts, RetentionPolicy
 from aliyun_ops.logic.retention import plan as retention_plan
 from aliyun_ops.operators.base import AliyunBaseOperator
@@ -475,7 +480,7 @@ class CreateImageOperator(_BatchImageOperator):
                                                                 "instance_name": res["instance_name"],
                                                                 "region": region})
             if res["_attempt"]:
-                name = render_image_name(f"{name}-r{res['_attempt']}", {})
+                name = sanitize_image_name(f"{name}-r{res['_attempt']}")
             tags = pv.merge_tags(self.tags, pv.provenance_tags(
                 source_instance=iid, source_region=region, run_id=info["run_id"], dag_id=info["dag_id"],
                 policy=self.policy, retention_days=days))
@@ -492,7 +497,7 @@ class CreateImageOperator(_BatchImageOperator):
                 if same:
                     image_id = same[0]["ImageId"]
                 else:  # the name is taken by another run's image: keep ours distinct, still deterministic
-                    name = render_image_name(f"{name}-{_short(info['run_id'])}", {})
+                    name = sanitize_image_name(f"{name}-{_short(info['run_id'])}")
                     image_id = hook.create_image(region, iid, name, self.description or None, tags,
                                                  self.client_token(context, *parts, "renamed"))
             with lock:
@@ -732,7 +737,7 @@ class CopyImageOperator(_BatchImageOperator):
                                                     "instance_name": res["instance_name"], "region": src["region"],
                                                     "destination_region": dest})
             else:
-                name = render_image_name(rec.get("ImageName") or f"copy-{src['image_id']}", {})
+                name = sanitize_image_name(rec.get("ImageName") or f"copy-{src['image_id']}")
             tags = pv.merge_tags(self.tags, pv.provenance_tags(
                 source_instance=res["instance_id"] or src_tags.get(pv.SOURCE_INSTANCE), source_region=src["region"],
                 source_image=src["image_id"], run_id=info["run_id"], dag_id=info["dag_id"],
@@ -1083,8 +1088,6 @@ def render_snapshot_name(template: str, values: Mapping[str, str]) -> str:
     unknown = fields - SNAPSHOT_NAME_FIELDS
     if unknown:
         raise ValueError(f"snapshot name uses unknown fields {sorted(unknown)}; allowed: {sorted(SNAPSHOT_NAME_FIELDS)}")
-    from aliyun_ops.logic.naming import sanitize_image_name
-
     name = sanitize_image_name(template.format(**{k: str(values.get(k, "")) for k in SNAPSHOT_NAME_FIELDS}))
     return "snap-" + name if name.lower().startswith("auto") else name
 
