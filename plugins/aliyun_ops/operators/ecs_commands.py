@@ -1,0 +1,296 @@
+"""Cloud Assistant: run a script on many ECS instances and collect per-instance exit codes and output."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from aliyun_ops.exceptions import AliyunApiError
+from aliyun_ops.hooks.ecs import EcsHook
+from aliyun_ops.operators.base import AliyunBaseOperator
+from aliyun_ops.operators.ecs_instances import (
+    FAILED,
+    SKIPPED,
+    SUCCESS,
+    by_region,
+    check_count,
+    describe_targets,
+    enforce_budget,
+    log_results,
+    normalize_instances,
+    result,
+)
+from aliyun_ops.triggers.base import deadline_from
+from aliyun_ops.triggers.ecs_instances import InvocationTrigger, InvocationWatch, poll_invocations
+
+COMMAND_TYPES = {"RunShellScript": "linux", "RunPythonScript": "linux", "RunPerlScript": "linux",
+                 "RunBatScript": "windows", "RunPowerShellScript": "windows"}
+MAX_CONTENT_B64 = 16 * 1024
+"""CommandContent may be at most 16 KB once Base64-encoded (CreateCommand/RunCommand docs; the emulator
+counts the Base64 of Parameters too, so we check content + parameters against it)."""
+MAX_PARAMETERS = 20
+MAX_PARAMETER_NAME = 64
+MAX_INSTANCES_PER_CALL = 100
+MAX_TIMEOUT = 86400
+_PARAM_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+
+
+def _b64len(text: str) -> int:
+    return len(base64.b64encode(text.encode()))
+
+
+def decode_output(raw: str | None) -> str:
+    """Cloud Assistant returns output Base64-encoded; decode it (lenient: plain text passes through)."""
+    if not raw:
+        return ""
+    try:
+        return base64.b64decode(raw, validate=True).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        return raw
+
+
+class RunCommandOperator(AliyunBaseOperator):
+    """Run a Cloud Assistant command on ECS instances and report exit code and output per instance.
+
+    One ``RunCommand`` call per region for up to 100 instances (larger sets are chunked), each with a
+    stable ClientToken (same run, task, chunk and instance set -> the same invocation on a retry), and
+    the invoke ids are kept in the task state store. Only ``Running`` instances are targeted; others
+    are reported ``skipped`` (``not_running="skip"``, default) or ``failed`` (``"fail"``), as are
+    instances whose OS does not fit ``command_type``. Waiting is deferred to
+    :class:`~aliyun_ops.triggers.ecs_instances.InvocationTrigger` (one DescribeInvocations per invoke id
+    per poll) unless ``deferrable=False``; the outputs are fetched on resume with
+    DescribeInvocationResults.
+
+    Checked before any API call (``ValueError``): ``command_type`` is one of RunShellScript (default),
+    RunPythonScript, RunPerlScript, RunPowerShellScript, RunBatScript; ``content`` is at most 16 KB once
+    Base64-encoded (Alibaba's documented limit; the parameters' JSON counts too); at most 20 custom
+    ``parameters`` with names of letters, digits, ``-`` and ``_`` (≤ 64 chars) and scalar values;
+    ``timeout`` 1-86400 s; ``working_dir`` ≤ 200 and ``username`` ≤ 255 characters.
+
+    ``content`` is a templated field and may name a file ending in ``.sh``, ``.ps1``, ``.bat`` or
+    ``.py`` (found through the DAG's ``template_searchpath``). Cloud Assistant placeholders
+    (``{{name}}``) collide with Jinja: write them as ``{{ '{{name}}' }}`` or inside
+    ``{% raw %}...{% endraw %}``.
+
+    Result per instance (XCom): ``{"instance_id", "region", "outcome", "status", "reason", "invoke_id",
+    "exit_code", "output", "output_truncated", "dropped"}``; ``status`` is the InvocationStatus
+    (Success, Failed, Timeout, Aborted, ...); ``output`` is decoded and cut to ``output_limit``
+    characters (the full output is in the task log). A non-zero exit code is a failure unless
+    ``fail_on_nonzero=False``; the task fails only when failures exceed ``max_errors``.
+
+    Example::
+
+        RunCommandOperator(task_id="flush", instances=select.output, region="cn-hangzhou",
+                           content="sync && echo flushed {{ '{{tag}}' }}", parameters={"tag": "nightly"},
+                           timeout=120, max_errors="10%")
+    """
+
+    template_fields = ("aliyun_conn_id", "region", "instances", "content", "parameters", "working_dir", "username",
+                       "command_type", "name")
+    template_ext = (".sh", ".ps1", ".bat", ".py")
+    template_fields_renderers = {"content": "bash", "parameters": "json"}
+    hook_class = EcsHook
+
+    def __init__(self, *, instances: Any, content: str, command_type: str = "RunShellScript",
+                 parameters: Mapping[str, Any] | None = None, enable_parameter: bool | None = None,
+                 timeout: int = 600, working_dir: str | None = None, username: str | None = None,
+                 name: str | None = None, not_running: str = "skip", fail_on_nonzero: bool = True,
+                 max_errors: int | str = 0, output_limit: int = 4096, deferrable: bool = True,
+                 poll_interval: float = 10.0, wait_timeout: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.instances = instances
+        self.content = content
+        self.command_type = command_type
+        self.parameters = parameters
+        self.enable_parameter = enable_parameter
+        self.timeout = timeout
+        self.working_dir = working_dir
+        self.username = username
+        self.name = name
+        self.not_running = not_running
+        self.fail_on_nonzero = fail_on_nonzero
+        self.max_errors = max_errors
+        self.output_limit = output_limit
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+
+    # -- validation -----------------------------------------------------------------------------------
+    def validate(self) -> dict[str, str] | None:
+        """Check every limit before any API call; returns the parameters as ``str -> str``."""
+        if self.command_type not in COMMAND_TYPES:
+            raise ValueError(f"command_type must be one of {sorted(COMMAND_TYPES)}, got {self.command_type!r}")
+        if not isinstance(self.content, str) or not self.content.strip():
+            raise ValueError("content (the script) must be a non-empty string")
+        params: dict[str, str] | None = None
+        if self.parameters is not None:
+            if not isinstance(self.parameters, Mapping):
+                raise ValueError("parameters must be an object of name -> value")
+            if len(self.parameters) > MAX_PARAMETERS:
+                raise ValueError(f"at most {MAX_PARAMETERS} custom parameters, got {len(self.parameters)}")
+            params = {}
+            for key, value in self.parameters.items():
+                if not isinstance(key, str) or not _PARAM_NAME.match(key):
+                    raise ValueError(f"parameter name {key!r} must be 1-{MAX_PARAMETER_NAME} letters, digits, "
+                                     f"'-' or '_'")
+                if isinstance(value, (dict, list, tuple, set)) or value is None:
+                    raise ValueError(f"parameter {key!r} must be a string or a number, got {type(value).__name__}")
+                params[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        if self.enable_parameter is False and params:
+            raise ValueError("parameters given but enable_parameter=False")
+        size = _b64len(self.content) + (_b64len(json.dumps(params)) if params else 0)
+        if size > MAX_CONTENT_B64:
+            raise ValueError(f"the command is {size} bytes once Base64-encoded (with its parameters); Cloud "
+                             f"Assistant accepts at most {MAX_CONTENT_B64} (16 KB). Ship a bigger script as a "
+                             f"file (e.g. OSS) and run a short command that fetches it")
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, int) or not 1 <= self.timeout <= MAX_TIMEOUT:
+            raise ValueError(f"timeout must be an integer number of seconds, 1-{MAX_TIMEOUT}, got {self.timeout!r}")
+        if self.working_dir is not None and len(self.working_dir) > 200:
+            raise ValueError("working_dir is longer than 200 characters")
+        if self.username is not None and len(self.username) > 255:
+            raise ValueError("username is longer than 255 characters")
+        if self.name is not None and not 1 <= len(self.name) <= 128:
+            raise ValueError("name must be 1-128 characters")
+        if self.not_running not in ("skip", "fail"):
+            raise ValueError(f"not_running must be 'skip' or 'fail', got {self.not_running!r}")
+        if not isinstance(self.output_limit, int) or self.output_limit < 0:
+            raise ValueError("output_limit must be a non-negative integer")
+        if not isinstance(self.poll_interval, (int, float)) or self.poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        check_count(self.max_errors, "max_errors")
+        return params
+
+    # -- flow -----------------------------------------------------------------------------------------
+    def execute(self, context: Any) -> list[dict]:
+        params = self.validate()
+        hook = self.hook
+        items = normalize_instances(self.instances, self.region or hook.region)
+        if not items:
+            raise ValueError("instances is empty")
+        current = describe_targets(hook, items)
+        os_wanted = COMMAND_TYPES[self.command_type]
+        results: dict[str, dict] = {}
+        runnable: list[dict] = []
+        for item in items:
+            rec = current.get(item["instance_id"])
+            if rec is None:
+                results[item["instance_id"]] = result(item, FAILED, "", f"instance not found in {item['region']}")
+            elif rec.get("Status") != "Running":
+                outcome = SKIPPED if self.not_running == "skip" else FAILED
+                results[item["instance_id"]] = result(item, outcome, rec.get("Status", ""),
+                                                      f"instance is {rec.get('Status')}, not Running")
+            elif (rec.get("OSType") or "linux").lower() != os_wanted:
+                results[item["instance_id"]] = result(item, FAILED, rec.get("Status", ""),
+                                                      f"{self.command_type} needs a {os_wanted} instance, this "
+                                                      f"one runs {rec.get('OSType')}")
+            else:
+                runnable.append(item)
+        invocations = self._invoke(context, hook, runnable, params, results)
+        state = {"order": [i["instance_id"] for i in items], "results": results, "invocations": invocations}
+        targets: dict[str, list[str]] = {}
+        for invoke_id, inv in invocations.items():
+            targets.setdefault(inv["region"], []).append(invoke_id)
+        if not targets:
+            return self._finish(state)
+        wait_timeout = self.wait_timeout if self.wait_timeout is not None else self.timeout + 300
+        if self.deferrable:
+            self.defer(trigger=InvocationTrigger(targets=targets, aliyun_conn_id=self.aliyun_conn_id,
+                                                 poll_interval=self.poll_interval,
+                                                 deadline=deadline_from(wait_timeout)),
+                       method_name="execute_complete", kwargs={"state": state},
+                       timeout=timedelta(seconds=wait_timeout + 300))
+        event = poll_invocations(hook, InvocationWatch(targets), poll_interval=self.poll_interval,
+                                 deadline=deadline_from(wait_timeout), log=self.log)
+        return self._collect(state, event)
+
+    def _invoke(self, context: Any, hook: EcsHook, runnable: list[dict], params: dict[str, str] | None,
+                results: dict[str, dict]) -> dict[str, dict]:
+        remembered: dict[str, str] = dict(self.recall(context, "run_command_invocations") or {})
+        invocations: dict[str, dict] = {}
+        ti = context["ti"]
+        name = self.name or f"airflow-{ti.dag_id}-{ti.task_id}"[:128]
+        for region, ids in by_region(runnable).items():
+            for n in range(0, len(ids), MAX_INSTANCES_PER_CALL):
+                chunk = ids[n:n + MAX_INSTANCES_PER_CALL]
+                digest = hashlib.sha256(",".join(sorted(chunk)).encode()).hexdigest()[:16]
+                key = f"{region}:{n // MAX_INSTANCES_PER_CALL}:{digest}"
+                invoke_id = remembered.get(key)
+                if invoke_id:
+                    self.log.info("reusing invocation %s from an earlier try for %d instance(s)", invoke_id,
+                                  len(chunk))
+                else:
+                    try:
+                        invoke_id = hook.run_command(
+                            region, chunk, self.content, type=self.command_type, parameters=params,
+                            timeout=self.timeout, name=name,
+                            client_token=self.client_token(context, "run-command", key),
+                            working_dir=self.working_dir or None, username=self.username or None)
+                    except AliyunApiError as err:
+                        for iid in chunk:
+                            results[iid] = result({"instance_id": iid, "region": region}, FAILED, "",
+                                                  f"RunCommand failed: {err.code}: {err.message}")
+                        continue
+                    remembered[key] = invoke_id
+                    self.remember(context, "run_command_invocations", remembered)
+                self.log.info("invocation %s: %d instance(s) in %s", invoke_id, len(chunk), region)
+                invocations[invoke_id] = {"region": region, "instance_ids": chunk}
+        return invocations
+
+    def execute_complete(self, context: Any, event: dict | None = None, state: dict | None = None) -> list[dict]:
+        if event is None or state is None:
+            raise RuntimeError("resumed without a trigger event")
+        return self._collect(state, event)
+
+    def _collect(self, state: dict, event: Mapping[str, Any]) -> list[dict]:
+        hook = self.hook
+        results = state["results"]
+        if event.get("status") != "success":
+            self.log.warning("waiting for the invocations ended with %s: %s", event.get("status"),
+                             event.get("message"))
+        for invoke_id, inv in state["invocations"].items():
+            region = inv["region"]
+            try:
+                records = {r.get("InstanceId"): r for r in hook.describe_invocation_results(region, invoke_id)}
+            except AliyunApiError as err:
+                records = {}
+                self.log.error("DescribeInvocationResults %s failed: %s", invoke_id, err)
+            for iid in inv["instance_ids"]:
+                results[iid] = self._instance_result({"instance_id": iid, "region": region}, invoke_id,
+                                                     records.get(iid))
+        return self._finish(state)
+
+    def _instance_result(self, item: dict, invoke_id: str, rec: Mapping[str, Any] | None) -> dict:
+        if rec is None:
+            return result(item, FAILED, "Unknown", "no result for this instance", invoke_id=invoke_id,
+                          exit_code=None, output="", output_truncated=False, dropped=0)
+        status = str(rec.get("InvocationStatus") or "")
+        exit_code = rec.get("ExitCode")
+        output = decode_output(rec.get("Output"))
+        self.log.info("---- %s (%s) %s exit=%s ----\n%s", item["instance_id"], invoke_id, status, exit_code, output)
+        truncated = len(output) > self.output_limit
+        extra = {"invoke_id": invoke_id, "exit_code": exit_code,
+                 "output": output[:self.output_limit], "output_truncated": truncated,
+                 "dropped": int(rec.get("Dropped") or 0)}
+        if status == "Success":
+            return result(item, SUCCESS, status, "", **extra)
+        error = f"{rec.get('ErrorCode') or status}: {rec.get('ErrorInfo') or ''}".rstrip(": ")
+        if status == "Failed" and rec.get("ErrorCode") in ("ExitCodeNonzero", "", None) and not self.fail_on_nonzero:
+            return result(item, SUCCESS, status, f"exit code {exit_code} (allowed: fail_on_nonzero=False)", **extra)
+        if status in ("Pending", "Running", "Stopping", "Scheduled"):
+            error = f"still {status} when the wait ended"
+        return result(item, FAILED, status, f"{error} (exit code {exit_code})", **extra)
+
+    def _finish(self, state: dict) -> list[dict]:
+        results = [state["results"][iid] for iid in state["order"]]
+        log_results(self.log, f"RunCommand {self.command_type}", results)
+        enforce_budget(results, self.max_errors, "RunCommand")
+        return results
+
+
+__all__ = ["COMMAND_TYPES", "MAX_CONTENT_B64", "RunCommandOperator", "decode_output"]
