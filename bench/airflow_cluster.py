@@ -1,0 +1,324 @@
+"""A real Airflow 3.3 deployment for the benchmark: api-server, scheduler (LocalExecutor), triggerer, dag-processor.
+
+Each component is its own process group (``start_new_session``); :meth:`AirflowCluster.stop` sends SIGTERM to
+each group, waits, then SIGKILLs the group and any descendant that left it. Everything listens on loopback.
+
+Metadata database: PostgreSQL at 127.0.0.1:5432 (trust auth, user ``postgres``, a fresh database per run made
+with ``createdb -T`` from a migrated template) when the venv has a PostgreSQL driver (psycopg2 or psycopg 3).
+Without one it falls back to SQLite (a fresh copy of a migrated template file per run). Airflow 3 accepts
+LocalExecutor on SQLite. Metrics are read from the database with ``sqlite3`` or ``psql``, never through
+Airflow's ORM, so the harness process stays light.
+
+Measurement helpers:
+
+* :meth:`AirflowCluster.cpu_snapshot`: per component, the sum over its live process tree of
+  user + system + children_user + children_system (psutil). Children's times reach ``children_*`` once
+  their parent reaps them, so the difference of two snapshots counts every process that lived between
+  them. Orphans re-parented to init are the exception.
+* :meth:`AirflowCluster.rss`: the sum of RSS over every component's tree.
+* :meth:`AirflowCluster.task_states`: ``(dag_id, task_id, map_index, try_number) -> state`` for one run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+COMPONENTS = ("api-server", "scheduler", "triggerer", "dag-processor")
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def postgres_driver() -> str | None:
+    """SQLAlchemy driver name for the PostgreSQL DBAPI installed in this interpreter, if any."""
+    if importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2"
+    if importlib.util.find_spec("psycopg"):
+        return "postgresql+psycopg"
+    return None
+
+
+def postgres_up() -> bool:
+    try:
+        return subprocess.run(["pg_isready", "-h", PG_HOST, "-p", str(PG_PORT)], capture_output=True,
+                              timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class AirflowCluster:
+    """Start/stop the four Airflow components with a fresh metadata DB; trigger and watch DAG runs."""
+
+    def __init__(self, work_dir: Path, connection: dict, parallelism: int = 8, backend: str = "auto",
+                 extra_env: dict[str, str] | None = None, template_dir: Path | None = None) -> None:
+        self.work_dir = Path(work_dir)
+        self.home = self.work_dir / "airflow_home"
+        self.logs = self.work_dir / "logs"
+        self.template_dir = Path(template_dir or self.work_dir.parent / "_airflow_template")
+        self.connection = connection
+        self.parallelism = parallelism
+        self.extra_env = extra_env or {}
+        driver = postgres_driver()
+        if backend == "auto":
+            backend = "postgres" if driver and postgres_up() else "sqlite"
+        if backend == "postgres" and not driver:
+            raise RuntimeError("no PostgreSQL driver in the venv: requirements.txt needs psycopg2-binary")
+        self.backend = backend
+        self.driver = driver
+        self.db_name = f"aliyun_bench_{os.getpid()}_{int(time.time())}"
+        self.port = free_port()
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.env = self._env()
+
+    # -- configuration --------------------------------------------------------------------------
+    def _sql_conn(self, db: str | None = None) -> str:
+        if self.backend == "postgres":
+            return f"{self.driver}://{PG_USER}@{PG_HOST}:{PG_PORT}/{db or self.db_name}"
+        return f"sqlite:///{self.work_dir / 'airflow.db'}"
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if k.lower() not in ("http_proxy", "https_proxy", "all_proxy") and not k.startswith("AIRFLOW")}
+        base = f"http://127.0.0.1:{self.port}"
+        env.update({
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._sql_conn(),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
+            "AIRFLOW__API__BASE_URL": base,
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",   # only our triggered runs, never the cron one
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([
+                {"name": "project-dags", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                 "kwargs": {"path": str(ROOT / "dags"), "refresh_interval": 0}}]),
+            "AIRFLOW_CONN_ALIYUN_DEFAULT": json.dumps(self.connection),
+            "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), str(ROOT / "plugins"),
+                                                      os.environ.get("PYTHONPATH", "")) if p),
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def _airflow(self, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([str(VENV_BIN / "airflow"), *args], env=env or self.env, cwd=self.work_dir,
+                              capture_output=True, text=True, timeout=timeout)
+
+    # -- database ---------------------------------------------------------------------------------
+    def _psql(self, sql: str, db: str = "postgres", timeout: float = 60) -> str:
+        out = subprocess.run(["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", db, "-At",
+                              "-F", "\t", "-c", sql], capture_output=True, text=True, timeout=timeout)
+        if out.returncode:
+            raise RuntimeError(f"psql failed: {out.stderr[-500:]}")
+        return out.stdout
+
+    def _migrate(self, env: dict) -> None:
+        out = self._airflow("db", "migrate", env=env, timeout=600)
+        if out.returncode:
+            raise RuntimeError(f"airflow db migrate failed:\n{out.stderr[-3000:]}")
+
+    def prepare_db(self) -> float:
+        """A fresh, migrated metadata DB for this run; returns the seconds it took."""
+        started = time.monotonic()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        if self.backend == "postgres":
+            template = "aliyun_bench_template"
+            if not self._psql(f"SELECT 1 FROM pg_database WHERE datname='{template}'").strip():
+                subprocess.run(["createdb", "-h", PG_HOST, "-U", PG_USER, template], check=True, timeout=60)
+                self._migrate({**self.env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._sql_conn(template)})
+            subprocess.run(["createdb", "-h", PG_HOST, "-U", PG_USER, "-T", template, self.db_name],
+                           check=True, timeout=120)
+        else:
+            template = self.template_dir / "airflow.db"
+            if not template.exists():
+                self.template_dir.mkdir(parents=True, exist_ok=True)
+                tmp = self.template_dir / "airflow.db.tmp"
+                tmp.unlink(missing_ok=True)
+                self._migrate({**self.env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp}",
+                               "AIRFLOW_HOME": str(self.template_dir)})
+                tmp.replace(template)
+            shutil.copy(template, self.work_dir / "airflow.db")
+        return time.monotonic() - started
+
+    def drop_db(self) -> None:
+        if self.backend == "postgres":
+            with contextlib.suppress(Exception):
+                subprocess.run(["dropdb", "-h", PG_HOST, "-U", PG_USER, "--if-exists", self.db_name],
+                               timeout=60, capture_output=True)
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Read-only SQL on the metadata DB (``?`` placeholders; values are inlined for psql)."""
+        if self.backend == "postgres":
+            for p in params:
+                sql = sql.replace("?", "'" + str(p).replace("'", "''") + "'", 1)
+            text = self._psql(sql, db=self.db_name)
+            return [tuple(line.split("\t")) for line in text.splitlines() if line]
+        con = sqlite3.connect(f"file:{self.work_dir / 'airflow.db'}?mode=ro", uri=True, timeout=10)
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+
+    # -- processes --------------------------------------------------------------------------------
+    def start(self, timeout: float = 240) -> float:
+        """Start the four components; returns when the api-server answers and the DAG is serialized."""
+        started = time.monotonic()
+        commands = {
+            "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+            "scheduler": ["scheduler"],
+            "triggerer": ["triggerer"],
+            "dag-processor": ["dag-processor"],
+        }
+        for name, args in commands.items():
+            log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+            self.procs[name] = subprocess.Popen([str(VENV_BIN / "airflow"), *args], env=self.env, cwd=self.work_dir,
+                                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            log.close()
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            dead = [n for n, p in self.procs.items() if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"Airflow component(s) exited early: {dead}; logs in {self.logs}")
+            if self._api_up() and self.dag_serialized("ecs_cross_region_backup"):
+                return time.monotonic() - started
+            time.sleep(1)
+        raise TimeoutError(f"Airflow did not come up within {timeout}s; logs in {self.logs}")
+
+    def _api_up(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout=2) as r:
+                return r.status == 200
+        except Exception:
+            return False
+
+    def dag_serialized(self, dag_id: str) -> bool:
+        try:
+            return bool(self.query("SELECT dag_id FROM serialized_dag WHERE dag_id = ?", (dag_id,)))
+        except Exception:
+            return False
+
+    def alive(self) -> list[str]:
+        return [n for n, p in self.procs.items() if p.poll() is None]
+
+    def _tree(self, name: str) -> list[psutil.Process]:
+        proc = self.procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return []
+        try:
+            root = psutil.Process(proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def cpu_snapshot(self) -> dict[str, float]:
+        out = {}
+        for name in self.procs:
+            total = 0.0
+            for p in self._tree(name):
+                try:
+                    t = p.cpu_times()
+                    total += t.user + t.system + t.children_user + t.children_system
+                except psutil.Error:
+                    pass
+            out[name] = total
+        return out
+
+    def rss(self) -> int:
+        total = 0
+        for name in self.procs:
+            for p in self._tree(name):
+                with contextlib.suppress(psutil.Error):
+                    total += p.memory_info().rss
+        return total
+
+    def process_count(self) -> int:
+        return sum(len(self._tree(n)) for n in self.procs)
+
+    def stop(self, grace: float = 30) -> None:
+        """SIGTERM every component's process group, wait ``grace`` s, then SIGKILL groups and stragglers."""
+        stragglers: list[psutil.Process] = []
+        for name in self.procs:
+            stragglers.extend(self._tree(name))
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        for proc in self.procs.values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+        for p in stragglers:
+            with contextlib.suppress(psutil.Error):
+                if p.is_running():
+                    p.kill()
+
+    # -- runs ---------------------------------------------------------------------------------------
+    def trigger(self, dag_id: str, conf: dict, run_id: str) -> None:
+        out = self._airflow("dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps(conf), timeout=180)
+        if out.returncode:
+            raise RuntimeError(f"airflow dags trigger failed:\n{out.stdout[-1500:]}\n{out.stderr[-1500:]}")
+
+    def run_state(self, dag_id: str, run_id: str) -> str | None:
+        rows = self.query("SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
+        return rows[0][0] if rows else None
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[tuple, str]:
+        rows = self.query("SELECT task_id, map_index, try_number, state FROM task_instance "
+                          "WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
+        return {(r[0], int(r[1]), int(r[2] or 0)): (r[3] or "none") for r in rows}
+
+    def task_rows(self, dag_id: str, run_id: str) -> list[dict]:
+        """Final task instances (and earlier tries from task_instance_history) with their timestamps."""
+        cols = ("task_id", "map_index", "try_number", "state", "start_date", "end_date", "duration", "next_method")
+        rows = [dict(zip(cols, r, strict=True)) for r in self.query(
+            f"SELECT {', '.join(cols)} FROM task_instance WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))]
+        try:
+            hist = self.query(f"SELECT {', '.join(cols)} FROM task_instance_history WHERE dag_id = ? AND run_id = ?",
+                              (dag_id, run_id))
+            rows += [{**dict(zip(cols, r, strict=True)), "history": True} for r in hist]
+        except Exception:
+            pass
+        return rows
+
+    def __enter__(self) -> AirflowCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.drop_db()
