@@ -70,12 +70,15 @@ class AirflowCluster:
     """Start/stop the four Airflow components with a fresh metadata DB; trigger and watch DAG runs."""
 
     def __init__(self, work_dir: Path, connection: dict, parallelism: int = 8, backend: str = "auto",
-                 extra_env: dict[str, str] | None = None, template_dir: Path | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, template_dir: Path | None = None,
+                 dags_path: Path | None = None, dag_id: str = "ecs_cross_region_backup") -> None:
         self.work_dir = Path(work_dir)
         self.home = self.work_dir / "airflow_home"
         self.logs = self.work_dir / "logs"
         self.template_dir = Path(template_dir or self.work_dir.parent / "_airflow_template")
         self.connection = connection
+        self.dags_path = Path(dags_path or ROOT / "dags")
+        self.dag_id = dag_id
         self.parallelism = parallelism
         self.extra_env = extra_env or {}
         driver = postgres_driver()
@@ -106,7 +109,7 @@ class AirflowCluster:
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_path),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
@@ -117,7 +120,7 @@ class AirflowCluster:
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",   # only our triggered runs, never the cron one
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([
                 {"name": "project-dags", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                 "kwargs": {"path": str(ROOT / "dags"), "refresh_interval": 0}}]),
+                 "kwargs": {"path": str(self.dags_path), "refresh_interval": 0}}]),
             "AIRFLOW_CONN_ALIYUN_DEFAULT": json.dumps(self.connection),
             "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), str(ROOT / "plugins"),
@@ -208,7 +211,7 @@ class AirflowCluster:
             dead = [n for n, p in self.procs.items() if p.poll() is not None]
             if dead:
                 raise RuntimeError(f"Airflow component(s) exited early: {dead}; logs in {self.logs}")
-            if self._api_up() and self.dag_serialized("ecs_cross_region_backup"):
+            if self._api_up() and self.dag_serialized(self.dag_id):
                 return time.monotonic() - started
             time.sleep(1)
         raise TimeoutError(f"Airflow did not come up within {timeout}s; logs in {self.logs}")
