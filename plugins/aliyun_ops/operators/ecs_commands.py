@@ -13,6 +13,7 @@ from typing import Any
 
 from aliyun_ops.exceptions import AliyunApiError
 from aliyun_ops.hooks.ecs import EcsHook
+from aliyun_ops.logic.budget import ErrorBudget, resolve_count
 from aliyun_ops.operators.base import AliyunBaseOperator
 from aliyun_ops.operators.ecs_instances import (
     FAILED,
@@ -68,44 +69,52 @@ class RunCommandOperator(AliyunBaseOperator):
     DescribeInvocationResults.
 
     Checked before any API call (``ValueError``): ``command_type`` is one of RunShellScript (default),
-    RunPythonScript, RunPerlScript, RunPowerShellScript, RunBatScript; ``content`` is at most 16 KB once
+    RunPythonScript, RunPerlScript, RunPowerShellScript, RunBatScript; ``command_content`` is at most 16 KB once
     Base64-encoded (Alibaba's documented limit; the parameters' JSON counts too); at most 20 custom
     ``parameters`` with names of letters, digits, ``-`` and ``_`` (≤ 64 chars) and scalar values;
     ``timeout`` 1-86400 s; ``working_dir`` ≤ 200 and ``username`` ≤ 255 characters.
 
-    ``content`` is a templated field and may name a file ending in ``.sh``, ``.ps1``, ``.bat`` or
-    ``.py`` (found through the DAG's ``template_searchpath``). Cloud Assistant placeholders
+    ``command_content`` (alias ``content``) is a templated field and may name a file ending in ``.sh``,
+    ``.ps1``, ``.bat`` or ``.py`` (found through the DAG's ``template_searchpath``), or use
+    ``{% include 'scripts/x.sh' %}``. Cloud Assistant placeholders
     (``{{name}}``) collide with Jinja: write them as ``{{ '{{name}}' }}`` or inside
     ``{% raw %}...{% endraw %}``.
 
-    Result per instance (XCom): ``{"instance_id", "region", "outcome", "status", "reason", "invoke_id",
-    "exit_code", "output", "output_truncated", "dropped"}``; ``status`` is the InvocationStatus
-    (Success, Failed, Timeout, Aborted, ...); ``output`` is decoded and cut to ``output_limit``
-    characters (the full output is in the task log). A non-zero exit code is a failure unless
-    ``fail_on_nonzero=False``; the task fails only when failures exceed ``max_errors``.
+    ``concurrency`` (number or percentage, default ``"100%"``) runs rolling waves: each wave is invoked and
+    waited for before the next; once failures exceed ``max_errors`` no new wave starts (the rest are
+    ``skipped``).
+
+    Result per instance (XCom): ``{"instance_id", "region", "status", "reason", "instance_status",
+    "invoke_id", "invocation_status", "exit_code", "output", "output_truncated", "dropped"}``;
+    ``status`` is success/failed/skipped, ``invocation_status`` Cloud Assistant's (Success, Failed,
+    Timeout, Aborted, ...); ``output`` is decoded and cut to ``output_limit`` characters (the full output
+    is in the task log). A non-zero exit code is a failure unless ``fail_on_nonzero=False``; the task
+    fails only when failures exceed ``max_errors``.
 
     Example::
 
         RunCommandOperator(task_id="flush", instances=select.output, region="cn-hangzhou",
-                           content="sync && echo flushed {{ '{{tag}}' }}", parameters={"tag": "nightly"},
+                           command_content="sync && echo flushed {{ '{{tag}}' }}", parameters={"tag": "nightly"},
                            timeout=120, max_errors="10%")
     """
 
-    template_fields = ("aliyun_conn_id", "region", "instances", "content", "parameters", "working_dir", "username",
+    template_fields = ("aliyun_conn_id", "region", "instances", "command_content", "parameters", "working_dir", "username",
                        "command_type", "name")
     template_ext = (".sh", ".ps1", ".bat", ".py")
-    template_fields_renderers = {"content": "bash", "parameters": "json"}
+    template_fields_renderers = {"command_content": "bash", "parameters": "json"}
     hook_class = EcsHook
 
-    def __init__(self, *, instances: Any, content: str, command_type: str = "RunShellScript",
+    def __init__(self, *, instances: Any, command_content: str | None = None, command_type: str = "RunShellScript",
                  parameters: Mapping[str, Any] | None = None, enable_parameter: bool | None = None,
                  timeout: int = 600, working_dir: str | None = None, username: str | None = None,
                  name: str | None = None, not_running: str = "skip", fail_on_nonzero: bool = True,
-                 max_errors: int | str = 0, output_limit: int = 4096, deferrable: bool = True,
-                 poll_interval: float = 10.0, wait_timeout: float | None = None, **kwargs: Any) -> None:
+                 concurrency: int | str = "100%", max_errors: int | str = 0, output_limit: int = 4096,
+                 deferrable: bool = True, poll_interval: float = 10.0, wait_timeout: float | None = None,
+                 content: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.instances = instances
-        self.content = content
+        self.command_content = command_content if command_content is not None else content
+        self.concurrency = concurrency
         self.command_type = command_type
         self.parameters = parameters
         self.enable_parameter = enable_parameter
@@ -126,8 +135,8 @@ class RunCommandOperator(AliyunBaseOperator):
         """Check every limit before any API call; returns the parameters as ``str -> str``."""
         if self.command_type not in COMMAND_TYPES:
             raise ValueError(f"command_type must be one of {sorted(COMMAND_TYPES)}, got {self.command_type!r}")
-        if not isinstance(self.content, str) or not self.content.strip():
-            raise ValueError("content (the script) must be a non-empty string")
+        if not isinstance(self.command_content, str) or not self.command_content.strip():
+            raise ValueError("command_content (the script) must be a non-empty string")
         params: dict[str, str] | None = None
         if self.parameters is not None:
             if not isinstance(self.parameters, Mapping):
@@ -144,7 +153,7 @@ class RunCommandOperator(AliyunBaseOperator):
                 params[key] = str(value).lower() if isinstance(value, bool) else str(value)
         if self.enable_parameter is False and params:
             raise ValueError("parameters given but enable_parameter=False")
-        size = _b64len(self.content) + (_b64len(json.dumps(params)) if params else 0)
+        size = _b64len(self.command_content) + (_b64len(json.dumps(params)) if params else 0)
         if size > MAX_CONTENT_B64:
             raise ValueError(f"the command is {size} bytes once Base64-encoded (with its parameters); Cloud "
                              f"Assistant accepts at most {MAX_CONTENT_B64} (16 KB). Ship a bigger script as a "
@@ -164,11 +173,12 @@ class RunCommandOperator(AliyunBaseOperator):
         if not isinstance(self.poll_interval, (int, float)) or self.poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         check_count(self.max_errors, "max_errors")
+        check_count(self.concurrency, "concurrency", minimum=1)
         return params
 
     # -- flow -----------------------------------------------------------------------------------------
     def execute(self, context: Any) -> list[dict]:
-        params = self.validate()
+        self.validate()
         hook = self.hook
         items = normalize_instances(self.instances, self.region or hook.region)
         if not items:
@@ -191,26 +201,52 @@ class RunCommandOperator(AliyunBaseOperator):
                                                       f"one runs {rec.get('OSType')}")
             else:
                 runnable.append(item)
-        invocations = self._invoke(context, hook, runnable, params, results)
-        state = {"order": [i["instance_id"] for i in items], "results": results, "invocations": invocations}
-        targets: dict[str, list[str]] = {}
-        for invoke_id, inv in invocations.items():
-            targets.setdefault(inv["region"], []).append(invoke_id)
-        if not targets:
-            return self._finish(state)
+        size = max(1, resolve_count(self.concurrency, len(runnable), name="concurrency", minimum=1)) if runnable else 1
+        waves = [runnable[i:i + size] for i in range(0, len(runnable), size)]
+        self.log.info("%d instance(s): %d to run on in %d wave(s), %d skipped, %d failed before any call",
+                      len(items), len(runnable), len(waves),
+                      sum(1 for r in results.values() if r["status"] == SKIPPED),
+                      sum(1 for r in results.values() if r["status"] == FAILED))
+        state = {"order": [i["instance_id"] for i in items], "results": results, "waves": waves, "wave": 0,
+                 "current": {}}
+        return self._run_waves(context, state)
+
+    def _run_waves(self, context: Any, state: dict) -> list[dict]:
+        params = self.validate()
+        hook = self.hook
+        results = state["results"]
         wait_timeout = self.wait_timeout if self.wait_timeout is not None else self.timeout + 300
-        if self.deferrable:
-            self.defer(trigger=InvocationTrigger(targets=targets, aliyun_conn_id=self.aliyun_conn_id,
-                                                 poll_interval=self.poll_interval,
-                                                 deadline=deadline_from(wait_timeout)),
-                       method_name="execute_complete", kwargs={"state": state},
-                       timeout=timedelta(seconds=wait_timeout + 300))
-        event = poll_invocations(hook, InvocationWatch(targets), poll_interval=self.poll_interval,
-                                 deadline=deadline_from(wait_timeout), log=self.log)
-        return self._collect(state, event)
+        while state["waves"]:
+            budget = ErrorBudget.of(self.max_errors, len(state["order"]))
+            budget.fail(sum(1 for r in results.values() if r["status"] == FAILED))
+            if budget.exhausted:
+                for wave in state["waves"]:
+                    for item in wave:
+                        results[item["instance_id"]] = result(item, SKIPPED, "Running", f"not started: more than "
+                                                              f"{budget.allowed} errors (max_errors)")
+                state["waves"] = []
+                break
+            wave = state["waves"].pop(0)
+            invocations = self._invoke(context, hook, wave, params, results, state["wave"])
+            state["wave"] += 1
+            targets: dict[str, list[str]] = {}
+            for invoke_id, inv in invocations.items():
+                targets.setdefault(inv["region"], []).append(invoke_id)
+            if not targets:
+                continue
+            state["current"] = invocations
+            if self.deferrable:
+                self.defer(trigger=InvocationTrigger(targets=targets, aliyun_conn_id=self.aliyun_conn_id,
+                                                     poll_interval=self.poll_interval,
+                                                     deadline=deadline_from(wait_timeout), carry=state),
+                           method_name="execute_complete", timeout=timedelta(seconds=wait_timeout + 300))
+            event = poll_invocations(hook, InvocationWatch(targets), poll_interval=self.poll_interval,
+                                     deadline=deadline_from(wait_timeout), log=self.log)
+            self._collect(state, event)
+        return self._finish(state)
 
     def _invoke(self, context: Any, hook: EcsHook, runnable: list[dict], params: dict[str, str] | None,
-                results: dict[str, dict]) -> dict[str, dict]:
+                results: dict[str, dict], wave: int) -> dict[str, dict]:
         remembered: dict[str, str] = dict(self.recall(context, "run_command_invocations") or {})
         invocations: dict[str, dict] = {}
         ti = context["ti"]
@@ -219,7 +255,7 @@ class RunCommandOperator(AliyunBaseOperator):
             for n in range(0, len(ids), MAX_INSTANCES_PER_CALL):
                 chunk = ids[n:n + MAX_INSTANCES_PER_CALL]
                 digest = hashlib.sha256(",".join(sorted(chunk)).encode()).hexdigest()[:16]
-                key = f"{region}:{n // MAX_INSTANCES_PER_CALL}:{digest}"
+                key = f"{region}:{wave}:{n // MAX_INSTANCES_PER_CALL}:{digest}"
                 invoke_id = remembered.get(key)
                 if invoke_id:
                     self.log.info("reusing invocation %s from an earlier try for %d instance(s)", invoke_id,
@@ -227,13 +263,13 @@ class RunCommandOperator(AliyunBaseOperator):
                 else:
                     try:
                         invoke_id = hook.run_command(
-                            region, chunk, self.content, type=self.command_type, parameters=params,
+                            region, chunk, self.command_content, type=self.command_type, parameters=params,
                             timeout=self.timeout, name=name,
                             client_token=self.client_token(context, "run-command", key),
                             working_dir=self.working_dir or None, username=self.username or None)
                     except AliyunApiError as err:
                         for iid in chunk:
-                            results[iid] = result({"instance_id": iid, "region": region}, FAILED, "",
+                            results[iid] = result({"instance_id": iid, "region": region}, FAILED, "Running",
                                                   f"RunCommand failed: {err.code}: {err.message}")
                         continue
                     remembered[key] = invoke_id
@@ -243,17 +279,19 @@ class RunCommandOperator(AliyunBaseOperator):
         return invocations
 
     def execute_complete(self, context: Any, event: dict | None = None, state: dict | None = None) -> list[dict]:
+        state = state or (event or {}).get("carry")
         if event is None or state is None:
             raise RuntimeError("resumed without a trigger event")
-        return self._collect(state, event)
+        self._collect(state, event)
+        return self._run_waves(context, state)
 
-    def _collect(self, state: dict, event: Mapping[str, Any]) -> list[dict]:
+    def _collect(self, state: dict, event: Mapping[str, Any]) -> None:
         hook = self.hook
         results = state["results"]
         if event.get("status") != "success":
             self.log.warning("waiting for the invocations ended with %s: %s", event.get("status"),
                              event.get("message"))
-        for invoke_id, inv in state["invocations"].items():
+        for invoke_id, inv in state["current"].items():
             region = inv["region"]
             try:
                 records = {r.get("InstanceId"): r for r in hook.describe_invocation_results(region, invoke_id)}
@@ -263,28 +301,28 @@ class RunCommandOperator(AliyunBaseOperator):
             for iid in inv["instance_ids"]:
                 results[iid] = self._instance_result({"instance_id": iid, "region": region}, invoke_id,
                                                      records.get(iid))
-        return self._finish(state)
+        state["current"] = {}
 
     def _instance_result(self, item: dict, invoke_id: str, rec: Mapping[str, Any] | None) -> dict:
         if rec is None:
-            return result(item, FAILED, "Unknown", "no result for this instance", invoke_id=invoke_id,
-                          exit_code=None, output="", output_truncated=False, dropped=0)
+            return result(item, FAILED, "Running", "no result for this instance", invoke_id=invoke_id,
+                          invocation_status="Unknown", exit_code=None, output="", output_truncated=False, dropped=0)
         status = str(rec.get("InvocationStatus") or "")
         exit_code = rec.get("ExitCode")
         output = decode_output(rec.get("Output"))
         self.log.info("---- %s (%s) %s exit=%s ----\n%s", item["instance_id"], invoke_id, status, exit_code, output)
         truncated = len(output) > self.output_limit
-        extra = {"invoke_id": invoke_id, "exit_code": exit_code,
+        extra = {"invoke_id": invoke_id, "invocation_status": status, "exit_code": exit_code,
                  "output": output[:self.output_limit], "output_truncated": truncated,
                  "dropped": int(rec.get("Dropped") or 0)}
         if status == "Success":
-            return result(item, SUCCESS, status, "", **extra)
+            return result(item, SUCCESS, "Running", "", **extra)
         error = f"{rec.get('ErrorCode') or status}: {rec.get('ErrorInfo') or ''}".rstrip(": ")
         if status == "Failed" and rec.get("ErrorCode") in ("ExitCodeNonzero", "", None) and not self.fail_on_nonzero:
-            return result(item, SUCCESS, status, f"exit code {exit_code} (allowed: fail_on_nonzero=False)", **extra)
+            return result(item, SUCCESS, "Running", f"exit code {exit_code} (allowed: fail_on_nonzero=False)", **extra)
         if status in ("Pending", "Running", "Stopping", "Scheduled"):
             error = f"still {status} when the wait ended"
-        return result(item, FAILED, status, f"{error} (exit code {exit_code})", **extra)
+        return result(item, FAILED, "Running", f"{error} (exit code {exit_code})", **extra)
 
     def _finish(self, state: dict) -> list[dict]:
         results = [state["results"][iid] for iid in state["order"]]

@@ -7,10 +7,11 @@ or of any other operator in this module.
 
 Per-instance results (the XCom of Start/Stop/ReplaceSystemDisk/Delete) are a list of::
 
-    {"instance_id": "i-1", "region": "cn-hangzhou", "outcome": "success" | "failed" | "skipped",
-     "status": "Running", "reason": "already Running"}
+    {"instance_id": "i-1", "region": "cn-hangzhou", "status": "success" | "failed" | "skipped",
+     "reason": "already Running", "instance_status": "Running"}
 
-``outcome`` is what this task did; ``status`` is the last instance status seen. A task fails only
+``status`` is what this task did for the instance (the project-wide per-item convention, as in
+:class:`aliyun_ops.batch.ItemResult`); ``instance_status`` is the last ECS status seen. A task fails only
 when the failures exceed ``max_errors`` (a count or a percentage, as in Alibaba OOS).
 """
 
@@ -112,23 +113,23 @@ def check_count(value: Any, name: str, *, minimum: int = 0) -> None:
 
 
 def result(item: Mapping[str, Any], outcome: str, status: str = "", reason: str = "", **extra: Any) -> dict:
-    return {"instance_id": item["instance_id"], "region": item["region"], "outcome": outcome, "status": status,
-            "reason": reason, **extra}
+    return {"instance_id": item["instance_id"], "region": item["region"], "status": outcome, "reason": reason,
+            "instance_status": status, **extra}
 
 
 def log_results(log: Any, title: str, results: Sequence[Mapping[str, Any]]) -> None:
     counts: dict[str, int] = {}
     for r in results:
-        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
     log.info("%s: %s", title, ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to do")
     for r in results:
-        log.info("  %-24s %-14s %-8s %-10s %s", r["instance_id"], r["region"], r["outcome"], r.get("status", ""),
+        log.info("  %-24s %-14s %-8s %-10s %s", r["instance_id"], r["region"], r["status"], r.get("instance_status", ""),
                  r.get("reason", ""))
 
 
 def enforce_budget(results: Sequence[Mapping[str, Any]], max_errors: int | str, what: str) -> None:
     """Raise ``RuntimeError`` if the failures exceed ``max_errors``."""
-    failed = [r for r in results if r["outcome"] == FAILED]
+    failed = [r for r in results if r["status"] == FAILED]
     budget = ErrorBudget.of(max_errors, len(results))
     budget.fail(len(failed))
     if budget.exhausted:
@@ -162,8 +163,9 @@ class _WaitMixin:
     wait_timeout: float | None
     aliyun_conn_id: str
 
-    def _trigger(self, targets: Mapping[str, Sequence[str]], target_status: str) -> InstanceStatusTrigger:
-        return InstanceStatusTrigger(targets=dict(targets), target_status=target_status,
+    def _trigger(self, targets: Mapping[str, Sequence[str]], target_status: str,
+                 carry: Any = None) -> InstanceStatusTrigger:
+        return InstanceStatusTrigger(targets=dict(targets), target_status=target_status, carry=carry,
                                      aliyun_conn_id=self.aliyun_conn_id, poll_interval=self.poll_interval,
                                      deadline=deadline_from(self.wait_timeout))
 
@@ -343,8 +345,8 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
         waves = [todo[i:i + wave] for i in range(0, len(todo), wave)]
         self.log.info("%d instance(s): %d to %s in %d wave(s), %d skipped, %d failed before any call", len(items),
                       len(todo), self.target_status, len(waves),
-                      sum(1 for r in results.values() if r["outcome"] == SKIPPED),
-                      sum(1 for r in results.values() if r["outcome"] == FAILED))
+                      sum(1 for r in results.values() if r["status"] == SKIPPED),
+                      sum(1 for r in results.values() if r["status"] == FAILED))
         state = {"order": [i["instance_id"] for i in items], "results": results, "waves": waves}
         return self._run_waves(context, state)
 
@@ -354,7 +356,7 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
         total = len(state["order"])
         while state["waves"]:
             budget = ErrorBudget.of(self.max_errors, total)
-            budget.fail(sum(1 for r in results.values() if r["outcome"] == FAILED))
+            budget.fail(sum(1 for r in results.values() if r["status"] == FAILED))
             if budget.exhausted:
                 for wave_items in state["waves"]:
                     for item in wave_items:
@@ -389,12 +391,13 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
             if not waiting or not self.wait_for_completion:
                 continue
             if self.deferrable:
-                self.defer(trigger=self._trigger(waiting, self.target_status), method_name="execute_complete",
-                           kwargs={"state": state}, timeout=self._defer_timeout())
+                self.defer(trigger=self._trigger(waiting, self.target_status, carry=state),
+                           method_name="execute_complete", timeout=self._defer_timeout())
             self._apply_event(state, self._wait_here(hook, waiting, self.target_status))
         return self._finish(state)
 
     def execute_complete(self, context: Any, event: dict | None = None, state: dict | None = None) -> list[dict]:
+        state = state or (event or {}).get("carry")
         if event is None or state is None:
             raise RuntimeError("resumed without a trigger event")
         self._apply_event(state, event)
@@ -408,11 +411,11 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
             res = results.get(iid)
             if res is None:
                 continue
-            res["status"] = info.get("status", res.get("status", ""))
+            res["instance_status"] = info.get("status", res.get("instance_status", ""))
             if info.get("reached"):
-                res["outcome"], res["reason"] = SUCCESS, res.get("reason") or ""
+                res["status"], res["reason"] = SUCCESS, res.get("reason") or ""
             else:
-                res["outcome"] = FAILED
+                res["status"] = FAILED
                 res["reason"] = (f"did not reach {self.target_status} (last status {info.get('status')}; "
                                  f"wait {event.get('status')}: {event.get('message', '')})")
 
@@ -747,17 +750,16 @@ class RunInstancesOperator(_WaitMixin, AliyunBaseOperator):
         self.log.info("instances %s in %s", ", ".join(ids), region)
         if self.wait_for_running:
             if self.deferrable:
-                self.defer(trigger=self._trigger({region: ids}, "Running"), method_name="execute_complete",
-                           kwargs={"region": region, "ids": ids}, timeout=self._defer_timeout())
+                self.defer(trigger=self._trigger({region: ids}, "Running", carry={"region": region, "ids": ids}),
+                           method_name="execute_complete", timeout=self._defer_timeout())
             event = self._wait_here(hook, {region: ids}, "Running")
             return self._done(region, ids, event)
         return [compact(r) for r in hook.describe_instances(region, instance_ids=ids)]
 
-    def execute_complete(self, context: Any, event: dict | None = None, region: str = "",
-                         ids: Sequence[str] = ()) -> list[dict]:
-        if event is None:
+    def execute_complete(self, context: Any, event: dict | None = None) -> list[dict]:
+        if event is None or not event.get("carry"):
             raise RuntimeError("resumed without a trigger event")
-        return self._done(region, list(ids), event)
+        return self._done(event["carry"]["region"], list(event["carry"]["ids"]), event)
 
     def _done(self, region: str, ids: list[str], event: Mapping[str, Any]) -> list[dict]:
         records = {r["InstanceId"]: compact(r) for r in self.hook.describe_instances(region, instance_ids=ids)}
@@ -832,12 +834,13 @@ class DeleteInstancesOperator(_WaitMixin, AliyunBaseOperator):
         state = {"order": [i["instance_id"] for i in items], "results": results}
         if waiting and self.wait_for_deletion:
             if self.deferrable:
-                self.defer(trigger=self._trigger(waiting, DELETED), method_name="execute_complete",
-                           kwargs={"state": state}, timeout=self._defer_timeout())
+                self.defer(trigger=self._trigger(waiting, DELETED, carry=state), method_name="execute_complete",
+                           timeout=self._defer_timeout())
             self._apply(state, self._wait_here(hook, waiting, DELETED))
         return self._finish(state)
 
     def execute_complete(self, context: Any, event: dict | None = None, state: dict | None = None) -> list[dict]:
+        state = state or (event or {}).get("carry")
         if event is None or state is None:
             raise RuntimeError("resumed without a trigger event")
         self._apply(state, event)
@@ -849,11 +852,11 @@ class DeleteInstancesOperator(_WaitMixin, AliyunBaseOperator):
             res = state["results"].get(iid)
             if res is None:
                 continue
-            res["status"] = info.get("status", "")
+            res["instance_status"] = info.get("status", "")
             if info.get("reached"):
                 res["reason"] = "deleted"
             else:
-                res["outcome"], res["reason"] = FAILED, f"still {info.get('status')}: {event.get('message')}"
+                res["status"], res["reason"] = FAILED, f"still {info.get('status')}: {event.get('message')}"
 
     def _finish(self, state: dict) -> list[dict]:
         results = [state["results"][i] for i in state["order"]]

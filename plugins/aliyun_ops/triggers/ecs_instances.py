@@ -207,6 +207,13 @@ async def prime_hook(hook: Any) -> None:
 
 
 class _EcsWaitTrigger(AliyunBaseTrigger):
+    """``carry`` is opaque JSON handed back unchanged in the event (``event["carry"]``): the operator's
+    per-item state. Defer ``kwargs`` would be the usual place, but ``dag.test()`` (Airflow 3.3) drops them
+    when it resumes a task, so the state travels with the trigger instead."""
+
+    def _event(self, payload: dict) -> TriggerEvent:
+        return TriggerEvent({**payload, "carry": self.carry})
+
     def make_hook(self):
         from aliyun_ops.hooks.ecs import EcsHook
 
@@ -225,11 +232,12 @@ class InstanceStatusTrigger(_EcsWaitTrigger):
                               target_status="Running", poll_interval=10, deadline=time.time() + 1800)
     """
 
-    serialized_fields: ClassVar[tuple[str, ...]] = ("targets", "target_status", "missing_polls")
+    serialized_fields: ClassVar[tuple[str, ...]] = ("targets", "target_status", "missing_polls", "carry")
 
     def __init__(self, *, targets: Mapping[str, Sequence[str]], target_status: str, missing_polls: int = 2,
-                 **kwargs: Any) -> None:
+                 carry: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.carry = carry
         self.targets = _by_region(targets)
         if target_status not in INSTANCE_TARGETS:
             raise ValueError(f"target_status must be one of {list(INSTANCE_TARGETS)}, got {target_status!r}")
@@ -239,7 +247,7 @@ class InstanceStatusTrigger(_EcsWaitTrigger):
     async def run(self):
         watch = InstanceWatch(self.targets, self.target_status, missing_polls=self.missing_polls)
         if not watch.items:
-            yield TriggerEvent(watch.event("success", message="nothing to wait for"))
+            yield self._event(watch.event("success", message="nothing to wait for"))
             return
         try:
             hook = self.make_hook()
@@ -256,17 +264,17 @@ class InstanceStatusTrigger(_EcsWaitTrigger):
                 watch.polls += 1
                 self.log.info("instances -> %s: %s", self.target_status, watch.summary())
                 if watch.done:
-                    yield TriggerEvent(watch.event("success"))
+                    yield self._event(watch.event("success"))
                     return
                 if self.expired():
-                    yield TriggerEvent(watch.event("timeout", message=f"deadline passed: {watch.summary()}"))
+                    yield self._event(watch.event("timeout", message=f"deadline passed: {watch.summary()}"))
                     return
                 await asyncio.sleep(self.next_wait())
         except AliyunApiError as err:
             self.log.error("instance wait stopped by a permanent API error: %s", err)
-            yield TriggerEvent(watch.event("error", message=str(err), error=err.to_dict()))
+            yield self._event(watch.event("error", message=str(err), error=err.to_dict()))
         except ValueError as err:
-            yield TriggerEvent(watch.event("error", message=str(err), error={"code": "ValueError",
+            yield self._event(watch.event("error", message=str(err), error={"code": "ValueError",
                                                                            "message": str(err)}))
 
 
@@ -278,16 +286,17 @@ class InvocationTrigger(_EcsWaitTrigger):
         InvocationTrigger(targets={"cn-hangzhou": ["t-1", "t-2"]}, poll_interval=5, deadline=time.time() + 900)
     """
 
-    serialized_fields: ClassVar[tuple[str, ...]] = ("targets",)
+    serialized_fields: ClassVar[tuple[str, ...]] = ("targets", "carry")
 
-    def __init__(self, *, targets: Mapping[str, Sequence[str]], **kwargs: Any) -> None:
+    def __init__(self, *, targets: Mapping[str, Sequence[str]], carry: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.carry = carry
         self.targets = _by_region(targets)
 
     async def run(self):
         watch = InvocationWatch(self.targets)
         if not watch.items:
-            yield TriggerEvent(watch.event("success", message="nothing to wait for"))
+            yield self._event(watch.event("success", message="nothing to wait for"))
             return
         try:
             hook = self.make_hook()
@@ -303,17 +312,17 @@ class InvocationTrigger(_EcsWaitTrigger):
                 watch.polls += 1
                 self.log.info("Cloud Assistant: %s", watch.summary())
                 if watch.done:
-                    yield TriggerEvent(watch.event("success"))
+                    yield self._event(watch.event("success"))
                     return
                 if self.expired():
-                    yield TriggerEvent(watch.event("timeout", message=f"deadline passed: {watch.summary()}"))
+                    yield self._event(watch.event("timeout", message=f"deadline passed: {watch.summary()}"))
                     return
                 await asyncio.sleep(self.next_wait())
         except AliyunApiError as err:
             self.log.error("invocation wait stopped by a permanent API error: %s", err)
-            yield TriggerEvent(watch.event("error", message=str(err), error=err.to_dict()))
+            yield self._event(watch.event("error", message=str(err), error=err.to_dict()))
         except ValueError as err:
-            yield TriggerEvent(watch.event("error", message=str(err), error={"code": "ValueError",
+            yield self._event(watch.event("error", message=str(err), error={"code": "ValueError",
                                                                            "message": str(err)}))
 
 
