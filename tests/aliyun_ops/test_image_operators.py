@@ -19,6 +19,7 @@ from aliyun_ops.operators.ecs_images import (
     PruneBackupImagesOperator,
 )
 from aliyun_ops.sensors.ecs_images import WaitForImageAvailableSensor
+from tests.aliyun_ops.conftest import conn_json
 
 SRC, DST = "cn-hangzhou", "cn-shanghai"
 
@@ -92,10 +93,7 @@ def total_calls(emulator):
 @pytest.fixture
 def fast_retries(aliyun_conn, monkeypatch):
     """The connection with short retry delays (throttling/503 tests stay fast)."""
-    from tests.conftest import connection_uri
-
-    monkeypatch.setenv("AIRFLOW_CONN_ALIYUN_DEFAULT", connection_uri(aliyun_conn, retry_base_delay=0.05,
-                                                                     retry_max_delay=0.2))
+    monkeypatch.setenv("AIRFLOW_CONN_ALIYUN_DEFAULT", conn_json(aliyun_conn, retry_base_delay=0.05, retry_max_delay=0.2))
     return aliyun_conn
 
 

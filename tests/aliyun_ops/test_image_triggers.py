@@ -13,6 +13,7 @@ from aliyun_ops.triggers.ecs_images import (
     SnapshotsReadyTrigger,
     normalize_items,
 )
+from tests.aliyun_ops.conftest import conn_json
 
 SRC, DST = "cn-hangzhou", "cn-shanghai"
 
@@ -144,10 +145,7 @@ def test_permanent_api_error_yields_error_event(aliyun_conn, emulator):
 
 
 def test_transient_errors_are_retried_by_the_hook(aliyun_conn, emulator, monkeypatch):
-    from tests.conftest import connection_uri
-
-    monkeypatch.setenv("AIRFLOW_CONN_ALIYUN_DEFAULT", connection_uri(emulator, retry_base_delay=0.02,
-                                                                     retry_max_delay=0.1))
+    monkeypatch.setenv("AIRFLOW_CONN_ALIYUN_DEFAULT", conn_json(emulator, retry_base_delay=0.02, retry_max_delay=0.1))
     items = _create(emulator, 1)
     emulator.admin.set_faults({"rules": [{"action": "ecs:DescribeImages", "kind": "throttle", "count": 2,
                                           "retry_after_ms": 20},

@@ -210,10 +210,11 @@ class _BatchImageOperator(AliyunBaseOperator):
         if self.deferrable:
             self.log.info("Deferring: waiting for %d %s(s) (timeout %.0fs)", len(items), self.watch_kind,
                           self._timeout_seconds)
+            # the results travel in the trigger's echo: dag.test() drops defer(kwargs=...) on resume
             self.defer(trigger=trigger_cls(items=items, aliyun_conn_id=self.aliyun_conn_id, region=self.region,
-                                           poll_interval=float(self.poll_interval), deadline=deadline),
-                       method_name="execute_complete", kwargs={"results": results},
-                       timeout=timedelta(seconds=self._timeout_seconds + 600))
+                                           poll_interval=float(self.poll_interval), deadline=deadline,
+                                           echo={"results": results}),
+                       method_name="execute_complete", timeout=timedelta(seconds=self._timeout_seconds + 600))
         event = self._poll_in_process(items, deadline)
         return self._finish(context, results, event)
 
@@ -247,7 +248,9 @@ class _BatchImageOperator(AliyunBaseOperator):
     def execute_complete(self, context: Any, event: Mapping | None = None, results: list[dict] | None = None):
         if event is None:
             raise AirflowException(f"{self.task_id}: resumed without a trigger event")
-        return self._finish(context, list(results or []), event)
+        if results is None:
+            results = ((event.get("echo") or {}).get("results")) or []
+        return self._finish(context, [dict(r) for r in results], event)
 
     def _apply_event(self, results: list[dict], event: Mapping | None) -> None:
         """Turn pending results into success/failed from the watch event (None: not waited for)."""
@@ -344,7 +347,8 @@ class CreateImageOperator(_BatchImageOperator):
     """Create a custom image of each instance, idempotently, and wait until the images are Available.
 
     :param instances: an instance id, a list of ids, or the list of dicts ``SelectInstancesOperator``
-        returns (``{"instance_id", "instance_name", "region", ...}``)
+        returns (``{"instance_id", "instance_name", "region", ...}``); or
+    :param instance_tags: select the (Running or Stopped) instances of ``region`` carrying all these tags
     :param region: region of plain ids (default: the connection's region)
     :param image_name_template: ``logic.naming`` template (``{instance_name}``, ``{instance_id}``, ``{region}``,
         ``{date}``, ``{datetime}``, ``{run_id}``, ``{dag_id}``); default ``backup-{instance_name}-{instance_id}-{date}``
@@ -367,16 +371,21 @@ class CreateImageOperator(_BatchImageOperator):
                             retention_days=7, concurrency=5, max_errors="10%")
     """
 
-    template_fields = ("aliyun_conn_id", "region", "instances", "image_name_template", "description", "tags",
-                       "policy", "retention_days", "concurrency", "max_errors", "poll_interval", "timeout")
+    template_fields = ("aliyun_conn_id", "region", "instances", "instance_tags", "image_name_template",
+                       "description", "tags", "policy", "retention_days", "concurrency", "max_errors",
+                       "poll_interval", "timeout")
     template_fields_renderers = {"tags": "json", "instances": "json"}
     result_key_fields = ("region", "instance_id")
 
-    def __init__(self, *, instances: Any, image_name_template: str = DEFAULT_IMAGE_NAME_TEMPLATE,
+    def __init__(self, *, instances: Any = None, instance_tags: Mapping[str, str] | None = None,
+                 image_name_template: str = DEFAULT_IMAGE_NAME_TEMPLATE,
                  description: str | None = None, tags: Mapping[str, str] | None = None, policy: str | None = None,
                  retention_days: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.instances = instances
+        self.instance_tags = instance_tags
+        if _static(instances, instance_tags):
+            self._check_selection()
         self.image_name_template = image_name_template
         self.description = description
         self.tags = tags
@@ -391,14 +400,26 @@ class CreateImageOperator(_BatchImageOperator):
         if _static(instances) and isinstance(instances, (str, list, tuple)):
             normalize_instances(instances, "placeholder-region")
 
+    def _check_selection(self) -> None:
+        if (self.instances is None) == (not self.instance_tags):
+            raise ValueError("pass exactly one of instances or instance_tags")
+        if self.instance_tags:
+            pv.validate_tags(self.instance_tags, what="instance_tags")
+
     def _validate(self) -> tuple[list[dict], int | None]:
         self._check_common()
+        self._check_selection()
         validate_name_template(self.image_name_template or "")
         days = check_retention_days(self.retention_days)
         pv.merge_tags(self.tags, pv.provenance_tags(source_instance="i-x", source_region="r", run_id="r",
                                                    dag_id="d", policy=self.policy, retention_days=days))
         if self.description is not None and not isinstance(self.description, str):
             raise ValueError("description must be a string")
+        if self.instance_tags:
+            region = self.resolve_region()
+            return [{"instance_id": r["InstanceId"], "instance_name": r.get("InstanceName", ""), "region": region}
+                    for r in self.hook.describe_instances(region, tags=dict(self.instance_tags))
+                    if r.get("Status") in ("Running", "Stopped")], days
         items = normalize_instances(self.instances, self.region or "__default__")
         if any(i["region"] == "__default__" for i in items):
             default = self.resolve_region()

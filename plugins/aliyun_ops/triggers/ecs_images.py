@@ -8,7 +8,11 @@ a terminal state. Exactly one :class:`TriggerEvent` is yielded::
     {"status": "success" | "timeout" | "error",
      "items": {"m-1": {"region", "status", "progress", "size_gib", "reason", "observed_at"}, ...},
      "timed_out": ["m-7"],            # still not terminal at the deadline
-     "message": "...", "error": {...} | None, "polls": 3, "api_calls": 4}
+     "message": "...", "error": {...} | None, "polls": 3, "api_calls": 4,
+     "echo": ...}                     # the trigger's ``echo`` argument, unchanged (if given)
+
+``echo`` carries the deferring operator's in-flight results through the deferral: ``dag.test()``
+resumes a task with ``next_kwargs={"event": ...}`` only, dropping ``defer(kwargs=...)``.
 
 ``status == "success"`` means every item reached a terminal state (some may have failed: look at
 each item's ``status``). ``"error"`` is a permanent API error (the hook already retried the
@@ -261,10 +265,12 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
 
     kind: ClassVar[str] = "image"
     id_key: ClassVar[str] = "image_id"
-    serialized_fields: ClassVar[tuple[str, ...]] = ("items", "missing_polls")
+    serialized_fields: ClassVar[tuple[str, ...]] = ("items", "missing_polls", "echo")
 
-    def __init__(self, *, items: Sequence[Mapping[str, str]], missing_polls: int = 2, **kwargs: Any) -> None:
+    def __init__(self, *, items: Sequence[Mapping[str, str]], missing_polls: int = 2, echo: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.echo = echo  # JSON-safe data handed back unchanged in the event (the operator's in-flight state)
         self.items = [{"region": i["region"], "id": i["id"]} for i in normalize_items(
             items, default_region=kwargs.get("region"), id_key=self.id_key)]
         self.missing_polls = int(missing_polls)
@@ -280,7 +286,7 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
     async def run(self):
         watch = ResourceWatch(self.items, kind=self.kind, missing_polls=self.missing_polls)
         if not self.items:
-            yield TriggerEvent(watch.event("success", message="nothing to wait for"))
+            yield TriggerEvent(self._event(watch, "success", message="nothing to wait for"))
             return
         try:
             hook = self.make_hook()
@@ -300,18 +306,24 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
                 now = time.time()
                 self.log.info("%s wait: %s", self.kind, watch.summary(now))
                 if watch.done:
-                    yield TriggerEvent(watch.event("success"))
+                    yield TriggerEvent(self._event(watch, "success"))
                     return
                 if self.expired():
-                    yield TriggerEvent(watch.event("timeout", message=f"deadline passed: {watch.summary(now)}"))
+                    yield TriggerEvent(self._event(watch, "timeout", message=f"deadline passed: {watch.summary(now)}"))
                     return
                 await asyncio.sleep(self.next_wait(watch.next_eta(now)))
         except AliyunApiError as err:
             self.log.error("%s wait stopped by a permanent API error: %s", self.kind, err)
-            yield TriggerEvent(watch.event("error", message=str(err), error=err.to_dict()))
+            yield TriggerEvent(self._event(watch, "error", message=str(err), error=err.to_dict()))
         except ValueError as err:  # e.g. a broken connection definition
-            yield TriggerEvent(watch.event("error", message=str(err), error={"code": "ValueError",
-                                                                           "message": str(err)}))
+            yield TriggerEvent(self._event(watch, "error", message=str(err),
+                                           error={"code": "ValueError", "message": str(err)}))
+
+    def _event(self, watch: ResourceWatch, status: str, **kwargs: Any) -> dict:
+        event = watch.event(status, **kwargs)
+        if self.echo is not None:
+            event["echo"] = self.echo
+        return event
 
 
 class ImagesAvailableTrigger(_BatchWatchTrigger):
