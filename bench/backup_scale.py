@@ -333,6 +333,7 @@ class Options:
     seed_mode: str = "intended"
     faithful_seed_sizes: Sequence[int] = (10,)
     dag_timeout: float = 1500.0
+    idle_seconds: float = 20.0               # measure Airflow's idle CPU rate before triggering
     baseline_timeout: float = 1200.0
     out_dir: str = "bench/results"
     backend: str = "auto"
@@ -437,7 +438,10 @@ def run_dag(emu, machines: Sequence[Machine], opts: Options, ideal_sim: float, w
         up_s = cluster.start()
         log(f"  dag: Airflow ({cluster.backend}) up in {up_s:.0f}s (db {db_s:.0f}s); {n} instances at time scale "
             f"{scale:g} (ideal {ideal.pipelined / scale:.1f}s real)")
-        time.sleep(3)
+        idle0, t_idle = cluster.cpu_snapshot(), time.monotonic()
+        time.sleep(opts.idle_seconds)  # idle CPU rate: what every hour of a long real run costs on its own
+        idle = cpu_delta(idle0, cluster.cpu_snapshot())
+        idle_rate = {k: round(v / (time.monotonic() - t_idle), 4) for k, v in idle.items()}
         emu.admin.clock(time_scale=scale, freeze=False)
         emu.admin.clear_calls()
         run_id = f"bench-{n}-{int(time.time())}"
@@ -491,7 +495,9 @@ def run_dag(emu, machines: Sequence[Machine], opts: Options, ideal_sim: float, w
                         completed_copies=copies, expected_copies=n * len(opts.destinations),
                         task_instances=len([t for t in tasks if not t.get("history")]),
                         task_tries=len(tasks), task_summary=_task_summary(tasks), backend=cluster.backend,
-                        airflow_start_s=round(up_s, 1), logs=str(cluster.logs))
+                        airflow_start_s=round(up_s, 1), logs=str(cluster.logs), idle_cpu_per_s=idle_rate,
+                        projected_cpu_s_per_instance_at_scale_1=round(
+                            (cpu["total"] + idle_rate["total"] * (ideal.pipelined - wall)) / n, 3))
         log(f"    {state} in {wall:.1f}s ratio {row['ratio']} calls/inst {row['calls_per_instance']['total']:.2f} "
             f"slot s/inst {row['slot_s_per_instance']} cpu s/inst {row['cpu_s_per_instance']} "
             f"copies {copies}/{row['expected_copies']}")
