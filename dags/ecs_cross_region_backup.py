@@ -47,10 +47,15 @@ with DAG(
     @task(multiple_outputs=True)
     def resolve_config(**context) -> dict:
         """Validate the params beyond their JSON schema and fill defaults (no API call)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from aliyun_ops.hooks.ecs import EcsHook
         from aliyun_ops.pipelines.backup_params import resolve_backup_config
 
-        return resolve_backup_config(context["params"], EcsHook().region)
+        try:
+            return resolve_backup_config(context["params"], EcsHook().region)
+        except ValueError as exc:  # bad input does not get better with a retry
+            raise AirflowFailException(str(exc)) from None
 
     config = resolve_config()
 

@@ -96,3 +96,18 @@ def _rebuild(cls, data: dict) -> AliyunApiError:
     data = dict(data)
     args = [data.pop(k) for k in ("action", "code", "message", "request_id", "status_code", "retryable")]
     return cls(*args, **data)
+
+
+def _fail_exception_base() -> type[Exception]:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException
+
+
+class TooManyItemFailures(_fail_exception_base()):  # type: ignore[misc]
+    """More items failed than ``max_errors`` allows.
+
+    The per-item results are final (every API call was already retried by the hook), so the
+    task fails without an Airflow retry; clear the task or re-run the DAG to try the failed items
+    again: what succeeded is found again by provenance tags and ClientToken, not redone.
+    """

@@ -10,6 +10,7 @@ import json
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
+from aliyun_ops.exceptions import TooManyItemFailures
 from aliyun_ops.operators.ecs_commands import MAX_CONTENT_B64, RunCommandOperator, decode_output
 from aliyun_ops.triggers.ecs_instances import InvocationTrigger, InvocationWatch
 
@@ -169,7 +170,7 @@ def test_run_command_nonzero_exit_and_truncation(emu):
     assert bad["status"] == "failed" and bad["exit_code"] == 3 and bad["invocation_status"] == "Failed"
     assert bad["output"] == "E" * 100 and bad["output_truncated"] is True
     assert all(out[i]["status"] == "success" for i in ids[1:])
-    with pytest.raises(RuntimeError, match="more than max_errors"):
+    with pytest.raises(TooManyItemFailures, match="more than max_errors"):
         run_op(RunCommandOperator(task_id="cmd2", instances=ids, region=HZ, command_content="check-disk",
                                   poll_interval=0.2), ctx("cmd2"))
     lenient = run_op(RunCommandOperator(task_id="cmd3", instances=ids, region=HZ, command_content="check-disk",
@@ -191,7 +192,7 @@ def test_run_command_non_running_skipped_or_failed(emu):
     assert json.loads(json.dumps(emu.admin.table("ecs.invocations"))) and calls(emu, "RunCommand") == 1
     inv = next(iter(emu.admin.table("ecs.invocations").values()))
     assert sorted(e["InstanceId"] for e in inv["Instances"]) == fleet["Running"]   # stopped one never sent
-    with pytest.raises(RuntimeError, match="not Running"):
+    with pytest.raises(TooManyItemFailures, match="not Running"):
         run_op(RunCommandOperator(task_id="cmd2", instances=ids, region=HZ, command_content="uptime", not_running="fail",
                                   poll_interval=0.2), ctx("cmd2"))
 
@@ -241,7 +242,7 @@ def test_run_command_waves_and_max_errors(emu):
     assert all(r["status"] == "success" for r in out) and calls(emu, "RunCommand") == 3
     behaviour(emu, [{"match": "boom", "instance_ids": ids[:2], "exit_code": 1}])
     emu.admin.clear_calls()
-    with pytest.raises(RuntimeError, match="2 of 6 instances failed"):
+    with pytest.raises(TooManyItemFailures, match="2 of 6 instances failed"):
         run_op(RunCommandOperator(task_id="cmd2", instances=ids, region=HZ, command_content="boom",
                                   concurrency="34%", max_errors=1, poll_interval=0.2), ctx("cmd2"))
     assert calls(emu, "RunCommand") == 1                     # later waves never started

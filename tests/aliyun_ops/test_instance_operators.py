@@ -9,6 +9,7 @@ import json
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
+from aliyun_ops.exceptions import TooManyItemFailures
 from aliyun_ops.operators.ecs_instances import (
     DeleteInstancesOperator,
     ReplaceSystemDiskOperator,
@@ -292,7 +293,7 @@ def test_start_missing_and_max_errors(fleet):
     by_id = {r["instance_id"]: r for r in out}
     assert by_id["i-gone1"]["status"] == "failed" and "not found" in by_id["i-gone1"]["reason"]
     assert all(by_id[i]["status"] == "success" for i in ids)
-    with pytest.raises(RuntimeError, match="more than max_errors"):
+    with pytest.raises(TooManyItemFailures, match="more than max_errors"):
         StartInstancesOperator(task_id="start", instances=["i-gone1", "i-gone2"], region=HZ, max_errors=1,
                                deferrable=False).execute(ctx())
 
@@ -303,7 +304,7 @@ def test_max_errors_stops_later_waves(fleet):
     ids = ids_of(emu)
     op = StopInstancesOperator(task_id="stop", instances=["i-gone1", *ids], region=HZ, concurrency=2,
                                max_errors=0, deferrable=False, poll_interval=0.2)
-    with pytest.raises(RuntimeError, match="1 of 5 instances failed"):
+    with pytest.raises(TooManyItemFailures, match="1 of 5 instances failed"):
         op.execute(ctx())
     assert counters(emu, "StopInstances") == 0             # the budget was spent before the first wave
     assert set(statuses(emu).values()) == {"Running"}

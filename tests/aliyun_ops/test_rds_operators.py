@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from aliyun_ops.exceptions import TooManyItemFailures
 from aliyun_ops.operators.rds import ArchiveRdsBackupsToOssOperator, CreateRdsBackupOperator
 
 HZ = "cn-hangzhou"
@@ -166,6 +167,6 @@ def test_archive_survives_throttling_and_reports_per_backup(emu):
                                         max_errors=5)
     out = op.execute(ctx())
     assert len(out) == 2 and all(r["status"] == "failed" for r in out)
-    with pytest.raises(RuntimeError, match="failed to archive"):
+    with pytest.raises(TooManyItemFailures, match="failed to archive"):
         ArchiveRdsBackupsToOssOperator(task_id="a", instance_ids=[DB], region=HZ,
                                        bucket="no-such-bucket").execute(ctx())

@@ -39,13 +39,13 @@ def tags_of(image):
 
 
 def report_of(dag_run):
-    from airflow.models import XCom
+    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.query(XCom).filter_by(dag_id=DAG_ID, run_id=dag_run.run_id, task_id="report",
-                                            key="report").first()
-        return row.value if row else None
+        row = session.query(XComModel).filter_by(dag_id=DAG_ID, run_id=dag_run.run_id, task_id="report",
+                                                 key="report").first()
+        return XComModel.deserialize_value(row) if row else None
 
 
 def assert_one_complete_copy_each(emulator, ecs_client, instance_ids_by_region):
@@ -111,6 +111,7 @@ def test_throttling_and_server_errors_are_survived(run_dag, emulator, ecs_client
     ]})
     dag_run = run_dag(DAG_ID, conf=BASE_CONF)
     assert dag_run.state == "success"
+    emulator.admin.set_faults({})  # the checks below call the SDK directly
     assert_one_complete_copy_each(emulator, ecs_client, fleet)
 
 

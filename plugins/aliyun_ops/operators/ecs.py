@@ -8,6 +8,7 @@ from .ecs_images import (
     CreateImageOperator,
     CreateSnapshotOperator,
     DeleteImagesOperator,
+    PruneBackupImagesOperator,
 )
 from .ecs_instances import (
     DeleteInstancesOperator,
@@ -24,6 +25,7 @@ __all__ = [
     "CreateSnapshotOperator",
     "DeleteImagesOperator",
     "DeleteInstancesOperator",
+    "PruneBackupImagesOperator",
     "ReplaceSystemDiskOperator",
     "RunCommandOperator",
     "RunInstancesOperator",

@@ -23,7 +23,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException
 
 from aliyun_ops.batch import errors_exceeded, run_batch
-from aliyun_ops.exceptions import AliyunApiError
+from aliyun_ops.exceptions import AliyunApiError, TooManyItemFailures
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.budget import ErrorBudget, resolve_count
@@ -294,7 +294,7 @@ class _BatchImageOperator(AliyunBaseOperator):
                       counts[SKIPPED])
         failed = [r for r in results if r.get("status") == FAILED]
         if failed and errors_exceeded([_Status(r["status"]) for r in results], self.max_errors):
-            raise AirflowException(
+            raise TooManyItemFailures(
                 f"{len(failed)} of {len(results)} item(s) failed, more than max_errors={self.max_errors!r}:\n"
                 + failure_summary(results, self.result_key_fields))
         return results

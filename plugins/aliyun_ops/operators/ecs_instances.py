@@ -24,7 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 from aliyun_ops.batch import ItemResult, run_batch
-from aliyun_ops.exceptions import AliyunApiError
+from aliyun_ops.exceptions import AliyunApiError, TooManyItemFailures
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic.budget import ErrorBudget, resolve_count
 from aliyun_ops.logic.provenance import (
@@ -128,13 +128,13 @@ def log_results(log: Any, title: str, results: Sequence[Mapping[str, Any]]) -> N
 
 
 def enforce_budget(results: Sequence[Mapping[str, Any]], max_errors: int | str, what: str) -> None:
-    """Raise ``RuntimeError`` if the failures exceed ``max_errors``."""
+    """Raise :class:`TooManyItemFailures` (no Airflow retry) if the failures exceed ``max_errors``."""
     failed = [r for r in results if r["status"] == FAILED]
     budget = ErrorBudget.of(max_errors, len(results))
     budget.fail(len(failed))
     if budget.exhausted:
         sample = "; ".join(f"{r['instance_id']}: {r.get('reason', '')}" for r in failed[:5])
-        raise RuntimeError(f"{what}: {len(failed)} of {len(results)} instances failed, more than max_errors="
+        raise TooManyItemFailures(f"{what}: {len(failed)} of {len(results)} instances failed, more than max_errors="
                            f"{max_errors!r} allows ({budget.allowed}). {sample}")
 
 

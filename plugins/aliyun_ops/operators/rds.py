@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aliyun_ops.batch import run_batch
-from aliyun_ops.exceptions import AliyunApiError
+from aliyun_ops.exceptions import AliyunApiError, TooManyItemFailures
 from aliyun_ops.hooks.oss import OssHook
 from aliyun_ops.hooks.rds import RdsHook
 from aliyun_ops.logic.budget import resolve_count
@@ -314,7 +314,7 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
             self.log.info("  %s %s -> %s: %s %s", r["instance_id"], r["backup_id"], r["key"], r["status"], r["reason"])
         failed = counts["failed"]
         if failed > resolve_count(self.max_errors, len(results), name="max_errors"):
-            raise RuntimeError(f"{failed} of {len(results)} backups failed to archive (max_errors="
+            raise TooManyItemFailures(f"{failed} of {len(results)} backups failed to archive (max_errors="
                                f"{self.max_errors!r}): " + "; ".join(f"{r['backup_id']}: {r['reason']}"
                                                                      for r in results if r["status"] == "failed"))
         return results

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .ecs_images import ImagesAvailableTrigger
+from .ecs_images import ImagesAvailableTrigger, SnapshotsReadyTrigger
 from .ecs_instances import InstanceStatusTrigger, InvocationTrigger
 
-__all__ = ["ImagesAvailableTrigger", "InstanceStatusTrigger", "InvocationTrigger"]
+__all__ = ["ImagesAvailableTrigger", "InstanceStatusTrigger", "InvocationTrigger", "SnapshotsReadyTrigger"]
