@@ -117,13 +117,16 @@ def test_throttling_and_server_errors_are_survived(run_dag, emulator, ecs_client
 
 def test_rerun_of_same_logical_date_creates_nothing_twice(run_dag, emulator, ecs_client, fleet):
     logical = pendulum.datetime(2026, 11, 20, 18, 0, tz="UTC")
-    # first try dies after CreateImage was called: image polling keeps failing past every retry
-    emulator.admin.set_faults({"rules": [{"action": "ecs:DescribeImages", "kind": "error", "status": 500,
-                                          "count": 10_000}]})
+    # the first try of create_images dies after some CreateImage calls succeeded: two calls are
+    # refused for good (not retryable), so the task fails past max_errors=0 with images made
+    emulator.admin.set_faults({"rules": [{"action": "ecs:CreateImage", "kind": "error", "status": 403,
+                                          "code": "Forbidden.RAM", "count": 2}]})
     first = run_dag(DAG_ID, conf=BASE_CONF, logical_date=logical)
     assert first.state == "failed"
-    created = emulator.admin.calls()["counters"]["ecs:CreateImage"]["calls"]
-    assert created >= 5
+    counters = emulator.admin.calls()["counters"]["ecs:CreateImage"]
+    assert counters["calls"] == 5 and counters["errors"] == 2
+    made_first = [i for i in emulator.admin.table("ecs.images").values() if i.get("ImageOwnerAlias") == "self"]
+    assert len(made_first) == 3
     emulator.admin.set_faults({})
     second = run_dag(DAG_ID, conf=BASE_CONF, logical_date=logical)
     assert second.state == "success"

@@ -16,6 +16,7 @@ SOURCE_INSTANCE = "ops:source-instance"
 SOURCE_REGION = "ops:source-region"
 SOURCE_IMAGE = "ops:source-image"
 RUN_ID = "ops:run-id"
+RUN_KEY = "ops:run-key"  # the logical date when the run has one, else the run id: what re-runs match on
 DAG_ID = "ops:dag-id"
 POLICY = "ops:policy"
 RETENTION_DAYS = "ops:retention-days"
@@ -57,7 +58,8 @@ def validate_tags(tags: Mapping[str, str], *, what: str = "tags") -> dict[str, s
 
 def provenance_tags(*, source_instance: str | None = None, source_region: str | None = None,
                     source_image: str | None = None, run_id: str | None = None, dag_id: str | None = None,
-                    policy: str | None = None, retention_days: int | None = None) -> dict[str, str]:
+                    policy: str | None = None, retention_days: int | None = None,
+                    run_key: str | None = None) -> dict[str, str]:
     """The tags that say who made a resource and from what.
 
     >>> provenance_tags(source_instance="i-1", run_id="manual__1")["ops:managed-by"]
@@ -65,7 +67,8 @@ def provenance_tags(*, source_instance: str | None = None, source_region: str | 
     """
     tags = {MANAGED_BY_KEY: MANAGED_BY_VALUE}
     for key, value in ((SOURCE_INSTANCE, source_instance), (SOURCE_REGION, source_region),
-                       (SOURCE_IMAGE, source_image), (RUN_ID, run_id), (DAG_ID, dag_id), (POLICY, policy),
+                       (SOURCE_IMAGE, source_image), (RUN_ID, run_id), (RUN_KEY, run_key), (DAG_ID, dag_id),
+                       (POLICY, policy),
                        (RETENTION_DAYS, retention_days)):
         if value not in (None, ""):
             tags[key] = str(value)[:MAX_VALUE_LEN]

@@ -13,6 +13,18 @@ from ..logic.naming import client_token
 DEFAULT_CONN_ID = "aliyun_default"
 
 
+def run_key(context: Any) -> str:
+    """What identifies "this run" for idempotency.
+
+    The logical date when the run has one, so that a re-run, a backfill or a second manual run of
+    the same night finds what the first one made instead of making it again; otherwise the run id.
+    """
+    logical = context.get("logical_date") if hasattr(context, "get") else None
+    if logical is not None:
+        return logical.isoformat()
+    return str(context["run_id"])
+
+
 class AliyunOperatorMixin:
     """Connection, region, hook, idempotency tokens and resumable state for our operators.
 
@@ -45,9 +57,9 @@ class AliyunOperatorMixin:
 
     @staticmethod
     def client_token(context: Any, *parts: str) -> str:
-        """Stable per (DAG, run, task, map index, parts): a retried try sends the same token."""
+        """Stable per (DAG, run key, task, map index, parts): a retried try or a re-run sends the same token."""
         ti = context["ti"]
-        return client_token(ti.dag_id, context["run_id"], ti.task_id, str(getattr(ti, "map_index", -1)), *parts)
+        return client_token(ti.dag_id, run_key(context), ti.task_id, str(getattr(ti, "map_index", -1)), *parts)
 
     @staticmethod
     def recall(context: Any, key: str, default: Any = None) -> Any:

@@ -35,7 +35,7 @@ from aliyun_ops.logic.naming import (
 )
 from aliyun_ops.logic.retention import ImageFacts, RetentionPolicy
 from aliyun_ops.logic.retention import plan as retention_plan
-from aliyun_ops.operators.base import AliyunBaseOperator
+from aliyun_ops.operators.base import AliyunBaseOperator, run_key
 from aliyun_ops.triggers.base import deadline_from
 from aliyun_ops.triggers.ecs_images import (
     ImagesAvailableTrigger,
@@ -111,7 +111,8 @@ def as_list(value: Any, name: str) -> list:
 
 def run_info(context: Any) -> dict[str, str]:
     ti = context["ti"]
-    return {"dag_id": str(ti.dag_id), "run_id": str(context["run_id"]), "task_id": str(ti.task_id)}
+    return {"dag_id": str(ti.dag_id), "run_id": str(context["run_id"]), "run_key": run_key(context),
+            "task_id": str(ti.task_id)}
 
 
 def run_date(context: Any) -> datetime:
@@ -449,7 +450,7 @@ class CreateImageOperator(_BatchImageOperator):
         remembered: dict[str, str] = dict(self.recall(context, STATE_CREATE) or {})
         existing: dict[str, list[dict]] = {}
         for region in by_region:
-            for rec in hook.describe_images(region, tags={pv.RUN_ID: info["run_id"], pv.DAG_ID: info["dag_id"],
+            for rec in hook.describe_images(region, tags={pv.RUN_KEY: info["run_key"], pv.DAG_ID: info["dag_id"],
                                                           pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}):
                 src = pv.tags_from_api(rec.get("Tags")).get(pv.SOURCE_INSTANCE)
                 if src:
@@ -503,7 +504,8 @@ class CreateImageOperator(_BatchImageOperator):
             if res["_attempt"]:
                 name = sanitize_image_name(f"{name}-r{res['_attempt']}")
             tags = pv.merge_tags(self.tags, pv.provenance_tags(
-                source_instance=iid, source_region=region, run_id=info["run_id"], dag_id=info["dag_id"],
+                source_instance=iid, source_region=region, run_id=info["run_id"], run_key=info["run_key"],
+                dag_id=info["dag_id"],
                 policy=self.policy, retention_days=days))
             parts = ["create-image", iid] + ([f"attempt-{res['_attempt']}"] if res["_attempt"] else [])
             token = self.client_token(context, *parts)
@@ -514,7 +516,7 @@ class CreateImageOperator(_BatchImageOperator):
                     raise
                 same = [r for r in hook.describe_images(region, image_name=name)
                         if pv.tags_from_api(r.get("Tags")).get(pv.SOURCE_INSTANCE) == iid
-                        and pv.tags_from_api(r.get("Tags")).get(pv.RUN_ID) == info["run_id"]]
+                        and pv.tags_from_api(r.get("Tags")).get(pv.RUN_KEY) == info["run_key"]]
                 if same:
                     image_id = same[0]["ImageId"]
                 else:  # the name is taken by another run's image: keep ours distinct, still deterministic
@@ -710,7 +712,7 @@ class CopyImageOperator(_BatchImageOperator):
         remembered: dict[str, str] = dict(self.recall(context, STATE_COPY) or {})
         existing: dict[str, dict] = {}
         for dest in {d for _, _, d in live}:
-            for rec in hook.describe_images(dest, tags={pv.RUN_ID: info["run_id"], pv.DAG_ID: info["dag_id"],
+            for rec in hook.describe_images(dest, tags={pv.RUN_KEY: info["run_key"], pv.DAG_ID: info["dag_id"],
                                                         pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}):
                 src_id = pv.tags_from_api(rec.get("Tags")).get(pv.SOURCE_IMAGE)
                 if src_id and rec.get("Status") not in ("CreateFailed", "UnAvailable"):
@@ -761,7 +763,8 @@ class CopyImageOperator(_BatchImageOperator):
                 name = sanitize_image_name(rec.get("ImageName") or f"copy-{src['image_id']}")
             tags = pv.merge_tags(self.tags, pv.provenance_tags(
                 source_instance=res["instance_id"] or src_tags.get(pv.SOURCE_INSTANCE), source_region=src["region"],
-                source_image=src["image_id"], run_id=info["run_id"], dag_id=info["dag_id"],
+                source_image=src["image_id"], run_id=info["run_id"], run_key=info["run_key"],
+                dag_id=info["dag_id"],
                 policy=self.policy or src_tags.get(pv.POLICY), retention_days=days or src_tags.get(pv.RETENTION_DAYS)))
             description = self.description or f"Copy of {src['image_id']} from {src['region']}"
             copy_id = hook.copy_image(src["region"], src["image_id"], dest, name, description, tags,
@@ -1218,7 +1221,7 @@ class CreateSnapshotOperator(_BatchImageOperator):
         remembered: dict[str, str] = dict(self.recall(context, STATE_SNAPSHOT) or {})
         existing: dict[str, dict] = {}
         for region in {t["region"] for t in targets}:
-            for rec in hook.describe_snapshots(region, tags={pv.RUN_ID: info["run_id"], pv.DAG_ID: info["dag_id"],
+            for rec in hook.describe_snapshots(region, tags={pv.RUN_KEY: info["run_key"], pv.DAG_ID: info["dag_id"],
                                                              pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}):
                 disk = pv.tags_from_api(rec.get("Tags")).get(SOURCE_DISK)
                 if disk and rec.get("Status") != "failed":
@@ -1257,7 +1260,8 @@ class CreateSnapshotOperator(_BatchImageOperator):
                                                     "disk_type": res.get("_disk_type", "")})
             tags = pv.merge_tags(self.tags, {**pv.provenance_tags(
                 source_instance=res["instance_id"], source_region=res["region"], run_id=info["run_id"],
-                dag_id=info["dag_id"], policy=self.policy, retention_days=days), SOURCE_DISK: res["disk_id"]})
+                run_key=info["run_key"], dag_id=info["dag_id"], policy=self.policy, retention_days=days),
+                SOURCE_DISK: res["disk_id"]})
             sid = hook.create_snapshot(res["region"], res["disk_id"], name, self.description or None, tags,
                                        self.client_token(context, "create-snapshot", res["disk_id"]),
                                        retention_days=days)
