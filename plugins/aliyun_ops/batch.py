@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ItemResult:
+    """The outcome of one item: ``ItemResult("i-1", "success", value="m-1")``."""
+
     key: str
     status: str               # success | failed | skipped
     value: Any = None         # what the action returned (JSON-safe)

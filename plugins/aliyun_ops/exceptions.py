@@ -110,4 +110,9 @@ class TooManyItemFailures(_fail_exception_base()):  # type: ignore[misc]
     The per-item results are final (every API call was already retried by the hook), so the
     task fails without an Airflow retry; clear the task or re-run the DAG to try the failed items
     again: what succeeded is found again by provenance tags and ClientToken, not redone.
+
+    Example::
+
+        if budget.exhausted:
+            raise TooManyItemFailures(f"{failed} of {total} instances failed (max_errors={max_errors})")
     """

@@ -26,6 +26,11 @@ class TokenBucket:
 
     With ``burst=1`` consecutive calls are spaced by at least ``1/rate`` seconds, so ``N`` calls
     take at least ``(N - 1) / rate`` seconds. ``clock`` and ``sleep`` are injectable for tests.
+
+    Example::
+
+        bucket = TokenBucket(rate=5)
+        bucket.acquire()          # blocks until a token is free (await bucket.acquire_async() in triggers)
     """
 
     def __init__(self, rate: float, burst: float | None = None, *, clock: Callable[[], float] = time.monotonic,
@@ -68,6 +73,11 @@ class RateLimiter:
     """Buckets per ``(region, action)`` from a limits mapping such as ``{"DescribeImages": 10, "*": 20}``.
 
     The exact action name wins over ``"*"``; an action with no matching limit is not limited.
+
+    Example::
+
+        limiter = RateLimiter({"DescribeImages": 10, "*": 20})
+        limiter.acquire("cn-hangzhou", "DescribeImages")
     """
 
     def __init__(self, limits: Mapping[str, float] | None = None, *, clock: Callable[[], float] = time.monotonic,

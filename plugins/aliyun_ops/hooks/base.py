@@ -91,6 +91,12 @@ class ConnectionSettings:
     """Everything an ``aliyun`` connection says, parsed and validated once.
 
     Timeouts and delays are in seconds. ``repr()`` never shows the secret or the token.
+
+    Example::
+
+        settings = ConnectionSettings.from_extras({"region": "cn-hangzhou", "endpoint": "http://127.0.0.1:9100"},
+                                                  conn_id="aliyun_default", login="AK", password="SK")
+        settings.credential_mode   # "access_key"
     """
 
     conn_id: str = DEFAULT_CONN_ID
@@ -385,6 +391,11 @@ class AliyunBaseHook(BaseHook):
     :param region: region used when a method is given none; defaults to the connection's ``region`` extra
 
     No connection lookup or API call happens in ``__init__``.
+
+    Example::
+
+        hook = AliyunBaseHook(region="cn-hangzhou")
+        ok, message = hook.test_connection()
     """
 
     conn_name_attr = "aliyun_conn_id"

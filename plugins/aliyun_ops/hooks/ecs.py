@@ -87,7 +87,14 @@ def _body(response: Any) -> dict:
 
 
 class EcsHook(AliyunBaseHook):
-    """ECS (and Cloud Assistant) calls. ``region`` arguments default to the hook's / connection's region."""
+    """ECS (and Cloud Assistant) calls. ``region`` arguments default to the hook's / connection's region.
+
+    Example::
+
+        hook = EcsHook(region="cn-hangzhou")
+        running = hook.describe_instances(tags={"backup": "daily"}, status="Running")   # every page
+        image_id = hook.create_image(None, running[0]["InstanceId"], "golden-1", client_token="tok-1")
+    """
 
     service_name = "ECS"
 

@@ -25,7 +25,14 @@ if TYPE_CHECKING:
 
 
 class OssHook(AliyunBaseHook):
-    """OSS calls. ``region`` defaults to the hook's / connection's region (OSS signs with it)."""
+    """OSS calls. ``region`` defaults to the hook's / connection's region (OSS signs with it).
+
+    Example::
+
+        hook = OssHook(region="cn-shanghai")
+        with open("backup.tar", "rb") as fh:
+            hook.put_object_from_stream("ops-archive", "rds/backup.tar", fh)
+    """
 
     service_name = "OSS"
 

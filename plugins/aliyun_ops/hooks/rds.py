@@ -41,7 +41,13 @@ def _int(value: Any) -> int:
 
 
 class RdsHook(AliyunBaseHook):
-    """RDS calls; ``region`` defaults to the hook's / connection's region."""
+    """RDS calls; ``region`` defaults to the hook's / connection's region.
+
+    Example::
+
+        hook = RdsHook(region="cn-hangzhou")
+        backups = hook.describe_backups("rm-bp1xxxx", start="2026-11-01T00:00Z", end="2026-11-02T00:00Z")
+    """
 
     service_name = "RDS"
 

@@ -13,6 +13,8 @@ COLUMNS = ("instance_id", "instance_name", "source_region", "destination_region"
 
 @dataclass
 class ReportRow:
+    """One (instance, destination region) line: ``ReportRow("i-1", destination_region="cn-shanghai")``."""
+
     instance_id: str
     instance_name: str = ""
     source_region: str = ""

@@ -38,7 +38,10 @@ class RetentionPolicy:
 
 @dataclass(frozen=True)
 class ImageFacts:
-    """What the planner needs to know about one image (built from DescribeImages)."""
+    """What the planner needs to know about one image (built from DescribeImages).
+
+    Example: ``ImageFacts("m-1", "cn-shanghai", created_at=1.8e9, status="Available", tags=tags)``.
+    """
 
     image_id: str
     region: str
@@ -61,6 +64,8 @@ class ImageFacts:
 
 @dataclass(frozen=True)
 class Decision:
+    """Keep or delete one image, and why: ``Decision("m-1", "cn-shanghai", True, "older than 7 days")``."""
+
     image_id: str
     region: str
     delete: bool

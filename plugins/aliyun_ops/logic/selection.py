@@ -41,6 +41,8 @@ class Criteria:
 
 @dataclass
 class Selection:
+    """What :func:`select` found: ``select(instances, criteria).selected`` is the list to act on."""
+
     selected: list[dict]
     missing_ids: list[str]       # asked for by id but not found in any region
     excluded: list[dict]         # found but filtered out, with a reason

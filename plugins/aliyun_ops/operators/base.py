@@ -85,7 +85,16 @@ class AliyunOperatorMixin:
 
 
 class AliyunBaseOperator(AliyunOperatorMixin, BaseOperator):
-    """Base operator: ``aliyun_conn_id`` (default ``aliyun_default``) and an optional ``region``."""
+    """Base operator: ``aliyun_conn_id`` (default ``aliyun_default``) and an optional ``region``.
+
+    Example::
+
+        class RebootOperator(AliyunBaseOperator):
+            hook_class = EcsHook
+            def execute(self, context):
+                region = self.resolve_region()
+                ...
+    """
 
     template_fields: Sequence[str] = ("aliyun_conn_id", "region")
     ui_color = "#ffd8b5"
