@@ -19,6 +19,7 @@ from aliyun_ops.operators.ecs_instances import (
     FAILED,
     SKIPPED,
     SUCCESS,
+    as_number,
     by_region,
     check_count,
     describe_targets,
@@ -99,7 +100,7 @@ class RunCommandOperator(AliyunBaseOperator):
     """
 
     template_fields = ("aliyun_conn_id", "region", "instances", "command_content", "parameters", "working_dir", "username",
-                       "command_type", "name")
+                       "command_type", "name", "concurrency", "max_errors", "poll_interval", "wait_timeout", "timeout")
     template_ext = (".sh", ".ps1", ".bat", ".py")
     template_fields_renderers = {"command_content": "bash", "parameters": "json"}
     hook_class = EcsHook
@@ -170,6 +171,8 @@ class RunCommandOperator(AliyunBaseOperator):
             raise ValueError(f"not_running must be 'skip' or 'fail', got {self.not_running!r}")
         if not isinstance(self.output_limit, int) or self.output_limit < 0:
             raise ValueError("output_limit must be a non-negative integer")
+        self.poll_interval, self.wait_timeout = as_number(self.poll_interval), as_number(self.wait_timeout)
+        self.timeout = int(as_number(self.timeout)) if isinstance(self.timeout, str) else self.timeout
         if not isinstance(self.poll_interval, (int, float)) or self.poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         check_count(self.max_errors, "max_errors")

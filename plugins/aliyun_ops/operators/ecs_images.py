@@ -1026,7 +1026,7 @@ class PruneBackupImagesOperator(DeleteImagesOperator):
                                   keep_last=3, policy="nightly")
     """
 
-    template_fields = ("aliyun_conn_id", "regions", "retention_days", "keep_last", "policy", "dry_run",
+    template_fields = ("aliyun_conn_id", "regions", "retention_days", "keep_last", "policy", "delete_failed", "dry_run",
                        "concurrency", "max_errors")
 
     def __init__(self, *, regions: str | Sequence[str], retention_days: int, keep_last: int = 1,

@@ -178,6 +178,16 @@ class _WaitMixin:
                               deadline=deadline_from(self.wait_timeout), log=self.log)  # type: ignore[attr-defined]
 
 
+def as_number(value: Any) -> Any:
+    """``"15"`` -> ``15.0`` for values rendered from templates without native rendering; others unchanged."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _check_wait_args(poll_interval: Any, wait_timeout: Any) -> None:
     if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
         raise ValueError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
@@ -273,7 +283,8 @@ class SelectInstancesOperator(AliyunBaseOperator):
 class _PowerOperator(_WaitMixin, AliyunBaseOperator):
     """Shared by Start/Stop: skip instances already there, batch the API calls, wait, report per instance."""
 
-    template_fields = ("aliyun_conn_id", "region", "instances", "regions", "tags")
+    template_fields = ("aliyun_conn_id", "region", "instances", "regions", "tags", "concurrency", "max_errors",
+                       "poll_interval", "wait_timeout")
     hook_class = EcsHook
     target_status = ""
     from_status = ""         # status an instance must have for the API call
@@ -296,6 +307,7 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
 
     # -- validation and targets -------------------------------------------------------------------
     def validate(self) -> None:
+        self.poll_interval, self.wait_timeout = as_number(self.poll_interval), as_number(self.wait_timeout)
         check_count(self.concurrency, "concurrency", minimum=1)
         check_count(self.max_errors, "max_errors")
         _check_wait_args(self.poll_interval, self.wait_timeout)
@@ -465,7 +477,7 @@ class StopInstancesOperator(_PowerOperator):
                               stopped_mode="StopCharging", max_errors="10%")
     """
 
-    template_fields = (*_PowerOperator.template_fields, "stopped_mode")
+    template_fields = (*_PowerOperator.template_fields, "stopped_mode", "force_stop")
     target_status = "Stopped"
     from_status = "Running"
     heading = ("Stopping",)
