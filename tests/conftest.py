@@ -142,16 +142,13 @@ def run_dag(airflow_db, aliyun_conn):
     """Run a DAG from dags/ or tests/dag_files/ with dag.test(); returns the DagRun."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bags = {}
-
     def run(dag_id: str, conf: dict | None = None, logical_date=None, **kwargs):
+        # a fresh DagBag per run: dag.test() renders templates into the task objects in place, so a
+        # second run of the same DAG object would see the first run's rendered values
         for folder in (ROOT / "dags", ROOT / "tests" / "dag_files"):
-            bag = bags.get(folder) or bags.setdefault(folder, DagBag(dag_folder=str(folder)))
+            bag = DagBag(dag_folder=str(folder))
             if dag_id in bag.dags:
-                dag = bag.dags[dag_id]
-                break
-        else:
-            raise LookupError(f"DAG {dag_id!r} not found in dags/ or tests/dag_files/")
-        return dag.test(run_conf=conf, logical_date=logical_date, **kwargs)
+                return bag.dags[dag_id].test(run_conf=conf, logical_date=logical_date, **kwargs)
+        raise LookupError(f"DAG {dag_id!r} not found in dags/ or tests/dag_files/")
 
     return run

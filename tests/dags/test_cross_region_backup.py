@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pendulum
@@ -192,10 +193,12 @@ def test_report_email_reaches_a_real_smtp_server(run_dag, emulator, fleet, monke
             got.set()
             return "250 OK"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=0)
+    with socket.socket() as probe:           # a free port (aiosmtpd's readiness check cannot use port 0)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        port = controller.server.sockets[0].getsockname()[1]
         monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT",
                            f'{{"conn_type": "smtp", "host": "127.0.0.1", "port": {port}, '
                            f'"extra": {{"disable_tls": true, "disable_ssl": true}}}}')
