@@ -165,3 +165,92 @@ def test_snapshots_trigger(aliyun_conn, emulator):
     event = run_trigger(SnapshotsReadyTrigger(items=items, poll_interval=0.1, deadline=time.time() + 30))
     assert event["status"] == "success"
     assert {s["status"] for s in event["items"].values()} == {"accomplished"}
+
+
+# -- poll by prediction: call economy on a long copy queue --------------------------------------------
+N_COPIES, COPY_SECONDS, POLL = 200, 100.0, 0.05   # 200 copies, 5 slots: 40 x 100 simulated s = 4 real s
+
+
+def _queue_of_copies(emulator, n=N_COPIES):
+    """n copies into DST, all submitted at once (5 run, the rest Waiting); copies take COPY_SECONDS each."""
+    from aliyun_ops.operators.ecs_images import CopyImageOperator
+    from tests.aliyun_ops.test_image_operators import _managed_images, make_context
+
+    emulator.admin.set_faults({"image_quota": 10_000})
+    emulator.admin.request("POST", "timings", {"copy_base": COPY_SECONDS, "copy_per_gib": 0})
+    sources = _managed_images(emulator, n)
+    context = make_context()
+    results = CopyImageOperator(task_id="copy", images=sources, region=SRC, destination_regions=DST,
+                                wait_for_completion=False, concurrency=20).execute(context)
+    return [{"region": DST, "image_id": r["image_id"]} for r in results], context
+
+
+def _last_copy_end(emulator) -> float:
+    images = emulator.admin.request("GET", "state", table="ecs.images")["tables"]["ecs.images"]
+    return max(float(i["_end"]) for i in images.values() if i.get("IsCopied"))
+
+
+def _sim_now(emulator) -> float:
+    return float(emulator.admin.clock()["now"])
+
+
+def test_copy_queue_is_watched_with_few_calls_and_small_lateness(aliyun_conn, emulator):
+    """Interval polling would read 200 ids (2 calls) every 50 ms for 4 s: ~160 DescribeImages calls.
+    By prediction: a first full read (2), then per look 1 TotalCount probe + 1 front read, looks spaced by
+    half the predicted remaining time (about log2(4 s / 50 ms) + a few near the end), and the finished
+    copies read once (200 / 100 = 2 calls): bound 0.2 calls per copy. The last completion is noticed
+    within a few poll intervals."""
+    from aliyun_ops.logic import provenance as pv
+    from aliyun_ops.operators.ecs_images import run_info
+
+    items, context = _queue_of_copies(emulator)
+    info = run_info(context)
+    tags = {pv.RUN_KEY: info["run_key"], pv.DAG_ID: info["dag_id"], pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}
+    emulator.admin.clear_calls()
+    event = run_trigger(ImagesAvailableTrigger(images=items, poll_interval=POLL, deadline=time.time() + 60,
+                                               probe_tags=tags))
+    noticed = _sim_now(emulator)
+    assert event["status"] == "success"
+    assert {s["status"] for s in event["items"].values()} == {"Available"}
+    assert all(s["snapshot_ids"] for s in event["items"].values())
+    describes = calls(emulator, "DescribeImages")
+    assert describes == event["api_calls"]
+    assert describes <= 0.2 * N_COPIES, (describes, event["polls"])
+    scale = float(emulator.admin.clock()["time_scale"])
+    late = noticed - _last_copy_end(emulator)
+    assert 0 <= late <= 4 * POLL * scale + 100, late   # ~4 poll intervals + HTTP overhead (simulated s)
+
+
+def test_probe_that_misses_our_images_falls_back_to_full_reads(aliyun_conn, emulator):
+    """Tags the images do not carry: the probe says 0 in progress, the final read finds copies still
+    running, and the region goes back to reading every pending id; the result is still right."""
+    items, _ = _queue_of_copies(emulator, n=12)
+    event = run_trigger(ImagesAvailableTrigger(images=items, poll_interval=POLL, deadline=time.time() + 60,
+                                               probe_tags={"ops:run-key": "some-other-run"}))
+    assert event["status"] == "success"
+    assert {s["status"] for s in event["items"].values()} == {"Available"}
+
+
+def test_plan_spacing_is_half_the_predicted_queue():
+    """Pure: 5 running copies at 10 %/s-ish rates plus 20 waiting ones of the same size on 5 slots."""
+    from aliyun_ops.triggers.ecs_images import PollPlan
+
+    ids = [f"m-{i}" for i in range(25)]
+    watch = ResourceWatch([{"region": DST, "id": i} for i in ids], kind="image")
+    plan = PollPlan(watch, poll_interval=1.0, deadline=None)
+    recs = [{"ImageId": i, "Status": "Creating" if n < 5 else "Waiting", "Progress": "0%" if n >= 5 else "10%",
+             "DiskDeviceMappings": {"DiskDeviceMapping": [{"Size": "40"}]}} for n, i in enumerate(ids)]
+    watch.update(DST, ids, recs, now=0.0)
+    assert plan.remaining(DST, 0.0) is None             # no rate yet
+    assert plan.spacing(None, 0.0) == 1.0
+    for r in recs[:5]:
+        r["Progress"] = "20%"
+    watch.update(DST, ids, recs, now=10.0)             # 1 %/s: 100 s per copy, 80 s left on the running ones
+    plan.regions[DST].slots = 5
+    remaining = plan.remaining(DST, 10.0)
+    assert remaining == pytest.approx(80 + 4 * 100)     # 20 waiting on 5 slots: 4 more rounds
+    assert plan.spacing(remaining, 10.0) == pytest.approx(remaining / 2)
+    # the probe says 5 fewer in progress: the 5 running ones are done, the 20 waiting ones start now
+    assert plan.remaining(DST, 10.0, count=20) == pytest.approx(4 * 100)
+    front = [t.rid for t in plan.front(DST, 10.0)]
+    assert front[:5] == ids[:5] and front[5:10] == ids[5:10]

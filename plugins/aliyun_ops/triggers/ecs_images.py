@@ -1,9 +1,23 @@
 """Triggers that wait for many ECS images (or snapshots) at once, across regions.
 
-They poll in batches (one ``DescribeImages`` call per region per poll for up to 100 ids), estimate
-completion from the ``Progress`` the API reports, and sleep until about then (never longer than
-``poll_interval``, never past the absolute ``deadline``). An item stops being polled once it reaches
-a terminal state. Exactly one :class:`TriggerEvent` is yielded::
+They poll **by prediction**, per region (:class:`PollPlan`), not by interval:
+
+* Spacing: after each look at a region the plan estimates the region's remaining time (per-item
+  ``Progress`` rates, a duration-per-GiB model learnt from them for items not yet running, and a
+  first-come-first-served queue simulation with as many slots as copies were seen running at once)
+  and looks again after about **half** of it, never sooner than ``poll_interval`` and never past the
+  absolute ``deadline``. The number of looks grows like ``log2(duration / poll_interval)``; the last
+  completion is noticed within about ``poll_interval``. No estimate yet: ``poll_interval``.
+* What is read: without ``probe_tags``, every pending id (batches of 100). With ``probe_tags`` (tags
+  that every watched image carries, e.g. the run's ``ops:run-key``/``ops:dag-id``/``ops:managed-by``),
+  a look starts with one cheap probe, ``DescribeImages Tag.N=... Status=Creating,Waiting PageSize=1``
+  -> ``TotalCount``; only the front of the queue (items finished since the last look plus the running
+  ones, at least one batch of 100) is read, and all pending ids once the count reaches 0. If a final
+  read finds an item in progress that the probe did not count, the region falls back to reading every
+  pending id.
+
+An item stops being read once it is terminal; ``observed_at`` is when the watch saw it terminal (with
+probing, possibly well after the fact). Exactly one :class:`TriggerEvent` is yielded::
 
     {"status": "success" | "timeout" | "error",
      "items": {"m-1": {"region", "status", "progress", "size_gib", "reason", "observed_at"}, ...},
@@ -25,8 +39,10 @@ The watch logic (:class:`ResourceWatch`) is plain Python shared with the operato
 from __future__ import annotations
 
 import asyncio
+import heapq
+import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -102,14 +118,21 @@ class Tracked:
     observed_at: float | None = None
     first: tuple[float, float] | None = None    # (time, progress) of the first sample with progress
     last: tuple[float, float] | None = None
+    work_gib: float | None = None               # all disks (DiskDeviceMappings), for the duration model
+    duration: float | None = None               # seconds 0 -> 100 % at the observed rate
     extra: dict = field(default_factory=dict)
 
-    def eta(self, now: float) -> float | None:
-        """Seconds until done, estimated from the progress rate seen so far (None if unknown)."""
+    def rate(self) -> float | None:
+        """Progress points per second between the first and the last sample (None if unknown)."""
         if self.first is None or self.last is None or self.last[0] <= self.first[0]:
             return None
         rate = (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
-        if rate <= 0:
+        return rate if rate > 0 else None
+
+    def eta(self, now: float) -> float | None:
+        """Seconds until done, estimated from the progress rate seen so far (None if unknown)."""
+        rate = self.rate()
+        if rate is None or self.last is None:
             return None
         return max(0.0, (100.0 - self.last[1]) / rate - (now - self.last[0]))
 
@@ -179,10 +202,18 @@ class ResourceWatch:
                 snaps = [m.get("SnapshotId") for m in mappings if m.get("SnapshotId")]
                 if snaps:
                     t.extra["snapshot_ids"] = snaps
-            if progress is not None and status not in ("Waiting",):
+                work = sum(_number(m.get("Size")) for m in mappings)
+                t.work_gib = work or t.work_gib or (float(t.size_gib) if t.size_gib else None)
+            elif t.size_gib:
+                t.work_gib = float(t.size_gib)
+            if progress is not None and status not in ("Waiting",) and status not in self.ok_states \
+                    and status not in self.failed_states:  # a terminal sample says nothing about the rate
                 if t.first is None or progress < t.first[1]:
                     t.first = (now, progress)
                 t.last = (now, progress)
+                rate = t.rate()
+                if rate is not None:
+                    t.duration = 100.0 / rate
             elif status == "Waiting":
                 t.first = t.last = None  # queued: no rate yet
             if status in self.ok_states:
@@ -231,12 +262,234 @@ class ResourceWatch:
     def pending_ids(self) -> list[str]:
         return [t.rid for t in self.items.values() if not t.terminal]
 
+    def pending_in(self, region: str) -> list[Tracked]:
+        """Pending items of ``region`` in the order given (for copies: the order they were submitted)."""
+        return [t for t in self.items.values() if t.region == region and not t.terminal]
+
     def event(self, status: str, *, message: str = "", error: dict | None = None) -> dict:
         return {"status": status, "kind": self.kind,
                 "items": {rid: t.to_dict() for rid, t in self.items.items()},
                 "timed_out": self.pending_ids() if status != "success" else [],
                 "message": message or self.summary(), "error": error, "polls": self.polls,
                 "api_calls": self.api_calls}
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value) if value not in (None, "") else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+IN_PROGRESS = frozenset({"Creating", "Waiting", "progressing"})
+BATCH = 100
+"""Ids per DescribeImages / DescribeSnapshots call."""
+
+Request = tuple
+"""``("read", region, ids)`` -> list of records, or ``("count", region, tags)`` -> TotalCount of in-progress images."""
+
+
+@dataclass
+class RegionPlan:
+    """When a region is looked at next, and what the plan has learnt about it."""
+
+    region: str
+    next_at: float = 0.0
+    looks: int = 0
+    probe: bool = True         # the tag probe is trusted (False after it missed an item in progress)
+    slots: int = 0             # most items seen Creating at once while others were Waiting
+    remaining: float | None = None
+    count: int | None = None   # last probe's TotalCount
+
+
+class PollPlan:
+    """Poll by prediction: when to look at each region and which ids to read (see the module docstring).
+
+    Shared by :class:`ImagesAvailableTrigger` (async) and the operators' in-worker loop (sync): both drive
+    :meth:`look` with their own I/O. Example (sync)::
+
+        plan = PollPlan(watch, poll_interval=60, deadline=time.time() + 3600, probe_tags={"ops:run-key": "..."})
+        while not watch.done and not plan.expired(time.time()):
+            for region in plan.due(time.time()):
+                plan.drive(region, fetch)       # fetch(("read", region, ids)) -> records; ("count", ...) -> int
+            time.sleep(plan.wait(time.time()))
+    """
+
+    def __init__(self, watch: ResourceWatch, *, poll_interval: float, deadline: float | None = None,
+                 probe_tags: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.watch = watch
+        self.poll_interval = float(poll_interval)
+        self.deadline = deadline
+        self.probe_tags = dict(probe_tags or {}) if watch.kind == "image" else {}
+        self.clock = clock
+        self.regions: dict[str, RegionPlan] = {}
+        for t in watch.items.values():
+            self.regions.setdefault(t.region, RegionPlan(t.region))
+
+    # -- scheduling -----------------------------------------------------------------------------
+    def active(self) -> list[RegionPlan]:
+        pending = {t.region for t in self.watch.items.values() if not t.terminal}
+        return [p for r, p in self.regions.items() if r in pending]
+
+    def due(self, now: float) -> list[str]:
+        return [p.region for p in self.active() if p.next_at <= now or self.expired(now)]
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next region is due (0: now), never past the deadline."""
+        plans = self.active()
+        wait = max(0.0, min(p.next_at for p in plans) - now) if plans else 0.0
+        if self.deadline is not None:
+            wait = max(0.0, min(wait, self.deadline - now))
+        return wait
+
+    def spacing(self, remaining: float | None, now: float) -> float:
+        """Half the estimated remaining time, at least ``poll_interval``, at most until the deadline."""
+        wait = self.poll_interval if remaining is None else max(self.poll_interval, remaining / 2.0)
+        if self.deadline is not None:
+            wait = max(0.0, min(wait, self.deadline - now))
+        return wait
+
+    # -- one look at a region -------------------------------------------------------------------
+    def drive(self, region: str, fetch: Callable[[Request], Any]) -> None:
+        """Run :meth:`look` with a synchronous ``fetch``."""
+        gen = self.look(region)
+        answer = None
+        try:
+            while True:
+                answer = fetch(gen.send(answer))
+        except StopIteration:
+            pass
+
+    async def adrive(self, region: str, fetch: Callable[[Request], Any]) -> None:
+        """Run :meth:`look` with an async ``fetch``."""
+        gen = self.look(region)
+        answer = None
+        try:
+            while True:
+                answer = await fetch(gen.send(answer))
+        except StopIteration:
+            pass
+
+    def look(self, region: str) -> Generator[Request, Any, None]:
+        """Probe and/or read ``region``, update the watch, and schedule the next look."""
+        watch, plan = self.watch, self.regions[region]
+        pending = watch.pending_in(region)
+        if not pending:
+            return
+        count: int | None = None
+        final = True
+        if self.probe_tags and plan.probe and plan.looks > 0:
+            count = int((yield ("count", region, dict(self.probe_tags))) or 0)
+            watch.api_calls += 1
+            plan.count = count
+            if count > 0:
+                final = False
+        if final:
+            ids = [t.rid for t in pending]
+        else:
+            in_progress = sum(1 for t in pending if t.status in IN_PROGRESS or t.status == "Unknown")
+            finished_unseen = max(0, in_progress - (count or 0))
+            want = finished_unseen + 2 * max(plan.slots, 1)
+            want = min(len(pending), max(BATCH, math.ceil(want / BATCH) * BATCH))
+            ids = [t.rid for t in self.front(region, self.clock())[:want]]
+        for start in range(0, len(ids), BATCH):
+            batch = ids[start:start + BATCH]
+            records = yield ("read", region, batch)
+            watch.api_calls += 1
+            watch.update(region, batch, records or [], self.clock())
+        now = self.clock()
+        pending = watch.pending_in(region)
+        creating = sum(1 for t in pending if t.status == "Creating")
+        if any(t.status == "Waiting" for t in pending):
+            plan.slots = max(plan.slots, creating)
+        if final and count == 0 and any(t.status in IN_PROGRESS for t in pending):
+            plan.probe = False  # some image we wait for lacks the tags: read every pending id from now on
+        plan.looks += 1
+        plan.remaining = self.remaining(region, now, count=None if final else count)
+        plan.next_at = now + self.spacing(plan.remaining, now)
+
+    # -- prediction -----------------------------------------------------------------------------
+    def _model(self, region: str) -> Callable[[Tracked], float | None]:
+        """Duration of an item not yet running: seconds per GiB learnt from items with a known rate."""
+        known = [t for t in self.watch.items.values() if t.region == region and t.duration]
+        if not known:
+            return lambda t: None
+        sized = [t for t in known if t.work_gib]
+        per_gib = sum(t.duration for t in sized) / sum(t.work_gib for t in sized) if sized else None
+        mean = sum(t.duration for t in known) / len(known)
+        return lambda t: per_gib * t.work_gib if (per_gib and t.work_gib) else mean
+
+    def _predict(self, region: str, now: float, done_unseen: int = 0) -> list[tuple[float, Tracked]] | None:
+        """``[(seconds from now until done, item)]`` for the pending items of a region; None if unknown.
+
+        Running items finish at their ETA; ``Waiting`` ones go, in the given order, to the first free of
+        ``slots`` (first come, first served). ``done_unseen`` items (the probe says they are no longer in
+        progress) are taken as done: the soonest-finishing running ones first, then the head of the queue.
+        """
+        duration_of = self._model(region)
+        running: list[tuple[float, Tracked]] = []
+        queued: list[Tracked] = []
+        other: list[tuple[float, Tracked]] = []
+        for t in self.watch.pending_in(region):
+            if t.status == "Waiting":
+                queued.append(t)
+                continue
+            if t.status not in IN_PROGRESS:
+                other.append((0.0, t))  # Unknown / not found yet: look again soon
+                continue
+            eta = t.eta(now)
+            if eta is None:
+                full = duration_of(t)
+                if full is None:
+                    return None
+                eta = full * (1.0 - (t.progress or 0.0) / 100.0)
+            running.append((eta, t))
+        running.sort(key=lambda x: x[0])
+        slots = max(self.regions[region].slots, len(running), 1)
+        skip = max(0, done_unseen)
+        gone = running[:skip]
+        running = running[skip:]
+        skip -= len(gone)
+        gone += [(0.0, t) for t in queued[:skip]]
+        queued = queued[skip:]
+        out = [(0.0, t) for _, t in gone] + other + running
+        if queued:
+            free = [e for e, _ in running]
+            free = [0.0] * max(0, slots - len(free)) + free
+            heapq.heapify(free)
+            for t in queued:
+                full = duration_of(t)
+                if full is None:
+                    return None
+                end = heapq.heappop(free) + full
+                heapq.heappush(free, end)
+                out.append((end, t))
+        return out
+
+    def remaining(self, region: str, now: float, *, count: int | None = None) -> float | None:
+        """Estimated seconds until every pending item of ``region`` is terminal (None: no estimate yet).
+
+        ``count`` is the probe's TotalCount of images still in progress (None: no probe).
+        """
+        unseen = 0
+        if count is not None:
+            unseen = sum(1 for t in self.watch.pending_in(region) if t.status in IN_PROGRESS) - count
+        predicted = self._predict(region, now, unseen)
+        if predicted is None:
+            return None
+        return max((e for e, _ in predicted), default=0.0)
+
+    def front(self, region: str, now: float) -> list[Tracked]:
+        """Pending items, soonest predicted completion first (items without a prediction in given order)."""
+        predicted = self._predict(region, now)
+        pending = self.watch.pending_in(region)
+        if predicted is None:
+            known = {id(t): e for t in pending if (e := t.eta(now)) is not None}
+            return sorted(pending, key=lambda t: (0, known[id(t)]) if id(t) in known else (1, 0))
+        return [t for _, t in sorted(predicted, key=lambda x: x[0])]
 
 
 def _human(seconds: float | None) -> str:
@@ -261,19 +514,20 @@ async def _prime_hook(hook: Any) -> None:
 
 
 class _BatchWatchTrigger(AliyunBaseTrigger):
-    """Polls many resources per region in batches until all are terminal or the deadline passes."""
+    """Polls many resources per region, by prediction (:class:`PollPlan`), until all are terminal or the deadline."""
 
     kind: ClassVar[str] = "image"
     id_key: ClassVar[str] = "image_id"
-    serialized_fields: ClassVar[tuple[str, ...]] = ("items", "missing_polls", "echo")
+    serialized_fields: ClassVar[tuple[str, ...]] = ("items", "missing_polls", "echo", "probe_tags")
 
     def __init__(self, *, items: Sequence[Mapping[str, str]], missing_polls: int = 2, echo: Any = None,
-                 **kwargs: Any) -> None:
+                 probe_tags: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.echo = echo  # JSON-safe data handed back unchanged in the event (the operator's in-flight state)
         self.items = [{"region": i["region"], "id": i["id"]} for i in normalize_items(
             items, default_region=kwargs.get("region"), id_key=self.id_key)]
         self.missing_polls = int(missing_polls)
+        self.probe_tags = dict(probe_tags) if probe_tags else None
 
     def make_hook(self):
         from aliyun_ops.hooks.ecs import EcsHook
@@ -283,35 +537,45 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
     async def fetch(self, hook: Any, client: Any, region: str, ids: list[str]) -> list[dict]:
         raise NotImplementedError
 
+    async def count(self, hook: Any, client: Any, region: str, tags: Mapping[str, str]) -> int:
+        raise NotImplementedError
+
     async def run(self):
         watch = ResourceWatch(self.items, kind=self.kind, missing_polls=self.missing_polls)
         if not self.items:
             yield TriggerEvent(self._event(watch, "success", message="nothing to wait for"))
             return
+        plan = PollPlan(watch, poll_interval=self.poll_interval, deadline=self.deadline, probe_tags=self.probe_tags)
         try:
             hook = self.make_hook()
             await _prime_hook(hook)
             clients: dict[str, Any] = {}
+
+            async def answer(request: Request) -> Any:
+                what, region, arg = request
+                client = clients.get(region)
+                if client is None:
+                    client = clients[region] = hook.get_async_client(region)
+                if what == "count":
+                    return await self.count(hook, client, region, arg)
+                return await self.fetch(hook, client, region, arg)
+
             while True:
-                for region, ids in watch.pending_by_region().items():
-                    client = clients.get(region)
-                    if client is None:
-                        client = clients[region] = hook.get_async_client(region)
-                    for start in range(0, len(ids), 100):
-                        batch = ids[start:start + 100]
-                        records = await self.fetch(hook, client, region, batch)
-                        watch.api_calls += 1
-                        watch.update(region, batch, records, time.time())
-                watch.polls += 1
+                due = plan.due(time.time())
+                for region in due:
+                    await plan.adrive(region, answer)
                 now = time.time()
-                self.log.info("%s wait: %s", self.kind, watch.summary(now))
+                if due:
+                    watch.polls += 1
+                    self.log.info("%s wait: %s (next look in %s)", self.kind, watch.summary(now),
+                                  _human(plan.wait(now)))
                 if watch.done:
                     yield TriggerEvent(self._event(watch, "success"))
                     return
                 if self.expired():
                     yield TriggerEvent(self._event(watch, "timeout", message=f"deadline passed: {watch.summary(now)}"))
                     return
-                await asyncio.sleep(self.next_wait(watch.next_eta(now)))
+                await asyncio.sleep(plan.wait(now))
         except AliyunApiError as err:
             self.log.error("%s wait stopped by a permanent API error: %s", self.kind, err)
             yield TriggerEvent(self._event(watch, "error", message=str(err), error=err.to_dict()))
@@ -326,6 +590,20 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
         return event
 
 
+def probe_request(region: str, tags: Mapping[str, str]) -> Any:
+    """``DescribeImages`` of our in-progress images (``Creating,Waiting``) with these tags, one per page."""
+    from alibabacloud_ecs20140526 import models
+
+    return models.DescribeImagesRequest(
+        region_id=region, status="Creating,Waiting", image_owner_alias="self", page_number=1, page_size=1,
+        tag=[models.DescribeImagesRequestTag(key=k, value=v) for k, v in tags.items()])
+
+
+def total_count(response: Any) -> int:
+    body = response.body.to_map() if getattr(response, "body", None) is not None else {}
+    return int(body.get("TotalCount") or 0)
+
+
 class ImagesAvailableTrigger(_BatchWatchTrigger):
     """Wait for many custom images (in one or more regions) to become Available, CreateFailed or gone.
 
@@ -333,7 +611,11 @@ class ImagesAvailableTrigger(_BatchWatchTrigger):
 
         ImagesAvailableTrigger(images=[{"region": "cn-hangzhou", "image_id": "m-1"},
                                        {"region": "cn-shanghai", "image_id": "m-2"}],
-                               poll_interval=60, deadline=time.time() + 7200)
+                               poll_interval=60, deadline=time.time() + 7200,
+                               probe_tags={"ops:run-key": "2024-05-01T00:00:00+00:00", "ops:dag-id": "backup"})
+
+    ``probe_tags`` (optional): tags every watched image carries; with them a look at a region costs one
+    ``TotalCount`` probe plus a read of the queue's front (see :class:`PollPlan`).
 
     The event's ``items`` maps each image id to ``{"region", "status", "progress", "size_gib",
     "reason", "observed_at", "snapshot_ids"}``; ``timed_out`` lists ids still pending at the deadline.
@@ -348,6 +630,11 @@ class ImagesAvailableTrigger(_BatchWatchTrigger):
 
     async def fetch(self, hook: Any, client: Any, region: str, ids: list[str]) -> list[dict]:
         return await hook.describe_images_async(region, ids, client=client)
+
+    async def count(self, hook: Any, client: Any, region: str, tags: Mapping[str, str]) -> int:
+        response = await hook.acall("DescribeImages", client.describe_images_async, probe_request(region, tags),
+                                    region=region)
+        return total_count(response)
 
 
 class SnapshotsReadyTrigger(_BatchWatchTrigger):
