@@ -29,6 +29,7 @@ def env() -> dict[str, str]:
     airflow_home = DEMO / "airflow"
     return {
         **base,
+        "PATH": f"{Path(PY).parent}{os.pathsep}{base.get('PATH', '')}",  # standalone runs `airflow ...`
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -112,8 +113,9 @@ def wait_run(run_id: str, timeout: float) -> str:
     deadline = time.time() + timeout
     state = "unknown"
     while time.time() < deadline:
-        try:
-            runs = json.loads(airflow("dags", "list-runs", DAG_ID, "-o", "json", check=False) or "[]")
+        out = airflow("dags", "list-runs", DAG_ID, "-o", "json", check=False)
+        try:  # the CLI may print warnings before the JSON
+            runs = json.loads(next((ln for ln in reversed(out.splitlines()) if ln.startswith("[")), "[]"))
         except ValueError:
             runs = []
         state = next((r.get("state") for r in runs if r.get("run_id") == run_id), "queued")
