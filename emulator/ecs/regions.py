@@ -13,6 +13,9 @@ REGIONS: dict[str, dict] = {
     "cn-beijing": {"LocalName": "华北2（北京）", "Zones": ["cn-beijing-g", "cn-beijing-h", "cn-beijing-i"]},
     "cn-shenzhen": {"LocalName": "华南1（深圳）", "Zones": ["cn-shenzhen-d", "cn-shenzhen-e", "cn-shenzhen-f"]},
     "ap-southeast-1": {"LocalName": "新加坡", "Zones": ["ap-southeast-1a", "ap-southeast-1b", "ap-southeast-1c"]},
+    "cn-qingdao": {"LocalName": "华北1（青岛）", "Zones": ["cn-qingdao-b", "cn-qingdao-c"]},
+    "cn-zhangjiakou": {"LocalName": "华北3（张家口）", "Zones": ["cn-zhangjiakou-a", "cn-zhangjiakou-b",
+                                                             "cn-zhangjiakou-c"]},
 }
 
 PUBLIC_IMAGES = [
