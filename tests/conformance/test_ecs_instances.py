@@ -8,24 +8,14 @@ import urllib.request
 
 import pytest
 from alibabacloud_ecs20140526 import models as m
-from Tea.exceptions import TeaException
+
+from .helpers import api_error
 
 PUBLIC_IMAGE = "aliyun_3_x64_20G_alibase_20250629.vhd"
 
 
-def api_error(fn, *args, **kwargs) -> tuple[str, int]:
-    with pytest.raises(TeaException) as err:
-        fn(*args, **kwargs)
-    exc = err.value
-    status = getattr(exc, "status_code", None) or (exc.data or {}).get("statusCode")
-    assert status is not None and int(status) < 500, f"{exc.code} came back as a server error"
-    return exc.code, int(status)
 
 
-@pytest.fixture
-def frozen(emulator):
-    emulator.admin.clock(freeze=True)
-    return emulator
 
 
 def fleet(emulator, *entries) -> list[str]:

@@ -8,26 +8,8 @@ import urllib.request
 
 import pytest
 from alibabacloud_ecs20140526 import models as m
-from Tea.exceptions import TeaException
 
-
-def api_error(fn, *args, **kwargs) -> tuple[str, int]:
-    with pytest.raises(TeaException) as err:
-        fn(*args, **kwargs)
-    exc = err.value
-    status = getattr(exc, "status_code", None) or (exc.data or {}).get("statusCode")
-    assert status is not None and int(status) < 500, f"{exc.code} came back as a server error"
-    return exc.code, int(status)
-
-
-@pytest.fixture
-def frozen(emulator):
-    emulator.admin.clock(freeze=True)
-    return emulator
-
-
-def fleet(emulator, **sections) -> dict:
-    return emulator.admin.load_fleet(sections)
+from .helpers import api_error, fleet
 
 
 def disks_of(client, instance_id, region="cn-hangzhou"):

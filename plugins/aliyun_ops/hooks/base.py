@@ -410,6 +410,7 @@ class AliyunBaseHook(BaseHook):
         self.aliyun_conn_id = aliyun_conn_id
         self.region_name = region
         self._clients_lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
         self._sleep: Callable[[float], None] = time.sleep
         self._asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
@@ -507,6 +508,24 @@ class AliyunBaseHook(BaseHook):
 
     def get_conn(self) -> CredentialClient:
         return self.credential_client
+
+    # -- SDK clients ------------------------------------------------------------------------
+    def new_client(self, region: str) -> Any:
+        """A new SDK client for ``region``: product hooks say which SDK."""
+        raise NotImplementedError(f"{type(self).__name__} has no SDK client")
+
+    def get_client(self, region: str | None = None) -> Any:
+        """The SDK client for ``region`` (default: the hook's), cached per region on this hook."""
+        region = self.resolve_region(region)
+        with self._clients_lock:
+            client = self._clients.get(region)
+            if client is None:
+                client = self._clients[region] = self.new_client(region)
+            return client
+
+    def get_async_client(self, region: str | None = None) -> Any:
+        """A fresh client for the SDK's ``*_async`` methods (one per trigger run is fine)."""
+        return self.new_client(self.resolve_region(region))
 
     # -- calls ------------------------------------------------------------------------------
     def _attempts(self, max_attempts: int | None) -> int:

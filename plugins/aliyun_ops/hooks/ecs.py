@@ -101,25 +101,12 @@ class EcsHook(AliyunBaseHook):
     def __init__(self, aliyun_conn_id: str = AliyunBaseHook.default_conn_name, region: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(aliyun_conn_id=aliyun_conn_id, region=region, **kwargs)
-        self._clients: dict[str, EcsClient] = {}
 
     # -- clients ----------------------------------------------------------------------------
-    def get_client(self, region: str | None = None) -> EcsClient:
-        """Synchronous ECS client for ``region`` (cached per region on this hook)."""
-        region = self.resolve_region(region)
-        with self._clients_lock:
-            client = self._clients.get(region)
-            if client is None:
-                from alibabacloud_ecs20140526.client import Client
-
-                client = self._clients[region] = Client(self.openapi_config(region))
-            return client
-
-    def get_async_client(self, region: str | None = None) -> EcsClient:
-        """A fresh ECS client for the ``*_async`` methods (one per trigger run is fine)."""
+    def new_client(self, region: str) -> EcsClient:
         from alibabacloud_ecs20140526.client import Client
 
-        return Client(self.openapi_config(self.resolve_region(region)))
+        return Client(self.openapi_config(region))
 
     def get_conn(self) -> EcsClient:
         return self.get_client()

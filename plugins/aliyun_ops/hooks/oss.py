@@ -39,7 +39,6 @@ class OssHook(AliyunBaseHook):
     def __init__(self, aliyun_conn_id: str = AliyunBaseHook.default_conn_name, region: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(aliyun_conn_id=aliyun_conn_id, region=region, **kwargs)
-        self._clients: dict[str, oss.Client] = {}
 
     def oss_config(self, region: str | None = None) -> oss.config.Config:
         """OSS v2 config: region, credentials bridge, endpoint override (path style) and timeouts."""
@@ -57,16 +56,10 @@ class OssHook(AliyunBaseHook):
         cfg.retry_max_attempts = s.max_attempts
         return cfg
 
-    def get_client(self, region: str | None = None) -> oss.Client:
-        """OSS client for ``region`` (cached per region)."""
+    def new_client(self, region: str) -> oss.Client:
         import alibabacloud_oss_v2 as oss
 
-        region = self.resolve_region(region)
-        with self._clients_lock:
-            client = self._clients.get(region)
-            if client is None:
-                client = self._clients[region] = oss.Client(self.oss_config(region))
-            return client
+        return oss.Client(self.oss_config(region))
 
     def get_conn(self) -> oss.Client:
         return self.get_client()

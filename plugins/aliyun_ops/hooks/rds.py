@@ -54,22 +54,11 @@ class RdsHook(AliyunBaseHook):
     def __init__(self, aliyun_conn_id: str = AliyunBaseHook.default_conn_name, region: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(aliyun_conn_id=aliyun_conn_id, region=region, **kwargs)
-        self._clients: dict[str, RdsClient] = {}
 
-    def get_client(self, region: str | None = None) -> RdsClient:
-        region = self.resolve_region(region)
-        with self._clients_lock:
-            client = self._clients.get(region)
-            if client is None:
-                from alibabacloud_rds20140815.client import Client
-
-                client = self._clients[region] = Client(self.openapi_config(region))
-            return client
-
-    def get_async_client(self, region: str | None = None) -> RdsClient:
+    def new_client(self, region: str) -> RdsClient:
         from alibabacloud_rds20140815.client import Client
 
-        return Client(self.openapi_config(self.resolve_region(region)))
+        return Client(self.openapi_config(region))
 
     def get_conn(self) -> RdsClient:
         return self.get_client()
