@@ -5,9 +5,9 @@ Everything lives under .demo/ (state, logs, pid files); `make stop` stops what t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -126,15 +126,26 @@ def wait_run(run_id: str, timeout: float) -> str:
 
 
 def stop(quiet: bool = False) -> int:
+    """Stop every process this demo started, with their children (airflow standalone spawns several)."""
+    import psutil
+
     for pidfile in sorted(DEMO.glob("*.pid")) if DEMO.exists() else []:
         pid = int(pidfile.read_text())
-        try:
-            os.killpg(pid, signal.SIGTERM)
-            if not quiet:
-                print(f"stopped {pidfile.stem} (pid {pid})")
-        except ProcessLookupError:
-            pass
         pidfile.unlink()
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.terminate()
+        _, alive = psutil.wait_procs(procs, timeout=20)
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        if not quiet:
+            print(f"stopped {pidfile.stem} (pid {pid}, {len(procs)} processes)")
     return 0
 
 
