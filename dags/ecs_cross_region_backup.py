@@ -169,8 +169,9 @@ with DAG(
         from aliyun_ops.pipelines.backup_report import finish_backup
 
         ti = context["ti"]
+        prepared = ti.xcom_pull(task_ids="pre_command") or ti.xcom_pull(task_ids="stop_instances")
         return finish_backup(context, config, ti.xcom_pull(task_ids="select_instances"),
-                             ti.xcom_pull(task_ids="create_images"), ti.xcom_pull(task_ids="copy_images"))
+                             ti.xcom_pull(task_ids="create_images"), ti.xcom_pull(task_ids="copy_images"), prepared)
 
     final = report(config)
 

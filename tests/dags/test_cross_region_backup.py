@@ -220,3 +220,17 @@ def test_report_email_reaches_a_real_smtp_server(run_dag, emulator, fleet, monke
         assert row["instance_id"] in html
         if row["copy_image_id"]:
             assert row["copy_image_id"] in html
+
+
+def test_failed_pre_backup_command_skips_that_instance_and_says_why(run_dag, emulator, ecs_client, fleet):
+    frozen_app = fleet["cn-hangzhou"][0]
+    emulator.admin.request("POST", "command-behaviour", {"rules": [
+        {"match": "pre-backup", "instance_ids": [frozen_app], "exit_code": 1, "output": "cannot quiesce"}]})
+    dag_run = run_dag(DAG_ID, conf={**BASE_CONF, "consistency": "command", "max_errors": 1})
+    assert dag_run.state == "success"
+    report = report_of(dag_run)
+    rows = [r for r in report["rows"] if r["instance_id"] == frozen_app]
+    assert rows and all(r["status"] == "failed" and "preparation failed" in r["reason"] for r in rows)
+    assert not images_from(ecs_client, "cn-hangzhou", frozen_app)      # never imaged while not quiesced
+    ok = {region: [i for i in ids if i != frozen_app] for region, ids in fleet.items()}
+    assert_one_complete_copy_each(emulator, ecs_client, ok)

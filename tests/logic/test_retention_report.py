@@ -77,3 +77,24 @@ def test_report_outcome_and_html_escaping(items):
     assert "<script" not in page.replace("&lt;script", "")
     assert page.count("<tr") == len(items) + 1
     assert len(report.to_text().splitlines()) == len(items) + 3
+
+
+def test_backup_rows_explain_every_missing_result():
+    from aliyun_ops.logic.report import backup_rows
+
+    selected = [{"instance_id": i, "instance_name": i, "region": "cn-hangzhou"} for i in ("i-a", "i-b", "i-c")]
+    selected.append({"instance_id": "i-gone", "status": "missing"})
+    created = [{"instance_id": "i-a", "image_id": "m-a", "status": "success", "size_gib": 40, "seconds": 5},
+               {"instance_id": "i-b", "image_id": "m-b", "status": "failed", "reason": "CreateFailed"}]
+    copies = [{"source_image_id": "m-a", "destination_region": "cn-shanghai", "image_id": "m-a2",
+               "status": "success"}]
+    prepared = [{"instance_id": "i-c", "status": "failed", "reason": "exit code 1"}]
+    rows = backup_rows(selected, created, copies, ["cn-shanghai", "cn-shenzhen"], prepared=prepared)
+    by = {(r.instance_id, r.destination_region): r for r in rows}
+    assert len(rows) == 8
+    assert by[("i-a", "cn-shanghai")].status == "success" and by[("i-a", "cn-shanghai")].copy_image_id == "m-a2"
+    assert "copy was not made" in by[("i-a", "cn-shenzhen")].reason
+    assert by[("i-b", "cn-shanghai")].reason == "image: CreateFailed"
+    assert "preparation failed: exit code 1" in by[("i-c", "cn-shanghai")].reason
+    assert by[("i-gone", "cn-shanghai")].reason == "instance not found"
+    assert all(r.status == "failed" for k, r in by.items() if k != ("i-a", "cn-shanghai"))

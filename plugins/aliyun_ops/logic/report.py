@@ -103,13 +103,16 @@ class Report:
 
 def backup_rows(selected: Iterable[Mapping], created: Iterable[Mapping] | None,
                 copies: Iterable[Mapping] | None, destinations: Iterable[str],
-                upstream_error: str = "") -> list[ReportRow]:
+                upstream_error: str = "", prepared: Iterable[Mapping] | None = None) -> list[ReportRow]:
     """One row per (selected instance, destination region) from the tasks' per-item results.
 
     ``created`` items: ``{"instance_id", "image_id", "status", "reason", "size_gib", "seconds"}``;
     ``copies`` items: ``{"source_image_id", "image_id", "destination_region", "status", "reason", "seconds"}``.
+    ``prepared`` items (pre-backup command or stop): a failed preparation explains a missing image.
     A missing result (task failed or never ran) becomes a failed row that says so: nothing is dropped.
     """
+    prep_failed = {p["instance_id"]: p.get("reason") or p.get("error") or "failed"
+                   for p in (prepared or []) if p.get("status") == FAILED and p.get("instance_id")}
     by_instance = {c["instance_id"]: c for c in (created or []) if c.get("instance_id")}
     by_copy = {(c.get("source_image_id"), c.get("destination_region")): c for c in (copies or [])}
     rows = []
@@ -125,7 +128,9 @@ def backup_rows(selected: Iterable[Mapping], created: Iterable[Mapping] | None,
         made = by_instance.get(iid)
         for dest in destinations:
             row = ReportRow(**base, destination_region=dest)
-            if made is None:
+            if made is None and iid in prep_failed:
+                row.status, row.reason = FAILED, f"not imaged: preparation failed: {prep_failed[iid]}"
+            elif made is None:
                 row.status, row.reason = FAILED, upstream_error or "image was not created (task did not finish)"
             elif made.get("status") != SUCCESS:
                 row.status = made.get("status") or FAILED

@@ -59,11 +59,12 @@ def send_report_email(report: Report, recipients: Sequence[str], context: Mappin
 
 
 def finish_backup(context: Mapping[str, Any], config: Mapping[str, Any], selected: Sequence[Mapping] | None,
-                  created: Sequence[Mapping] | None, copies: Sequence[Mapping] | None) -> dict:
+                  created: Sequence[Mapping] | None, copies: Sequence[Mapping] | None,
+                  prepared: Sequence[Mapping] | None = None) -> dict:
     """Build the report, write it, mail it, announce assets; raise if failures exceed ``max_errors``."""
     destinations = list(config.get("destination_regions") or [])
     upstream_error = "" if selected is not None else "instance selection failed"
-    rows = backup_rows(selected or [], created, copies, destinations, upstream_error)
+    rows = backup_rows(selected or [], created, copies, destinations, upstream_error, prepared)
     ti = context["ti"]
     report = Report.build(rows, title=f"ECS cross-region backup {context.get('ds', '')}",
                           meta={"dag": ti.dag_id, "run": context["run_id"],
