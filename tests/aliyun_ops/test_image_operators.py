@@ -11,7 +11,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
 from aliyun_ops.logic import provenance as pv
-from aliyun_ops.operators.ecs_images import (
+from aliyun_ops.operators.ecs import (
     CopyImageOperator,
     CreateImageOperator,
     CreateSnapshotOperator,

@@ -156,7 +156,7 @@ def test_transient_errors_are_retried_by_the_hook(aliyun_conn, emulator, monkeyp
 
 
 def test_snapshots_trigger(aliyun_conn, emulator):
-    from aliyun_ops.operators.ecs_images import CreateSnapshotOperator
+    from aliyun_ops.operators.ecs_snapshots import CreateSnapshotOperator
     from tests.aliyun_ops.test_image_operators import make_context
 
     ids = emulator.admin.load_fleet({"instances": [{"region": SRC, "count": 2}]})["instances"]
@@ -201,7 +201,7 @@ def test_copy_queue_is_watched_with_few_calls_and_small_lateness(aliyun_conn, em
     copies read once (200 / 100 = 2 calls): bound 0.2 calls per copy. The last completion is noticed
     within a few poll intervals."""
     from aliyun_ops.logic import provenance as pv
-    from aliyun_ops.operators.ecs_images import run_info
+    from aliyun_ops.operators.image_batch import run_info
 
     items, context = _queue_of_copies(emulator)
     info = run_info(context)

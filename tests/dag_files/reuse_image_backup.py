@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param
 
-from aliyun_ops.operators.ecs_images import CopyImageOperator, CreateImageOperator, DeleteImagesOperator
+from aliyun_ops.operators.ecs import CopyImageOperator, CreateImageOperator, DeleteImagesOperator
 from aliyun_ops.sensors.ecs_images import WaitForImageAvailableSensor
 
 with DAG(

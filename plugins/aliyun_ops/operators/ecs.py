@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 from .ecs_commands import RunCommandOperator
-from .ecs_images import (
-    CopyImageOperator,
-    CreateImageOperator,
-    CreateSnapshotOperator,
-    DeleteImagesOperator,
-    PruneBackupImagesOperator,
-)
+from .ecs_image_cleanup import DeleteImagesOperator, PruneBackupImagesOperator
+from .ecs_images import CopyImageOperator, CreateImageOperator
 from .ecs_instances import (
     DeleteInstancesOperator,
     ReplaceSystemDiskOperator,
@@ -18,6 +13,7 @@ from .ecs_instances import (
     StartInstancesOperator,
     StopInstancesOperator,
 )
+from .ecs_snapshots import CreateSnapshotOperator
 
 __all__ = [
     "CopyImageOperator",

@@ -1,0 +1,384 @@
+"""Shared machinery of the image and snapshot operators: argument checks, run identity, the batch base class.
+
+Every operator built on :class:`BatchImageOperator` works on many items at once with OOS semantics
+(``concurrency``, ``max_errors``) and returns one small JSON-safe dict per item (``status``: success |
+failed | skipped, ``reason``). Creates are idempotent: a stable ``ClientToken`` per (run, task, item) and
+a look-up of what an earlier try made (provenance tags, Airflow's task state store) before creating.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+from aliyun_ops.batch import errors_exceeded, run_batch
+from aliyun_ops.exceptions import AliyunApiError, TooManyItemFailures
+from aliyun_ops.hooks.ecs import EcsHook
+from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic.budget import ErrorBudget, resolve_count
+from aliyun_ops.operators.base import AliyunBaseOperator, run_key
+from aliyun_ops.triggers.base import deadline_from
+from aliyun_ops.triggers.ecs_images import (
+    ImagesAvailableTrigger,
+    PollPlan,
+    ResourceWatch,
+    SnapshotsReadyTrigger,
+    probe_request,
+    total_count,
+)
+
+SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+SOURCE_DISK = "ops:source-disk"
+"""Provenance tag of snapshots we create (the disk they were taken of)."""
+STATE_CREATE = "aliyun_ops.create_image"
+STATE_COPY = "aliyun_ops.copy_image"
+STATE_SNAPSHOT = "aliyun_ops.create_snapshot"
+STATE_DELETE = "aliyun_ops.delete_image_snapshots"
+DELETE_BATCH_HINT = 50
+
+
+# -- small helpers ----------------------------------------------------------------------------
+def is_templated(value: Any) -> bool:
+    """True when ``value`` will only be known at run time (Jinja string or XComArg)."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    return hasattr(value, "resolve") or type(value).__name__.endswith("XComArg")
+
+
+def all_static(*values: Any) -> bool:
+    return not any(is_templated(v) for v in values)
+
+
+def check_batch_args(concurrency: Any, max_errors: Any) -> None:
+    """ValueError unless ``concurrency`` >= 1 and ``max_errors`` are a count or a percentage."""
+    resolve_count(concurrency, 100, name="concurrency", minimum=1)
+    ErrorBudget.of(max_errors, 100)
+
+
+def check_seconds(name: str, value: Any, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number of seconds, not a boolean")
+    try:
+        number = float(value.total_seconds() if isinstance(value, timedelta) else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return number
+
+
+def check_retention_days(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool):
+        raise ValueError("retention_days must be a whole number of days")
+    try:
+        days = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"retention_days must be a whole number of days, got {value!r}") from None
+    if days < 1 or days > 65536:
+        raise ValueError(f"retention_days must be between 1 and 65536, got {value!r}")
+    return days
+
+
+def as_list(value: Any, name: str) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (str, Mapping)):
+        return [value]
+    if isinstance(value, Iterable):
+        return list(value)
+    raise ValueError(f"{name} must be a string or a list, got {type(value).__name__}")
+
+
+def run_info(context: Any) -> dict[str, str]:
+    ti = context["ti"]
+    return {"dag_id": str(ti.dag_id), "run_id": str(context["run_id"]), "run_key": run_key(context),
+            "task_id": str(ti.task_id)}
+
+
+def run_date(context: Any) -> datetime:
+    """The run's logical date (stable across retries); now for runs without one."""
+    for key in ("logical_date", "data_interval_end"):
+        value = context.get(key) if hasattr(context, "get") else None
+        if isinstance(value, datetime):
+            return value
+    dag_run = context.get("dag_run") if hasattr(context, "get") else None
+    value = getattr(dag_run, "run_after", None) or getattr(dag_run, "logical_date", None)
+    if isinstance(value, datetime):
+        return value
+    return datetime.now(UTC)
+
+
+def api_reason(exc: BaseException) -> str:
+    if isinstance(exc, AliyunApiError):
+        rid = f" (RequestId {exc.request_id})" if exc.request_id else ""
+        return f"{exc.code}: {exc.message}{rid}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def short_hash(text: str, n: int = 6) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:n]
+
+
+def describe_by_region(hook: Any, wanted: Mapping[str, Iterable[str]]) -> dict[str, dict]:
+    """``{region: [image ids]}`` -> ``{image_id: record}`` (one batched DescribeImages per region)."""
+    out: dict[str, dict] = {}
+    for region, ids in wanted.items():
+        ids = list(dict.fromkeys(ids))
+        if ids:
+            for rec in hook.describe_images(region, image_ids=ids):
+                out[rec["ImageId"]] = rec
+    return out
+
+
+def failure_summary(results: Sequence[Mapping], key_fields: Sequence[str]) -> str:
+    lines = []
+    for r in results:
+        if r.get("status") == FAILED:
+            key = "/".join(str(r.get(k) or "") for k in key_fields)
+            lines.append(f"  {key}: {r.get('reason') or 'failed'}")
+    return "\n".join(lines)
+
+
+# -- the shared base ----------------------------------------------------------------------------
+class BatchImageOperator(AliyunBaseOperator):
+    """Batch settings, waiting (deferred or in-process), result bookkeeping."""
+
+    hook_class = EcsHook
+    result_key_fields: tuple[str, ...] = ("image_id",)
+    watch_kind = "image"
+    default_timeout = 4 * 3600.0
+
+    def __init__(self, *, concurrency: int | str = 10, max_errors: int | str = 0,
+                 wait_for_completion: bool = True, deferrable: bool = True, poll_interval: float = 30.0,
+                 timeout: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.concurrency = concurrency
+        self.max_errors = max_errors
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        if all_static(concurrency, max_errors):
+            check_batch_args(concurrency, max_errors)
+        if all_static(poll_interval):
+            check_seconds("poll_interval", poll_interval)
+        if all_static(timeout):
+            check_seconds("timeout", timeout, allow_none=True)
+
+    # validation shared by execute()
+    def _check_common(self) -> None:
+        check_batch_args(self.concurrency, self.max_errors)
+        check_seconds("poll_interval", self.poll_interval)
+        check_seconds("timeout", self.timeout, allow_none=True)
+
+    @property
+    def _timeout_seconds(self) -> float:
+        return float(self.timeout) if self.timeout is not None else self.default_timeout
+
+    # -- waiting -------------------------------------------------------------------------------
+    def _wait_items(self, results: Sequence[Mapping]) -> list[dict]:
+        """``[{"region", "id"}]`` of results still in flight (``status == "pending"``)."""
+        return [{"region": r["region"], "id": r[self._id_field]} for r in results if r.get("status") == "pending"]
+
+    _id_field = "image_id"
+
+    def _probe_tags(self, context: Any) -> dict[str, str] | None:
+        """Tags every image this task makes carries (provenance): the watch's cheap per-region probe."""
+        if self.watch_kind != "image":
+            return None
+        info = run_info(context)
+        return {pv.RUN_KEY: info["run_key"], pv.DAG_ID: info["dag_id"], pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}
+
+    def _wait_then_finish(self, context: Any, results: list[dict]) -> list[dict]:
+        items = self._wait_items(results)
+        if not items or not self.wait_for_completion:
+            return self._finish(context, results, None)
+        deadline = deadline_from(self._timeout_seconds)
+        trigger_cls = ImagesAvailableTrigger if self.watch_kind == "image" else SnapshotsReadyTrigger
+        probe_tags = self._probe_tags(context)
+        if self.deferrable:
+            self.log.info("Deferring: waiting for %d %s(s) (timeout %.0fs)", len(items), self.watch_kind,
+                          self._timeout_seconds)
+            # the results travel in the trigger's echo: dag.test() drops defer(kwargs=...) on resume
+            self.defer(trigger=trigger_cls(items=items, aliyun_conn_id=self.aliyun_conn_id, region=self.region,
+                                           poll_interval=float(self.poll_interval), deadline=deadline,
+                                           echo={"results": results}, probe_tags=probe_tags),
+                       method_name="execute_complete", timeout=timedelta(seconds=self._timeout_seconds + 600))
+        event = self._poll_in_process(items, deadline, probe_tags)
+        return self._finish(context, results, event)
+
+    def _poll_in_process(self, items: list[dict], deadline: float | None,
+                         probe_tags: Mapping[str, str] | None = None) -> dict:
+        """Same logic as the trigger (:class:`PollPlan`: probe, read the front, sleep by prediction) in the worker."""
+        watch = ResourceWatch(items, kind=self.watch_kind)
+        plan = PollPlan(watch, poll_interval=float(self.poll_interval), deadline=deadline, probe_tags=probe_tags)
+        hook = self.hook
+
+        def answer(request: tuple) -> Any:
+            what, region, arg = request
+            if what == "count":
+                return total_count(hook.call("DescribeImages", hook.get_client(region).describe_images,
+                                             probe_request(region, arg), region=region))
+            if self.watch_kind == "image":
+                return hook.describe_images(region, image_ids=arg)
+            return hook.describe_snapshots(region, snapshot_ids=arg)
+
+        try:
+            while True:
+                due = plan.due(time.time())
+                for region in due:
+                    plan.drive(region, answer)
+                now = time.time()
+                if due:
+                    watch.polls += 1
+                    self.log.info("%s wait: %s", self.watch_kind, watch.summary(now))
+                if watch.done:
+                    return watch.event("success")
+                if plan.expired(now):
+                    return watch.event("timeout", message=f"deadline passed: {watch.summary(now)}")
+                time.sleep(plan.wait(now))
+        except AliyunApiError as err:
+            return watch.event("error", message=str(err), error=err.to_dict())
+
+    def execute_complete(self, context: Any, event: Mapping | None = None, results: list[dict] | None = None):
+        if event is None:
+            raise AirflowException(f"{self.task_id}: resumed without a trigger event")
+        if results is None:
+            results = ((event.get("echo") or {}).get("results")) or []
+        return self._finish(context, [dict(r) for r in results], event)
+
+    def _apply_event(self, results: list[dict], event: Mapping | None) -> None:
+        """Turn pending results into success/failed from the watch event (None: not waited for)."""
+        items = (event or {}).get("items") or {}
+        timed_out = set((event or {}).get("timed_out") or [])
+        err_msg = (event or {}).get("message") if (event or {}).get("status") == "error" else None
+        for r in results:
+            if r.get("status") != "pending":
+                continue
+            rid = r[self._id_field]
+            t0 = r.pop("_t0", None)
+            if event is None:
+                r["status"] = SUCCESS
+                r["reason"] = r.get("reason") or "submitted (not waiting for completion)"
+                continue
+            state = items.get(rid) or {}
+            r[f"{self.watch_kind}_status"] = state.get("status", r.get(f"{self.watch_kind}_status"))
+            if state.get("size_gib") is not None:
+                r["size_gib"] = state["size_gib"]
+            if state.get("snapshot_ids"):
+                r["snapshot_ids"] = state["snapshot_ids"]
+            observed = state.get("observed_at")
+            if observed and t0:
+                r["seconds"] = round(max(0.0, observed - t0), 1)
+            status = state.get("status")
+            if rid in timed_out or not state.get("observed_at"):
+                r["status"] = FAILED
+                why = err_msg or f"timed out after {self._timeout_seconds:.0f}s"
+                r["reason"] = f"{why} (last status {status or 'unknown'}, progress {state.get('progress') or '?'})"
+            elif status in (("Available", "Deprecated") if self.watch_kind == "image" else ("accomplished",)):
+                r["status"] = SUCCESS
+            else:
+                r["status"] = FAILED
+                r["reason"] = state.get("reason") or f"{self.watch_kind} is {status}"
+        for r in results:
+            r.pop("_t0", None)
+
+    def _conclude(self, results: list[dict]) -> list[dict]:
+        counts = {s: sum(1 for r in results if r.get("status") == s) for s in (SUCCESS, FAILED, SKIPPED)}
+        self.log.info("%s: %d succeeded, %d failed, %d skipped", self.task_id, counts[SUCCESS], counts[FAILED],
+                      counts[SKIPPED])
+        failed = [r for r in results if r.get("status") == FAILED]
+        if failed and errors_exceeded([StatusView(r["status"]) for r in results], self.max_errors):
+            raise TooManyItemFailures(
+                f"{len(failed)} of {len(results)} item(s) failed, more than max_errors={self.max_errors!r}:\n"
+                + failure_summary(results, self.result_key_fields))
+        return results
+
+    def _finish(self, context: Any, results: list[dict], event: Mapping | None) -> list[dict]:
+        self._apply_event(results, event)
+        return self._conclude(results)
+
+
+class StatusView:
+    """Adapter so :func:`errors_exceeded` can count our dict results."""
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+
+
+def run_items(items: Sequence[dict], action, *, key, concurrency, max_errors) -> list:
+    return run_batch(items, action, key=key, concurrency=concurrency, max_errors=max_errors)
+
+
+def normalize_instances(instances: Any, default_region: str | None) -> list[dict]:
+    """One id, a list of ids, or SelectInstancesOperator's dicts -> ``[{"instance_id", "instance_name", "region"}]``.
+
+    Duplicates are dropped (first wins). Raises ``ValueError`` for anything else.
+    """
+    out: list[dict] = []
+    seen: set[tuple[str, str]] = set()
+    for item in as_list(instances, "instances"):
+        if isinstance(item, str):
+            iid, name, region = item.strip(), "", default_region
+        elif isinstance(item, Mapping):
+            iid = str(item.get("instance_id") or item.get("InstanceId") or "").strip()
+            name = str(item.get("instance_name") or item.get("InstanceName") or "")
+            region = item.get("region") or item.get("RegionId") or default_region
+        else:
+            raise ValueError(f"instances: cannot read an instance from {item!r}")
+        if not iid.startswith("i-"):
+            raise ValueError(f"instances: {iid!r} does not look like an ECS instance id (i-...)")
+        if not region:
+            raise ValueError(f"instances: no region for {iid}; pass region=... or give each item a 'region'")
+        if (region, iid) in seen:
+            continue
+        seen.add((region, iid))
+        out.append({"instance_id": iid, "instance_name": name, "region": str(region)})
+    return out
+
+
+def source_size_gib(rec: Mapping[str, Any]) -> float:
+    """All disks of an image (DescribeImages ``DiskDeviceMappings``; ``Size`` is the system disk only)."""
+    mappings = (rec.get("DiskDeviceMappings") or {}).get("DiskDeviceMapping") or []
+    total = 0.0
+    for m in mappings:
+        try:
+            total += float(m.get("Size") or 0)
+        except (TypeError, ValueError):
+            pass
+    try:
+        return total or float(rec.get("Size") or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def normalize_images(images: Any, default_region: str | None, *, id_key: str = "image_id",
+                     region_key: str = "region") -> list[dict]:
+    """An image id, a list of ids, or a results list -> ``[{"image_id", "region", "upstream": dict|None}]``."""
+    out: list[dict] = []
+    for item in as_list(images, "images"):
+        if isinstance(item, str):
+            image_id, region, upstream = item.strip(), default_region, None
+        elif isinstance(item, Mapping):
+            image_id = str(item.get(id_key) or item.get("ImageId") or "").strip()
+            region = item.get(region_key) or item.get("RegionId") or default_region
+            upstream = dict(item)
+        else:
+            raise ValueError(f"images: cannot read an image from {item!r}")
+        if image_id and not image_id.startswith("m-"):
+            raise ValueError(f"images: {image_id!r} does not look like a custom image id (m-...)")
+        if not image_id and (upstream is None or upstream.get("status") in (None, SUCCESS)):
+            raise ValueError(f"images: item without an image id: {item!r}")
+        if not region:
+            raise ValueError(f"images: no region for {image_id}; pass region=... or give each item a 'region'")
+        out.append({"image_id": image_id, "region": str(region), "upstream": upstream})
+    return out
