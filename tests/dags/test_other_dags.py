@@ -23,8 +23,9 @@ def test_every_dag_imports_cleanly_and_calls_nothing_at_parse_time(aliyun_conn):
     for dag in bag.dags.values():
         assert dag.catchup is False
         for name, param in dag.params.items():   # defaults satisfy their own schema
-            param.resolve(param.value)
             assert param.schema, f"{dag.dag_id}.{name} has no JSON schema"
+            if param.has_value:                   # required fields (no default) are filled in the form
+                param.resolve(param.value)
 
 
 def statuses(emulator):
@@ -82,3 +83,47 @@ def test_retention_deletes_only_old_managed_images(run_dag, emulator, ecs_client
     snapshots = ecs_client("cn-shanghai").describe_snapshots(m.DescribeSnapshotsRequest(
         region_id="cn-shanghai", max_results=100)).body.snapshots.snapshot
     assert len(snapshots) == 4     # the deleted images' snapshots went with them
+
+
+def test_rds_backups_are_archived_to_oss_once(run_dag, emulator, oss_client):
+    emulator.admin.load_fleet({
+        "rds_instances": [{"region": "cn-hangzhou", "engine": "MySQL", "engine_version": "8.0",
+                           "tags": {"backup": "archive"}, "backup_count": 2, "backup_size": 3 * 1024 * 1024},
+                          {"region": "cn-hangzhou", "engine": "MySQL", "engine_version": "8.0",
+                           "tags": {"backup": "none"}, "backup_count": 1, "backup_size": 1024}],
+        "buckets": [{"name": "ops-archive", "region": "cn-hangzhou"}]})
+    conf = {"start": "2020-01-01T00:00Z", "end": "2035-01-01T00:00Z"}
+    first = run_dag("rds_backup_archive", conf=conf)
+    assert first.state == "success"
+    import alibabacloud_oss_v2 as oss
+
+    listing = oss_client("cn-hangzhou").list_objects_v2(oss.ListObjectsV2Request(bucket="ops-archive", prefix="rds/"))
+    objects = listing.contents or []
+    assert len(objects) == 2 and all(o.size == 3 * 1024 * 1024 for o in objects)
+    emulator.admin.clear_calls()
+    second = run_dag("rds_backup_archive", conf=conf)          # same window again: nothing uploaded twice
+    assert second.state == "success"
+    assert "oss:PutObject" not in emulator.admin.calls()["counters"]
+    assert "oss:UploadPart" not in emulator.admin.calls()["counters"]
+
+
+def test_restore_system_disk_from_newest_backup(run_dag, emulator, ecs_client):
+    emulator.admin.load_fleet({"instances": [{"region": "cn-hangzhou", "name": "web", "count": 1,
+                                              "status": "Running"}]})
+    instance_id = next(iter(emulator.admin.table("ecs.instances")))
+    tags = {"ops:managed-by": "airflow-aliyun-ops", "ops:source-instance": instance_id}
+    emulator.admin.load_fleet({"images": [
+        {"region": "cn-hangzhou", "name": "old", "creation_time": iso_days_ago(3), "tags": tags},
+        {"region": "cn-hangzhou", "name": "newest", "creation_time": iso_days_ago(1), "tags": tags}]})
+    newest = next(i["ImageId"] for i in emulator.admin.table("ecs.images").values() if i.get("ImageName") == "newest")
+
+    refused = run_dag("ecs_restore_system_disk", conf={"instance_id": instance_id, "confirm_instance_id": "i-typo"})
+    assert refused.state == "failed"
+    assert "ecs:ReplaceSystemDisk" not in emulator.admin.calls()["counters"]
+
+    run = run_dag("ecs_restore_system_disk", conf={"instance_id": instance_id, "confirm_instance_id": instance_id})
+    assert run.state == "success"
+    disks = ecs_client().describe_disks(m.DescribeDisksRequest(region_id="cn-hangzhou", instance_id=instance_id,
+                                                              disk_type="system")).body.disks.disk
+    assert [d.image_id for d in disks] == [newest]
+    assert statuses(emulator)[instance_id] == "Running"

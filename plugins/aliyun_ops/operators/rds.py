@@ -224,7 +224,7 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
     """
 
     template_fields = ("aliyun_conn_id", "region", "instance_ids", "bucket", "start", "end", "key_template",
-                       "oss_region")
+                       "oss_region", "concurrency", "max_errors")
     hook_class = RdsHook
 
     def __init__(self, *, instance_ids: Sequence[str] | str, bucket: str, start: Any = None, end: Any = None,

@@ -1,0 +1,72 @@
+"""Archive RDS backup sets to OSS every night (streamed, verified, idempotent).
+
+select RDS instances (ids or tags) -> backups of the window -> stream each into OSS
+(``rds/{instance_id}/{date}/{backup_id}.tar``), size and CRC-64 checked; what is already there is skipped.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, CronTriggerTimetable, Param, task
+
+from aliyun_ops.operators.rds import ArchiveRdsBackupsToOssOperator
+
+with DAG(
+    dag_id="rds_backup_archive",
+    description="Copy RDS backup sets into an OSS bucket",
+    schedule=CronTriggerTimetable("0 3 * * *", timezone="Asia/Shanghai"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    tags=["aliyun", "rds", "oss", "backup"],
+    doc_md=__doc__,
+    params={
+        "instance_ids": Param([], type="array", items={"type": "string", "pattern": r"^(rm|pgm|pc)-[a-z0-9]+$"},
+                              title="RDS instance ids", description="Or leave empty and select by tags."),
+        "tags": Param({"backup": "archive"}, type="object", additionalProperties={"type": "string"},
+                      title="Selection tags", description="Used when no instance ids are given."),
+        "bucket": Param("ops-archive", type="string", pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+                        title="OSS bucket"),
+        "oss_region": Param(None, type=["null", "string"], title="Bucket region",
+                            description="Empty: the connection's region."),
+        "key_template": Param("rds/{instance_id}/{date}/{backup_id}.tar", type="string", title="Object key"),
+        "lookback_hours": Param(24, type="integer", minimum=1, maximum=24 * 366, title="Window (hours)",
+                                description="Backups started in the hours before the run's data interval end."),
+        "start": Param(None, type=["null", "string"], title="Window start (UTC, optional)",
+                       description="Overrides the window, e.g. 2026-11-01T00:00Z."),
+        "end": Param(None, type=["null", "string"], title="Window end (UTC, optional)"),
+        "concurrency": Param(2, type="integer", minimum=1, maximum=20, title="Concurrency"),
+        "max_errors": Param(0, type="integer", minimum=0, title="Max errors"),
+    },
+) as dag:
+
+    @task(multiple_outputs=True)
+    def plan(**context) -> dict:
+        """Which instances and which time window (one DescribeDBInstances call when selecting by tags)."""
+        from aliyun_ops.hooks.rds import RdsHook, rds_time
+
+        params = context["params"]
+        ids = list(params["instance_ids"])
+        if not ids:
+            if not params["tags"]:
+                raise ValueError("give instance_ids or selection tags")
+            ids = [i["DBInstanceId"] for i in RdsHook().describe_db_instances(tags=params["tags"])]
+        end = params["end"] or rds_time(context.get("data_interval_end") or pendulum.now("UTC"))
+        start = params["start"] or rds_time(pendulum.parse(end) - timedelta(hours=params["lookback_hours"]))
+        return {"instance_ids": ids, "start": start, "end": end}
+
+    window = plan()
+    ArchiveRdsBackupsToOssOperator(
+        task_id="archive_backups",
+        instance_ids=window["instance_ids"],
+        bucket="{{ params.bucket }}",
+        oss_region="{{ params.oss_region }}",
+        key_template="{{ params.key_template }}",
+        start=window["start"],
+        end=window["end"],
+        concurrency="{{ params.concurrency }}",
+        max_errors="{{ params.max_errors }}",
+    )
