@@ -66,7 +66,7 @@ def finish_backup(context: Mapping[str, Any], config: Mapping[str, Any], selecte
     upstream_error = "" if selected is not None else "instance selection failed"
     rows = backup_rows(selected or [], created, copies, destinations, upstream_error, prepared)
     ti = context["ti"]
-    report = Report.build(rows, title=f"ECS cross-region backup {context.get('ds', '')}",
+    report = Report.build(rows, title=f"ECS cross-region backup {context.get('ds') or context['run_id']}",
                           meta={"dag": ti.dag_id, "run": context["run_id"],
                                 "sources": ", ".join(config.get("source_regions") or []),
                                 "destinations": ", ".join(destinations)})
