@@ -28,8 +28,9 @@ from aliyun_ops.operators.ecs_instances import (
     normalize_instances,
     result,
 )
+from aliyun_ops.operators.polling import poll_invocations
 from aliyun_ops.triggers.base import deadline_from
-from aliyun_ops.triggers.ecs_instances import InvocationTrigger, InvocationWatch, poll_invocations
+from aliyun_ops.triggers.ecs_instances import InvocationTrigger, InvocationWatch
 
 COMMAND_TYPES = {"RunShellScript": "linux", "RunPythonScript": "linux", "RunPerlScript": "linux",
                  "RunBatScript": "windows", "RunPowerShellScript": "windows"}

@@ -38,8 +38,9 @@ from aliyun_ops.logic.provenance import (
 )
 from aliyun_ops.logic.selection import INSTANCE_STATUSES, Criteria, compact, select
 from aliyun_ops.operators.base import AliyunBaseOperator
+from aliyun_ops.operators.polling import poll_instances
 from aliyun_ops.triggers.base import deadline_from
-from aliyun_ops.triggers.ecs_instances import DELETED, InstanceStatusTrigger, InstanceWatch, poll_instances
+from aliyun_ops.triggers.ecs_instances import DELETED, InstanceStatusTrigger, InstanceWatch
 
 _REGION_RE = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
 _ID_RE = re.compile(r"^i-[A-Za-z0-9]+$")

@@ -312,7 +312,7 @@ class PollPlan:
         while not watch.done and not plan.expired(time.time()):
             for region in plan.due(time.time()):
                 plan.drive(region, fetch)       # fetch(("read", region, ids)) -> records; ("count", ...) -> int
-            time.sleep(plan.wait(time.time()))
+            sleep(plan.wait(time.time()))    # asyncio.sleep in the trigger
     """
 
     def __init__(self, watch: ResourceWatch, *, poll_interval: float, deadline: float | None = None,

@@ -24,7 +24,6 @@ The watch classes are plain Python, shared with the operators' in-process (non-d
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -325,47 +324,3 @@ class InvocationTrigger(_EcsWaitTrigger):
             yield self._event(watch.event("error", message=str(err), error={"code": "ValueError",
                                                                            "message": str(err)}))
 
-
-def poll_instances(hook: Any, watch: InstanceWatch, *, poll_interval: float, deadline: float | None,
-                   log: Any = None) -> dict:
-    """Synchronous twin of :class:`InstanceStatusTrigger` (non-deferrable operators); returns the event."""
-    try:
-        while True:
-            for region, ids in watch.pending_by_region().items():
-                for start in range(0, len(ids), MAX_IDS):
-                    batch = ids[start:start + MAX_IDS]
-                    watch.update(region, batch, hook.describe_instances(region, instance_ids=batch))
-                    watch.api_calls += 1
-            watch.polls += 1
-            if log is not None:
-                log.info("instances -> %s: %s", watch.target, watch.summary())
-            if watch.done:
-                return watch.event("success")
-            if deadline is not None and time.time() >= deadline:
-                return watch.event("timeout", message=f"deadline passed: {watch.summary()}")
-            wait = poll_interval if deadline is None else max(0.0, min(poll_interval, deadline - time.time()))
-            time.sleep(wait)
-    except AliyunApiError as err:
-        return watch.event("error", message=str(err), error=err.to_dict())
-
-
-def poll_invocations(hook: Any, watch: InvocationWatch, *, poll_interval: float, deadline: float | None,
-                     log: Any = None) -> dict:
-    """Synchronous twin of :class:`InvocationTrigger`; returns the event."""
-    try:
-        while True:
-            for invoke_id in watch.pending():
-                region = watch.items[invoke_id]["region"]
-                watch.update(invoke_id, hook.describe_invocations(region, invoke_id))
-                watch.api_calls += 1
-            watch.polls += 1
-            if log is not None:
-                log.info("Cloud Assistant: %s", watch.summary())
-            if watch.done:
-                return watch.event("success")
-            if deadline is not None and time.time() >= deadline:
-                return watch.event("timeout", message=f"deadline passed: {watch.summary()}")
-            wait = poll_interval if deadline is None else max(0.0, min(poll_interval, deadline - time.time()))
-            time.sleep(wait)
-    except AliyunApiError as err:
-        return watch.event("error", message=str(err), error=err.to_dict())
