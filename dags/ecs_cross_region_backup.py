@@ -74,21 +74,20 @@ with DAG(
         return [step, "ready_instances"] if step else ["ready_instances"]
 
     prepare = choose_preparation(config["consistency"])
+    # every batch step shares the run's OOS-style rate control and polling
+    batch_args = {"concurrency": config["concurrency"], "max_errors": config["max_errors"],
+                  "poll_interval": config["poll_interval"]}
 
     pre_command = RunCommandOperator(
         task_id="pre_command",
         instances=select.output,
         command_content="{% include 'scripts/pre_backup.sh' %}",
-        concurrency=config["concurrency"],
-        max_errors=config["max_errors"],
-        poll_interval=config["poll_interval"],
+        **batch_args,
     )
     stop = StopInstancesOperator(
         task_id="stop_instances",
         instances=select.output,
-        concurrency=config["concurrency"],
-        max_errors=config["max_errors"],
-        poll_interval=config["poll_interval"],
+        **batch_args,
     )
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
@@ -110,10 +109,8 @@ with DAG(
         tags=config["extra_tags"],
         policy=POLICY,
         retention_days=config["retention_days"],
-        concurrency=config["concurrency"],
-        max_errors=config["max_errors"],
         timeout=config["timeout_seconds"],
-        poll_interval=config["poll_interval"],
+        **batch_args,
     )
 
     @task.branch(trigger_rule=TriggerRule.ALL_DONE)
@@ -136,16 +133,12 @@ with DAG(
         task_id="post_command",
         instances=paused,
         command_content="{% include 'scripts/post_backup.sh' %}",
-        concurrency=config["concurrency"],
-        max_errors=config["max_errors"],
-        poll_interval=config["poll_interval"],
+        **batch_args,
     )
     start = StartInstancesOperator(
         task_id="start_instances",
         instances=paused,
-        concurrency=config["concurrency"],
-        max_errors=config["max_errors"],
-        poll_interval=config["poll_interval"],
+        **batch_args,
     )
 
     copy = CopyImageOperator(
@@ -157,10 +150,8 @@ with DAG(
         retention_days=config["retention_days"],
         encrypted=config["encrypted"],
         kms_key_id=config["kms_key_id"],
-        concurrency=config["concurrency"],
-        max_errors=config["max_errors"],
         timeout=config["timeout_seconds"],
-        poll_interval=config["poll_interval"],
+        **batch_args,
     )
 
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[AssetAlias(BACKUP_ASSET_ALIAS)], retries=0)
