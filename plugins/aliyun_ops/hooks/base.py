@@ -456,7 +456,10 @@ class AliyunBaseHook(BaseHook):
     async def asettings(self) -> ConnectionSettings:
         """Load :attr:`settings` with the async connection lookup (use first thing in triggers)."""
         if "settings" not in self.__dict__:
-            conn = await self.aget_connection(self.aliyun_conn_id)
+            try:
+                conn = await self.aget_connection(self.aliyun_conn_id)
+            except Exception:  # no async lookup here (e.g. inline under dag.test()): sync lookup in a thread
+                return await asyncio.to_thread(lambda: self.settings)
             self.__dict__["settings"] = ConnectionSettings.from_connection(conn)
         return self.settings
 

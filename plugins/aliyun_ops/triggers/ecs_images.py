@@ -500,19 +500,6 @@ def _human(seconds: float | None) -> str:
     return f"{round(seconds / 60)} min"
 
 
-async def _prime_hook(hook: Any) -> None:
-    """Load the connection without blocking the event loop (the hook's ``settings`` is a cached property)."""
-    if "settings" in hook.__dict__:
-        return
-    try:
-        from aliyun_ops.hooks.base import ConnectionSettings
-
-        conn = await hook.aget_connection(hook.aliyun_conn_id)
-        hook.__dict__["settings"] = ConnectionSettings.from_connection(conn)
-    except Exception:  # fall back to the synchronous lookup in a thread
-        await asyncio.to_thread(lambda: hook.settings)
-
-
 class _BatchWatchTrigger(AliyunBaseTrigger):
     """Polls many resources per region, by prediction (:class:`PollPlan`), until all are terminal or the deadline."""
 
@@ -548,7 +535,7 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
         plan = PollPlan(watch, poll_interval=self.poll_interval, deadline=self.deadline, probe_tags=self.probe_tags)
         try:
             hook = self.make_hook()
-            await _prime_hook(hook)
+            await hook.asettings()
             clients: dict[str, Any] = {}
 
             async def answer(request: Request) -> Any:

@@ -192,18 +192,6 @@ class InvocationWatch:
                 "api_calls": self.api_calls}
 
 
-async def prime_hook(hook: Any) -> None:
-    """Load the connection without blocking the event loop (``settings`` is a cached property)."""
-    if "settings" in hook.__dict__:
-        return
-    try:
-        from aliyun_ops.hooks.base import ConnectionSettings
-
-        conn = await hook.aget_connection(hook.aliyun_conn_id)
-        hook.__dict__["settings"] = ConnectionSettings.from_connection(conn)
-    except Exception:  # fall back to the synchronous lookup in a thread
-        await asyncio.to_thread(lambda: hook.settings)
-
 
 class _EcsWaitTrigger(AliyunBaseTrigger):
     """``carry`` is opaque JSON handed back unchanged in the event (``event["carry"]``): the operator's
@@ -250,7 +238,7 @@ class InstanceStatusTrigger(_EcsWaitTrigger):
             return
         try:
             hook = self.make_hook()
-            await prime_hook(hook)
+            await hook.asettings()
             clients: dict[str, Any] = {}
             while True:
                 for region, ids in watch.pending_by_region().items():
@@ -299,7 +287,7 @@ class InvocationTrigger(_EcsWaitTrigger):
             return
         try:
             hook = self.make_hook()
-            await prime_hook(hook)
+            await hook.asettings()
             clients: dict[str, Any] = {}
             while True:
                 for invoke_id in watch.pending():
