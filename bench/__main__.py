@@ -36,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=_ints, default=list(d.sizes), help="fleet sizes, e.g. 10,100,1000")
     ap.add_argument("--approaches", type=_strs, default=list(d.approaches), help="seed,oos,dag")
-    ap.add_argument("--source-regions", type=_strs, default=list(d.sources))
-    ap.add_argument("--destination-regions", type=_strs, default=list(d.destinations))
+    ap.add_argument("--source-regions", type=_strs, default=list(d.sources),
+                    help=f"comma-separated source regions (default {','.join(d.sources)})")
+    ap.add_argument("--destination-regions", type=_strs, default=list(d.destinations),
+                    help=f"comma-separated destination regions (default {','.join(d.destinations)})")
     ap.add_argument("--dag-ideal-seconds", type=float, default=d.dag_ideal_seconds,
                     help="choose the DAG run's time scale so the ideal takes this many real seconds")
     ap.add_argument("--baseline-ideal-seconds", type=float, default=d.baseline_ideal_seconds)

@@ -321,7 +321,7 @@ FLEET_TAGS = {"backup": "daily"}
 class Options:
     sizes: Sequence[int] = (10, 100)
     approaches: Sequence[str] = ("seed", "oos", "dag")
-    sources: Sequence[str] = ("cn-hangzhou", "cn-beijing", "cn-shenzhen")
+    sources: Sequence[str] = ("cn-hangzhou", "cn-beijing", "cn-shenzhen", "cn-qingdao")  # issue 5: 4 sources, D = 2
     destinations: Sequence[str] = ("cn-shanghai", "ap-southeast-1")
     dag_ideal_seconds: float = 240.0        # pick the time scale so the ideal run takes this many real seconds
     baseline_ideal_seconds: float = 40.0
