@@ -206,6 +206,35 @@ class _EcsWaitTrigger(AliyunBaseTrigger):
 
         return EcsHook(aliyun_conn_id=self.aliyun_conn_id, region=self.region)
 
+    async def _wait(self, watch: Any, one_round: Any, label: str):
+        """Poll with ``one_round(hook, client_for)`` until ``watch`` is done, the deadline passes or the API
+        fails for good; yields the one event. Transient errors were already retried by the hook."""
+        try:
+            hook = self.make_hook()
+            await hook.asettings()
+            clients: dict[str, Any] = {}
+
+            def client_for(region: str) -> Any:
+                return clients.get(region) or clients.setdefault(region, hook.get_async_client(region))
+
+            while True:
+                await one_round(hook, client_for)
+                watch.polls += 1
+                self.log.info("%s: %s", label, watch.summary())
+                if watch.done:
+                    yield self._event(watch.event("success"))
+                    return
+                if self.expired():
+                    yield self._event(watch.event("timeout", message=f"deadline passed: {watch.summary()}"))
+                    return
+                await asyncio.sleep(self.next_wait())
+        except AliyunApiError as err:
+            self.log.error("%s: wait stopped by a permanent API error: %s", label, err)
+            yield self._event(watch.event("error", message=str(err), error=err.to_dict()))
+        except ValueError as err:
+            yield self._event(watch.event("error", message=str(err), error={"code": "ValueError",
+                                                                           "message": str(err)}))
+
 
 class InstanceStatusTrigger(_EcsWaitTrigger):
     """Wait until many instances (one or more regions) reach ``target_status``; batched DescribeInstances.
@@ -236,33 +265,16 @@ class InstanceStatusTrigger(_EcsWaitTrigger):
         if not watch.items:
             yield self._event(watch.event("success", message="nothing to wait for"))
             return
-        try:
-            hook = self.make_hook()
-            await hook.asettings()
-            clients: dict[str, Any] = {}
-            while True:
-                for region, ids in watch.pending_by_region().items():
-                    client = clients.get(region) or clients.setdefault(region, hook.get_async_client(region))
-                    for start in range(0, len(ids), MAX_IDS):
-                        batch = ids[start:start + MAX_IDS]
-                        records = await hook.describe_instances_async(region, batch, client=client)
-                        watch.api_calls += 1
-                        watch.update(region, batch, records)
-                watch.polls += 1
-                self.log.info("instances -> %s: %s", self.target_status, watch.summary())
-                if watch.done:
-                    yield self._event(watch.event("success"))
-                    return
-                if self.expired():
-                    yield self._event(watch.event("timeout", message=f"deadline passed: {watch.summary()}"))
-                    return
-                await asyncio.sleep(self.next_wait())
-        except AliyunApiError as err:
-            self.log.error("instance wait stopped by a permanent API error: %s", err)
-            yield self._event(watch.event("error", message=str(err), error=err.to_dict()))
-        except ValueError as err:
-            yield self._event(watch.event("error", message=str(err), error={"code": "ValueError",
-                                                                           "message": str(err)}))
+        async def one_round(hook: Any, client_for: Any) -> None:
+            for region, ids in watch.pending_by_region().items():
+                for start in range(0, len(ids), MAX_IDS):
+                    batch = ids[start:start + MAX_IDS]
+                    records = await hook.describe_instances_async(region, batch, client=client_for(region))
+                    watch.api_calls += 1
+                    watch.update(region, batch, records)
+
+        async for event in self._wait(watch, one_round, f"instances -> {self.target_status}"):
+            yield event
 
 
 class InvocationTrigger(_EcsWaitTrigger):
@@ -285,30 +297,13 @@ class InvocationTrigger(_EcsWaitTrigger):
         if not watch.items:
             yield self._event(watch.event("success", message="nothing to wait for"))
             return
-        try:
-            hook = self.make_hook()
-            await hook.asettings()
-            clients: dict[str, Any] = {}
-            while True:
-                for invoke_id in watch.pending():
-                    region = watch.items[invoke_id]["region"]
-                    client = clients.get(region) or clients.setdefault(region, hook.get_async_client(region))
-                    records = await hook.describe_invocations_async(region, invoke_id, client=client)
-                    watch.api_calls += 1
-                    watch.update(invoke_id, records)
-                watch.polls += 1
-                self.log.info("Cloud Assistant: %s", watch.summary())
-                if watch.done:
-                    yield self._event(watch.event("success"))
-                    return
-                if self.expired():
-                    yield self._event(watch.event("timeout", message=f"deadline passed: {watch.summary()}"))
-                    return
-                await asyncio.sleep(self.next_wait())
-        except AliyunApiError as err:
-            self.log.error("invocation wait stopped by a permanent API error: %s", err)
-            yield self._event(watch.event("error", message=str(err), error=err.to_dict()))
-        except ValueError as err:
-            yield self._event(watch.event("error", message=str(err), error={"code": "ValueError",
-                                                                           "message": str(err)}))
+        async def one_round(hook: Any, client_for: Any) -> None:
+            for invoke_id in watch.pending():
+                region = watch.items[invoke_id]["region"]
+                records = await hook.describe_invocations_async(region, invoke_id, client=client_for(region))
+                watch.api_calls += 1
+                watch.update(invoke_id, records)
+
+        async for event in self._wait(watch, one_round, "Cloud Assistant"):
+            yield event
 
