@@ -5,7 +5,7 @@
 ``POST /_emulator/reset``   forget everything, back to the built-in regions
 ``GET  /_emulator/state``   dump every table (``?table=ecs.images`` for one)
 ``GET|POST /_emulator/clock``  read; ``{"advance": s, "time_scale": n, "freeze": bool}``
-``GET|PUT /_emulator/faults``  fault config (see :mod:`emulator.faults`)
+``GET|PUT /_emulator/faults``  fault config (see :mod:`emulator.faults`; 400 InvalidFaultConfig)
 ``GET|DELETE /_emulator/calls``  per-action counters and recent calls; reset them
 ``POST /_emulator/fleet``   load a fleet spec (JSON or YAML body)
 ==========================  =======================================================
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from . import registry
+from . import faults, registry
 from .clock import iso
 from .errors import ApiError
 
@@ -89,6 +89,7 @@ async def handle(emulator: Emulator, request: web.Request) -> web.StreamResponse
         if name == "faults":
             if method in ("PUT", "POST"):
                 cfg = await _body(request)
+                faults.validate(cfg)  # a bad config is refused whole; the previous one stays
                 emulator.faults.configure(cfg)
                 state.table("admin")["faults"] = emulator.faults.cfg
                 state.dirty = True

@@ -25,6 +25,18 @@ from .auth import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class AdminError(RuntimeError):
+    """An admin call answered with an HTTP error: ``status`` and the JSON ``body`` (``{"Code", "Message"}``)."""
+
+    def __init__(self, method: str, name: str, status: int, raw: bytes) -> None:
+        super().__init__(f"admin {method} {name} failed: {status} {raw[:500]!r}")
+        self.status = status
+        try:
+            self.body = json.loads(raw or b"{}")
+        except ValueError:
+            self.body = {}
+
+
 class AdminClient:
     """Thin JSON client of the admin API (``/_emulator/...``)."""
 
@@ -43,7 +55,7 @@ class AdminClient:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"admin {method} {name} failed: {exc.code} {exc.read()[:500]!r}") from None
+            raise AdminError(method, name, exc.code, exc.read()) from None
 
     def health(self) -> dict:
         return self.request("GET", "health")

@@ -1,4 +1,4 @@
-"""Fault injection: throttling, server errors, dropped connections, QPS limits.
+"""Fault injection: throttling, server errors, dropped connections, QPS limits, failing operations.
 
 The configuration is plain data set through the admin API (``PUT /_emulator/faults``)::
 
@@ -7,19 +7,59 @@ The configuration is plain data set through the admin API (``PUT /_emulator/faul
       "rules": [
         {"action": "ecs:CreateImage", "kind": "throttle", "count": 2, "retry_after_ms": 500},
         {"action": "ecs:Describe*", "kind": "error", "status": 503, "rate": 0.1},
-        {"action": "*", "kind": "drop", "rate": 0.01}
+        {"action": "*", "kind": "drop", "rate": 0.01},
+        {"action": "ecs:StartInstances", "kind": "drop_after", "count": 1}
       ],
       "qps": {"ecs:DescribeImages": 20, "ecs:*": 100},
       "image_create_fail": {"rate": 0.0, "instance_ids": ["i-..."]},
       "copy_fail": {"rate": 0.0, "regions": ["cn-beijing"]},
-      "slow_regions": {"cn-beijing": 3.0}
+      "rds_backup_fail": {"rate": 1.0, "instance_ids": ["rm-..."]},
+      "slow_regions": {"cn-beijing": 3.0},
+      "image_quota": {"cn-hangzhou": 100}
     }
 
-A rule with ``count`` fires on that many matching calls and is then spent; a rule with
-``rate`` fires with that probability, drawn from a generator seeded by ``seed`` so a run is
-repeatable. ``qps`` limits are token buckets per action pattern, in real seconds. ``x-acs-retry-after``
-is sent in milliseconds, the unit tea-openapi's retry policy sleeps in.
-Product modules read the ECS-specific knobs with :func:`config`.
+Top-level keys (every one optional; any other key is rejected):
+
+``seed`` (int)
+    seeds the generator of ``rate`` draws, so a run is repeatable.
+``rules`` (list)
+    each rule is an object with ``action`` (required: ``product:Action`` with ``fnmatch``
+    wildcards, or ``*``; it must match at least one action the emulator serves), ``kind``
+    (required, below) and exactly one of ``count`` (int >= 0: fires on that many matching calls,
+    then is spent) or ``rate`` (0..1: fires with that probability). The first rule that fires
+    decides the call. Kinds:
+
+    * ``throttle``: ``Throttling.User`` (400) with ``x-acs-retry-after`` in milliseconds
+      (``retry_after_ms``, int >= 0, default 1000), the unit tea-openapi's retry policy sleeps in;
+      OSS answers ``ServerBusy`` (503).
+    * ``error``: ``status`` (int 400-599, default 503) with ``code``/``message`` (strings; default
+      ``InternalError`` for 500, ``ServiceUnavailable`` for 503, else ``InternalError``).
+    * ``drop``: the connection is closed without an answer and the call is **not** executed
+      (call log code ``ConnectionDropped``).
+    * ``drop_after``: the call **is** executed (its state changes apply, as when the real cloud
+      answers but the answer is lost), then the connection is closed without an answer (call log
+      code ``ConnectionDroppedAfter``). OSS GetObject is cut before its body is sent.
+
+    A rule key that its kind does not use (e.g. ``status`` on a throttle) is rejected.
+``qps`` (object)
+    action pattern -> requests per real second (> 0): token buckets (burst of ``max(1, qps)``);
+    a call over the limit is throttled with a 1000 ms retry-after.
+``image_create_fail`` (object)
+    CreateImage ends ``CreateFailed``: always for the source ``instance_ids`` (list of ids), and
+    for any other with probability ``rate``.
+``copy_fail`` (object)
+    CopyImage ends ``CreateFailed`` with probability ``rate`` (default 1 when ``regions`` is
+    given, else 0), only for destination ``regions`` (list of region ids) when given.
+``rds_backup_fail`` (object)
+    CreateBackup fails with probability ``rate`` (required), only for ``instance_ids`` when given.
+``slow_regions`` (object)
+    region id -> factor (>= 0) that multiplies image, copy and snapshot durations there.
+``image_quota`` (int or object)
+    custom images per region: one number for every region, or region id -> number.
+
+A config that breaks these rules is refused whole by :func:`validate` (``InvalidFaultConfig``,
+400, naming the key or ``rules[i].field``) and the previous one stays in force.
+Product modules read the ECS-specific knobs with :meth:`Faults.get`.
 """
 
 from __future__ import annotations
@@ -28,14 +68,24 @@ import fnmatch
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ApiError
 
 DROP = "drop"
+DROP_AFTER = "drop_after"
 
 _CODES = {
     500: ("InternalError", "The request processing has failed due to some unknown error."),
     503: ("ServiceUnavailable", "The request has failed due to a temporary failure of the server."),
+}
+
+# rule kind -> the keys it reads besides action, kind, count and rate
+KINDS: dict[str, tuple[str, ...]] = {
+    "throttle": ("retry_after_ms",),
+    "error": ("status", "code", "message"),
+    DROP: (),
+    DROP_AFTER: (),
 }
 
 
@@ -47,7 +97,7 @@ class _Bucket:
 
     def take(self) -> bool:
         now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+        self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.updated) * self.rate)
         self.updated = now
         if self.tokens >= 1:
             self.tokens -= 1
@@ -66,7 +116,7 @@ class Faults:
         self.cfg.setdefault("rules", [])
         self.rng = random.Random(self.cfg.get("seed", 0))
         self.buckets: dict[str, _Bucket] = {
-            pattern: _Bucket(float(qps), float(qps)) for pattern, qps in self.cfg.get("qps", {}).items()
+            pattern: _Bucket(float(qps), max(1.0, float(qps))) for pattern, qps in self.cfg.get("qps", {}).items()
         }
 
     def get(self, name: str, default=None):
@@ -76,7 +126,7 @@ class Faults:
         return rate > 0 and self.rng.random() < rate
 
     def before_call(self, action: str) -> str | None:
-        """Raise the fault's error, return ``DROP`` to cut the connection, or None."""
+        """Raise the fault's error, return ``DROP``/``DROP_AFTER`` to cut the connection, or None."""
         for pattern, bucket in self.buckets.items():
             if fnmatch.fnmatchcase(action, pattern) and not bucket.take():
                 raise throttled(1000)
@@ -93,8 +143,8 @@ class Faults:
             kind = rule.get("kind", "error")
             if kind == "throttle":
                 raise throttled(int(rule.get("retry_after_ms", 1000)))
-            if kind == "drop":
-                return DROP
+            if kind in (DROP, DROP_AFTER):
+                return kind
             status = int(rule.get("status", 503))
             code, message = _CODES.get(status, ("InternalError", "Injected server error."))
             raise ApiError(rule.get("code", code), rule.get("message", message), status)
@@ -105,3 +155,161 @@ def throttled(retry_after_ms: int) -> ApiError:
     """``Throttling.User``; tea-openapi reads ``x-acs-retry-after`` as milliseconds."""
     return ApiError("Throttling.User", "Request was denied due to user flow control.", 400,
                     headers={"x-acs-retry-after": str(retry_after_ms)})
+
+
+# -- validation -----------------------------------------------------------------------------
+class InvalidFaultConfig(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__("InvalidFaultConfig", message, 400)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _int(value: Any, where: str, lo: int | None = 0, hi: int | None = None) -> None:
+    if not _is_int(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+        span = f" between {lo} and {hi}" if hi is not None else f" >= {lo}" if lo is not None else ""
+        raise InvalidFaultConfig(f"{where} must be an integer{span}, got {value!r}")
+
+
+def _number(value: Any, where: str, lo: float = 0.0, hi: float | None = None, above: bool = False) -> None:
+    ok = _is_number(value) and (value > lo if above else value >= lo) and (hi is None or value <= hi)
+    if not ok:
+        span = f"between {lo:g} and {hi:g}" if hi is not None else f"{'>' if above else '>='} {lo:g}"
+        raise InvalidFaultConfig(f"{where} must be a number {span}, got {value!r}")
+
+
+def _object(value: Any, where: str, keys: tuple[str, ...] | None = None) -> dict:
+    if not isinstance(value, dict):
+        raise InvalidFaultConfig(f"{where} must be an object, got {value!r}")
+    bad = [k for k in value if not isinstance(k, str)]
+    unknown = sorted(str(k) for k in value if keys is not None and k not in keys)
+    if bad or unknown:
+        allowed = f" (allowed: {', '.join(keys)})" if keys is not None else ""
+        raise InvalidFaultConfig(f"{where} has unknown key(s) {', '.join(map(str, bad)) or ', '.join(unknown)}"
+                                 f"{allowed}")
+    return value
+
+
+def _ids(value: Any, where: str, known: Any = None) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise InvalidFaultConfig(f"{where} must be a list of ids (strings), got {value!r}")
+    unknown = [v for v in value if known is not None and v not in known]
+    if unknown:
+        raise InvalidFaultConfig(f"{where} names unknown region(s) {', '.join(unknown)}")
+
+
+def _regions() -> Any:
+    from .ecs.regions import REGIONS
+
+    return REGIONS
+
+
+def _per_region(value: Any, where: str, check) -> None:
+    _object(value, where, tuple(_regions()))
+    for region, v in value.items():
+        check(v, f"{where}.{region}")
+
+
+def _known_actions() -> set[str]:
+    from . import oss, products, rpc
+
+    products.load()
+    return {f"{product}:{name}" for product, name in rpc.ACTIONS} | {f"oss:{op}" for op in oss.HANDLERS}
+
+
+def _action(value: Any, where: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidFaultConfig(f"{where} must be a 'product:Action' pattern such as ecs:StartInstances "
+                                 f"or ecs:Describe* or *, got {value!r}")
+    if not any(fnmatch.fnmatchcase(name, value) for name in _known_actions()):
+        raise InvalidFaultConfig(f"{where} {value!r} matches no action the emulator serves "
+                                 "(write 'product:Action', e.g. ecs:StartInstances, oss:PutObject)")
+
+
+def _rule(rule: Any, where: str) -> None:
+    if not isinstance(rule, dict):
+        raise InvalidFaultConfig(f"{where} must be an object, got {rule!r}")
+    kind = rule.get("kind")
+    if kind not in KINDS:
+        raise InvalidFaultConfig(f"{where}.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    _object(rule, f"{where} (kind {kind})", ("action", "kind", "count", "rate", *KINDS[kind]))
+    if "action" not in rule:
+        raise InvalidFaultConfig(f"{where}.action is required ('*' matches every call)")
+    _action(rule["action"], f"{where}.action")
+    if ("count" in rule) == ("rate" in rule):
+        raise InvalidFaultConfig(f"{where} needs exactly one of count (fires that many times) "
+                                 f"or rate (probability per call), got {'both' if 'count' in rule else 'neither'}")
+    if "count" in rule:
+        _int(rule["count"], f"{where}.count")
+    else:
+        _number(rule["rate"], f"{where}.rate", 0.0, 1.0)
+    if "retry_after_ms" in rule:
+        _int(rule["retry_after_ms"], f"{where}.retry_after_ms")
+    if "status" in rule:
+        _int(rule["status"], f"{where}.status", 400, 599)
+    for key in ("code", "message"):
+        if key in rule and (not isinstance(rule[key], str) or (key == "code" and not rule[key])):
+            raise InvalidFaultConfig(f"{where}.{key} must be a {'non-empty ' if key == 'code' else ''}string, "
+                                     f"got {rule[key]!r}")
+
+
+def _rules(value: Any, where: str) -> None:
+    if not isinstance(value, list):
+        raise InvalidFaultConfig(f"{where} must be a list of rules, got {value!r}")
+    for n, rule in enumerate(value):
+        _rule(rule, f"{where}[{n}]")
+
+
+def _qps(value: Any, where: str) -> None:
+    _object(value, where)
+    for pattern, qps in value.items():
+        _action(pattern, f"{where} key")
+        _number(qps, f"{where}.{pattern}", 0.0, above=True)
+
+
+def _fail_section(ids_key: str, rate_required: bool = False):
+    def check(value: Any, where: str) -> None:
+        _object(value, where, ("rate", ids_key))
+        if "rate" in value:
+            _number(value["rate"], f"{where}.rate", 0.0, 1.0)
+        elif rate_required and ids_key in value:
+            raise InvalidFaultConfig(f"{where}.rate is required ({where}.{ids_key} alone fails nothing)")
+        if ids_key in value:
+            _ids(value[ids_key], f"{where}.{ids_key}", _regions() if ids_key == "regions" else None)
+
+    return check
+
+
+def _image_quota(value: Any, where: str) -> None:
+    if _is_int(value):
+        _int(value, where)
+    elif isinstance(value, dict):
+        _per_region(value, where, _int)
+    else:
+        raise InvalidFaultConfig(f"{where} must be an integer >= 0 or an object region -> integer, got {value!r}")
+
+
+SECTIONS = {
+    "seed": lambda v, where: _int(v, where, lo=None),
+    "rules": _rules,
+    "qps": _qps,
+    "image_create_fail": _fail_section("instance_ids"),
+    "copy_fail": _fail_section("regions"),
+    "rds_backup_fail": _fail_section("instance_ids", rate_required=True),
+    "slow_regions": lambda v, where: _per_region(v, where, _number),
+    "image_quota": _image_quota,
+}
+
+
+def validate(cfg: Any) -> None:
+    """Raise :class:`InvalidFaultConfig` unless ``cfg`` is a fault config the emulator reads as written."""
+    _object(cfg, "the fault config", tuple(SECTIONS))
+    for key, check in SECTIONS.items():
+        if key in cfg:
+            check(cfg[key], key)

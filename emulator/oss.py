@@ -38,7 +38,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from .errors import ApiError
-from .faults import DROP
+from .faults import DROP, DROP_AFTER
 from .oss_auth import Identity, authenticate
 from .oss_store import CHUNK, BlobStore, crc64_combine
 from .oss_xml import doc, el, error_header, error_xml, http_date, iso_ms, parse, url_encode
@@ -121,6 +121,7 @@ class Ctx:
     key: str | None
     query: dict[str, str]
     identity: Identity = field(default_factory=lambda: Identity(None, None))
+    drop_after: bool = False  # fault drop_after: run the operation, then cut the connection unanswered
 
     @property
     def state(self):
@@ -244,25 +245,25 @@ async def handle(emulator, request: web.Request) -> web.StreamResponse:
             raise access_denied("AccessDenied: anonymous access to ListBuckets is not allowed.")
         fault = emulator.faults.before_call(f"oss:{op}")
         if fault == DROP:
-            emulator.calls.record(f"oss:{op}", region, 0, "ConnectionDropped", request_id, ak)
-            if request.transport:
-                request.transport.abort()
-            return web.Response(status=500)
+            return emulator.drop_connection(request, f"oss:{op}", region, fault, request_id, ak)
+        ctx.drop_after = fault == DROP_AFTER
         response = await HANDLERS[op](ctx)
-        emulator.calls.record(f"oss:{op}", region, response.status, None, request_id, ak)
-        return response
+        status, code = response.status, None
     except ApiError as exc:
         exc = _as_oss_error(exc)
-        emulator.calls.record(f"oss:{op}", region, exc.status, exc.code, request_id, ak)
-        return _error_response(emulator, request, exc, request_id)
+        status, code, response = exc.status, exc.code, _error_response(emulator, request, exc, request_id)
     except (ConnectionError, asyncio.CancelledError):  # the client went away mid-request
         emulator.calls.record(f"oss:{op}", region, 499, "ClientDisconnected", request_id, ak)
         raise
     except Exception:
         log.exception("internal error in oss:%s", op)
-        emulator.calls.record(f"oss:{op}", region, 500, "InternalError", request_id, ak)
-        return _error_response(emulator, request, _err("InternalError", "We encountered an internal error. "
-                                                       "Please try again.", 500), request_id)
+        status, code = 500, "InternalError"
+        response = _error_response(emulator, request, _err("InternalError", "We encountered an internal error. "
+                                                           "Please try again.", 500), request_id)
+    if ctx is not None and ctx.drop_after:  # executed, but the answer never leaves
+        return emulator.drop_connection(request, f"oss:{op}", region, DROP_AFTER, request_id, ak)
+    emulator.calls.record(f"oss:{op}", region, status, code, request_id, ak)
+    return response
 
 
 def _as_oss_error(exc: ApiError) -> ApiError:
@@ -611,6 +612,8 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
     response = web.StreamResponse(status=status, headers=ctx.headers_out(headers))
     response.content_type = content_type
     response.content_length = length
+    if ctx.drop_after:  # the connection is cut before the body: nothing of it reaches the client
+        return response
     await response.prepare(ctx.request)
     if length:
         store = store_of(ctx.emulator)

@@ -15,7 +15,7 @@ from . import admin, products, registry
 from .auth import KeyStore, verify_acs3, verify_rpc_v1
 from .clock import SimClock
 from .errors import ApiError
-from .faults import DROP, Faults
+from .faults import DROP, DROP_AFTER, Faults
 from .metrics import CallLog
 from .rpc import VERSIONS, Call, Params, dispatch
 from .state import State
@@ -135,6 +135,7 @@ class Emulator:
         label = f"?:{action}"
         region = params.get("RegionId")
         access_key_id = None
+        fault = None
         try:
             product = VERSIONS.get(version)
             if product is None:
@@ -143,28 +144,37 @@ class Emulator:
             key = self.authenticate(request, query, params, body)
             access_key_id = key.access_key_id
             self.keys.check_permission(key, label)
-            if self.faults.before_call(label) == DROP:
-                self.calls.record(label, region, 0, "ConnectionDropped", request_id, access_key_id)
-                if request.transport:
-                    request.transport.abort()
-                return web.Response(status=500)
+            fault = self.faults.before_call(label)
+            if fault == DROP:
+                return self.drop_connection(request, label, region, fault, request_id, access_key_id)
             call = Call(self.state, product, action, request_id, access_key_id, self.base_url, region,
                         extra={"key": key, "emulator": self})
             result = dispatch(call, Params(params))
             if not action.startswith(READ_ONLY_PREFIXES):
                 self.state.dirty = True
+            status, code = 200, None
+            response = web.Response(body=json.dumps({"RequestId": request_id, **result}).encode(),
+                                    content_type="application/json", headers={"x-acs-request-id": request_id})
         except ApiError as exc:
-            self.calls.record(label, region, exc.status, exc.code, request_id, access_key_id)
-            return self.rpc_error(exc, request_id)
+            status, code, response = exc.status, exc.code, self.rpc_error(exc, request_id)
         except Exception:
             log.exception("internal error in %s", label)
-            self.calls.record(label, region, 500, "InternalError", request_id, access_key_id)
-            return self.rpc_error(ApiError("InternalError", "The request processing has failed due to some "
-                                           "unknown error, exception or failure.", 500), request_id)
-        self.calls.record(label, region, 200, None, request_id, access_key_id)
-        body_out = {"RequestId": request_id, **result}
-        return web.Response(body=json.dumps(body_out).encode(), content_type="application/json",
-                            headers={"x-acs-request-id": request_id})
+            status, code = 500, "InternalError"
+            response = self.rpc_error(ApiError("InternalError", "The request processing has failed due to some "
+                                               "unknown error, exception or failure.", 500), request_id)
+        if fault == DROP_AFTER:  # executed (state changes stay), but the answer never leaves
+            return self.drop_connection(request, label, region, fault, request_id, access_key_id)
+        self.calls.record(label, region, status, code, request_id, access_key_id)
+        return response
+
+    def drop_connection(self, request: web.Request, label: str, region: str | None, kind: str, request_id: str,
+                        access_key_id: str | None) -> web.Response:
+        """Close the connection without an answer; the call log says ``ConnectionDropped[After]``."""
+        code = "ConnectionDroppedAfter" if kind == DROP_AFTER else "ConnectionDropped"
+        self.calls.record(label, region, 0, code, request_id, access_key_id)
+        if request.transport:
+            request.transport.abort()
+        return web.Response(status=500)
 
     def authenticate(self, request: web.Request, query: dict, params: dict, body: bytes):
         authorization = request.headers.get("Authorization", "")

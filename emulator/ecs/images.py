@@ -4,7 +4,12 @@ and the ``images`` fleet section.
 Lifecycle on simulated time (durations in ``emulator/ecs/timings.py``, times the region's slowness):
 
 * CreateImage: ``Creating`` (Progress rises) -> ``Available`` or ``CreateFailed`` (fault
-  ``image_create_fail``). One snapshot per disk (Usage ``image``) completes with the image.
+  ``image_create_fail``). From an instance, the disks' snapshots are *taken* at the snapshot point
+  (timing ``image_snapshot_point``, 20 s, times the region's slowness, capped at half the image's
+  duration): until then every DiskDeviceMapping has an empty ``SnapshotId`` and the snapshots do not
+  exist; from then on they are listed (``progressing``, Usage ``image``, ids stable) and complete
+  with the image. An image of a ``Stopped`` instance that was started before the point gets the
+  private field ``_torn: true`` (the disks were being written while captured); otherwise ``false``.
 * CopyImage: the copy is created in the destination region as ``Creating`` when fewer than
   ``copy_concurrency`` (5) copies run there, else ``Waiting``; a waiting copy starts exactly when a
   running one in the same destination ends (or is cancelled). Each copy gets its own snapshots in
@@ -188,45 +193,64 @@ def create_image(call: Call, p: Params) -> dict:
         if p.str(k):
             os_from[k] = p.str(k)
     size = sum(int(d["Size"]) for d in disks) if inst else int(snap.get("SourceDiskSize") or 0)
+    slowness = timings.slowness(state, region, faults.cfg)
     duration = (timings.get(state, "image_create_base") + timings.get(state, "image_create_per_gib") * size) \
-        * timings.slowness(state, region, faults.cfg)
+        * slowness
+    point = min(timings.get(state, "image_snapshot_point") * slowness, duration / 2) if inst else 0.0
     fail_cfg = faults.get("image_create_fail") or {}
     fail = bool(instance_id and instance_id in (fail_cfg.get("instance_ids") or [])) \
         or faults.roll(float(fail_cfg.get("rate", 0) or 0))
-    mappings: list[dict] = []
-    own: list[str] = []
-    if inst:
-        for d in disks:
-            s = snapshots.new_snapshot(state, region=region, size=int(d["Size"]), disk=d, now=now, end=now + duration,
-                                       usage="image", description="Create for image", snapshot_type="user")
-            own.append(s["SnapshotId"])
-            mappings.append({"Device": d.get("Device", ""), "Size": int(d["Size"]), "SnapshotId": s["SnapshotId"],
-                             "Type": d["Type"]})
+    if inst:  # the snapshots are taken at the snapshot point; "_disk" says of what
+        mappings = [{"Device": d.get("Device", ""), "Size": int(d["Size"]), "SnapshotId": "", "Type": d["Type"],
+                     "_disk": {"DiskId": d["DiskId"], "InstanceId": instance_id, "Type": d["Type"]}} for d in disks]
     else:
-        mappings.append({"Device": "/dev/xvda", "Size": size, "SnapshotId": snap["SnapshotId"], "Type": "system"})
+        mappings = [{"Device": "/dev/xvda", "Size": size, "SnapshotId": snap["SnapshotId"], "Type": "system"}]
     img = _new_image(state, region=region, name=name or "", description=description, now=now, status="Creating",
                      tags=tags, os_from=os_from, mappings=mappings,
                      extra={"SourceInstanceId": instance_id or "", "_start": now, "_end": now + duration,
-                            "_fail": fail, "_own_snapshots": own, "ImageVersion": p.str("ImageVersion", ""),
-                            "ImageFamily": p.str("ImageFamily", "")})
-    for sid in own:
-        state.table("ecs.snapshots")[sid]["Description"] = f"Create for image {img['ImageId']}"
-    if not inst:
+                            "_fail": fail, "_own_snapshots": [], "ImageVersion": p.str("ImageVersion", ""),
+                            "ImageFamily": p.str("ImageFamily", ""), "_snapshot_point": now + point,
+                            "_snapshots_taken": not inst, "_torn": False,
+                            "_source_stopped": bool(inst and inst["Status"] == "Stopped")})
+    if inst:
+        state.schedule_at(now + point, "ecs.image.snapshot_point", image_id=img["ImageId"], op=img["_op"])
+    else:
         snapshots.refresh_usage(state, [snap["SnapshotId"]])
     state.schedule_at(now + duration, "ecs.image.done", image_id=img["ImageId"], op=img["_op"])
     common.remember(call, p, key, img["ImageId"])
     return {"ImageId": img["ImageId"]}
 
 
-@on_event("ecs.image.done")
-def _image_done(state: State, event) -> None:
-    img = state.table("ecs.images").get(event.payload["image_id"])
-    if img is None or img.get("_op") != event.payload["op"] or img["Status"] != "Creating":
+def _on_image_event(kind: str, apply) -> None:
+    """Handle scheduled events ``kind`` with ``apply(state, img, at)``; an event is ignored once its image
+    is gone or no longer the Creating operation that scheduled it."""
+
+    def handler(state: State, event) -> None:
+        img = state.table("ecs.images").get(event.payload["image_id"])
+        if img is not None and img.get("_op") == event.payload["op"] and img["Status"] == "Creating":
+            apply(state, img, event.at)
+
+    on_event(kind)(handler)
+
+
+def _take_snapshots(state: State, img: dict, at: float) -> None:
+    """CreateImage's point in time: each disk's snapshot is taken now and completes with the image."""
+    if img.get("_snapshots_taken", True):  # copies, fleet images and images from a snapshot have theirs
         return
-    _complete(state, img, event.at)
+    img["_snapshots_taken"] = True
+    for m in img["DiskDeviceMappings"]:
+        snap = snapshots.new_snapshot(state, region=img["RegionId"], size=int(m["Size"]), disk=m.pop("_disk"),
+                                      now=at, end=img["_end"], usage="image",
+                                      description=f"Create for image {img['ImageId']}", snapshot_type="user")
+        m["SnapshotId"] = snap["SnapshotId"]
+        img["_own_snapshots"].append(snap["SnapshotId"])
+    source = state.table("ecs.instances").get(img.get("SourceInstanceId") or "")
+    started = source.get("_started_at") if source is not None else None
+    img["_torn"] = bool(img.get("_source_stopped") and started is not None and started >= img["_start"])
 
 
 def _complete(state: State, img: dict, at: float) -> None:
+    _take_snapshots(state, img, at)
     snaps = state.table("ecs.snapshots")
     img["_end"] = at
     if img.get("_fail"):
@@ -241,6 +265,10 @@ def _complete(state: State, img: dict, at: float) -> None:
         snap = snaps.get(sid)
         if snap is not None and snap["Status"] == "progressing":
             snapshots.finish(state, snap, at)
+
+
+_on_image_event("ecs.image.snapshot_point", _take_snapshots)
+_on_image_event("ecs.image.done", _complete)
 
 
 # -- DescribeImages --------------------------------------------------------------------------
@@ -346,14 +374,13 @@ def _pump(state: State, region: str, at: float) -> None:
         running += 1
 
 
-@on_event("ecs.image.copy_done")
-def _copy_done(state: State, event) -> None:
-    img = state.table("ecs.images").get(event.payload["image_id"])
-    if img is None or img.get("_op") != event.payload["op"] or img["Status"] != "Creating":
-        return
-    _complete(state, img, event.at)
+def _copy_done(state: State, img: dict, at: float) -> None:
+    _complete(state, img, at)
     img["_copy"] = False
-    _pump(state, img["RegionId"], event.at)
+    _pump(state, img["RegionId"], at)
+
+
+_on_image_event("ecs.image.copy_done", _copy_done)
 
 
 @action("ecs", "CopyImage")

@@ -197,6 +197,7 @@ def start(state: State, rec: dict, now: float) -> None:
     if rec["Status"] != "Stopped":
         raise common.incorrect_instance_status(detail=f"Instance {rec['InstanceId']} is {rec['Status']}.")
     op = _begin(state, rec, "Starting")
+    rec["_started_at"] = now  # CreateImage of a Stopped instance reads it: started before the snapshot point?
     duration = timings.get(state, "instance_start")
     _step_later(state, now + duration, rec, op, "Running", [])
     record_event(state, rec, "UserOperation.Start", at=now, finish=now + duration, reason="StartInstance")

@@ -6,8 +6,9 @@ Defaults are realistic (seconds of simulated time). Override them with the admin
     GET  /_emulator/timings
 
 Overrides live in ``state.table("admin")["timings"]`` so they survive a restart and are
-forgotten by ``POST /_emulator/reset``. Image and copy durations are multiplied by the
-per-region slowness factor of the fault config (``"slow_regions": {"cn-beijing": 3.0}``).
+forgotten by ``POST /_emulator/reset``. Image, copy and snapshot durations (and the CreateImage
+snapshot point) are multiplied by the per-region slowness factor of the fault config
+(``"slow_regions": {"cn-beijing": 3.0}``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ DEFAULTS: dict[str, float] = {
     "instance_reboot_stop": 20.0,   # RebootInstance: Stopping -> Starting
     "image_create_base": 120.0,     # CreateImage: 120 s + 15 s per GiB of all disks
     "image_create_per_gib": 15.0,
+    "image_snapshot_point": 20.0,   # CreateImage: the disks' snapshots are taken (point in time) 20 s in,
+                                    # capped at half the image's duration; times the region's slowness
     "copy_base": 300.0,             # CopyImage: 300 s + 20 s per GiB, once a slot is free
     "copy_per_gib": 20.0,
     "copy_concurrency": 5,          # running copies per destination region; the rest wait

@@ -51,7 +51,9 @@ def test_create_image_snapshots_progress_and_completion(frozen, ecs_client):
     assert img.image_owner_alias == "self" and img.is_copied is False and img.size == 40
     assert {(t.tag_key, t.tag_value) for t in img.tags.tag} == {("managed-by", "aliyun-ops"), ("source-instance", iid)}
     mappings = img.disk_device_mappings.disk_device_mapping
-    assert sorted((d.type, d.size) for d in mappings) == [("data", "100"), ("system", "40")]
+    assert sorted((d.type, d.size, d.snapshot_id) for d in mappings) == [("data", "100", ""), ("system", "40", "")]
+    frozen.admin.advance(21)  # past the snapshot point: the snapshots exist
+    mappings = image(client, image_id).disk_device_mappings.disk_device_mapping
     snaps = client.describe_snapshots(m.DescribeSnapshotsRequest(
         region_id="cn-hangzhou", snapshot_ids=json.dumps([d.snapshot_id for d in mappings]))).body
     assert snaps.total_count == 2
@@ -59,7 +61,7 @@ def test_create_image_snapshots_progress_and_completion(frozen, ecs_client):
     # not listed by default: DescribeImages returns Available only unless Status is given
     assert images(client, status=None, image_owner_alias="self").total_count == 0
     duration = 120 + 15 * 140  # 2220 s
-    frozen.admin.advance(duration * 0.35)
+    frozen.admin.advance(duration * 0.35 - 21)
     first = int(image(client, image_id).progress.rstrip("%"))
     frozen.admin.advance(duration * 0.3)
     second = int(image(client, image_id).progress.rstrip("%"))
@@ -70,6 +72,90 @@ def test_create_image_snapshots_progress_and_completion(frozen, ecs_client):
     assert images(client, status=None, image_owner_alias="self").images.image[0].image_id == image_id
     snaps = client.describe_snapshots(m.DescribeSnapshotsRequest(region_id="cn-hangzhou", usage="image")).body
     assert {s.status for s in snaps.snapshots.snapshot} == {"accomplished"}
+
+
+def snapshot_ids(client, image_id, region="cn-hangzhou"):
+    return [d.snapshot_id for d in image(client, image_id, region).disk_device_mappings.disk_device_mapping]
+
+
+def image_snapshots(client, region="cn-hangzhou"):
+    body = client.describe_snapshots(m.DescribeSnapshotsRequest(region_id=region, usage="image")).body
+    return {s.snapshot_id: s.status for s in body.snapshots.snapshot}
+
+
+def test_create_image_snapshot_point_comes_before_available(frozen, ecs_client):
+    (iid,) = fleet(frozen, instances=[{"region": "cn-hangzhou", "data_disks": [{"size": 60}]}])["instances"]
+    client = ecs_client()
+    image_id = create(client, iid, "point-in-time")
+    assert snapshot_ids(client, image_id) == ["", ""]  # nothing captured yet
+    assert image_snapshots(client) == {}
+    frozen.admin.advance(19)
+    assert snapshot_ids(client, image_id) == ["", ""]
+    frozen.admin.advance(2)  # 21 s: the point in time is taken, the image is still being built
+    taken = snapshot_ids(client, image_id)
+    assert all(taken) and len(set(taken)) == 2
+    assert image(client, image_id).status == "Creating"
+    assert image_snapshots(client) == dict.fromkeys(taken, "progressing")
+    frozen.admin.advance(120 + 15 * 100)
+    assert image(client, image_id).status == "Available"
+    assert snapshot_ids(client, image_id) == taken  # ids are stable
+    assert image_snapshots(client) == dict.fromkeys(taken, "accomplished")
+
+
+def test_snapshot_point_scales_with_slow_regions(frozen, ecs_client):
+    frozen.admin.set_faults({"slow_regions": {"cn-shanghai": 3.0}})
+    (iid,) = fleet(frozen, instances=[{"region": "cn-shanghai"}])["instances"]
+    client = ecs_client("cn-shanghai")
+    image_id = create(client, iid, "slow-point", region="cn-shanghai")
+    frozen.admin.advance(59)
+    assert snapshot_ids(client, image_id, "cn-shanghai") == [""]
+    frozen.admin.advance(2)
+    assert all(snapshot_ids(client, image_id, "cn-shanghai"))
+
+
+def test_snapshot_point_stays_inside_a_short_image(frozen, ecs_client):
+    frozen.admin.request("POST", "timings", {"image_create_base": 10, "image_create_per_gib": 0})
+    (iid,) = fleet(frozen, instances=[{"region": "cn-hangzhou"}])["instances"]
+    client = ecs_client()
+    image_id = create(client, iid, "short")
+    frozen.admin.advance(5)  # capped at half the image's 10 s
+    assert image(client, image_id).status == "Creating" and all(snapshot_ids(client, image_id))
+
+
+@pytest.mark.parametrize(("start_after", "torn"), [(5, True), (25, False), (None, False)])
+def test_image_of_a_stopped_instance_started_before_the_point_is_torn(frozen, ecs_client, start_after, torn):
+    (iid,) = fleet(frozen, instances=[{"region": "cn-hangzhou", "status": "Stopped"}])["instances"]
+    client = ecs_client()
+    image_id = create(client, iid, "maybe-torn")
+    if start_after is not None:
+        frozen.admin.advance(start_after)
+        client.start_instance(m.StartInstanceRequest(instance_id=iid))
+    frozen.admin.advance(120 + 15 * 40)
+    assert image(client, image_id).status == "Available"
+    assert frozen.admin.table("ecs.images")[image_id]["_torn"] is torn
+
+
+def test_image_of_a_running_instance_is_not_torn(frozen, ecs_client):
+    (iid,) = fleet(frozen, instances=[{"region": "cn-hangzhou", "status": "Running"}])["instances"]
+    client = ecs_client()
+    image_id = create(client, iid, "running-source")
+    client.stop_instance(m.StopInstanceRequest(instance_id=iid, force_stop=True))
+    frozen.admin.advance(11)
+    client.start_instance(m.StartInstanceRequest(instance_id=iid))  # before the point, but it was Running
+    frozen.admin.advance(120 + 15 * 40)
+    assert frozen.admin.table("ecs.images")[image_id]["_torn"] is False
+
+
+def test_failed_image_before_and_after_the_point(frozen, ecs_client):
+    (iid,) = fleet(frozen, instances=[{"region": "cn-hangzhou"}])["instances"]
+    frozen.admin.set_faults({"image_create_fail": {"instance_ids": [iid]}})
+    client = ecs_client()
+    image_id = create(client, iid, "doomed")
+    frozen.admin.advance(21)
+    assert len(image_snapshots(client)) == 1
+    frozen.admin.advance(120 + 15 * 40)
+    assert image(client, image_id).status == "CreateFailed"
+    assert image_snapshots(client) == {} and snapshot_ids(client, image_id) == []
 
 
 def test_create_image_needs_running_or_stopped(frozen, ecs_client):

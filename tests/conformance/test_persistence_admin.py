@@ -40,6 +40,30 @@ def test_state_survives_a_restart(tmp_path):
         assert found.total_count == 2
 
 
+def test_image_snapshot_point_survives_a_restart(tmp_path):
+    data_dir = tmp_path / "emu"
+
+    def snapshot_ids(emu, image_id):
+        body = client_for(emu).describe_images(m.DescribeImagesRequest(
+            region_id="cn-hangzhou", image_id=image_id, status="Creating,Available")).body
+        (img,) = body.images.image
+        return img.status, [d.snapshot_id for d in img.disk_device_mappings.disk_device_mapping]
+
+    with EmulatorProcess(time_scale=1000, data_dir=data_dir) as emu:
+        emu.admin.clock(freeze=True)
+        (iid,) = emu.admin.load_fleet({"instances": [{"region": "cn-hangzhou"}]})["instances"]
+        image_id = client_for(emu).create_image(m.CreateImageRequest(
+            region_id="cn-hangzhou", instance_id=iid, image_name="point-persisted")).body.image_id
+    with EmulatorProcess(time_scale=1000, data_dir=data_dir) as emu:
+        assert snapshot_ids(emu, image_id) == ("Creating", [""])
+        emu.admin.advance(21)
+        status, taken = snapshot_ids(emu, image_id)
+        assert status == "Creating" and taken[0].startswith("s-")
+    with EmulatorProcess(time_scale=1000, data_dir=data_dir) as emu:
+        emu.admin.advance(120 + 15 * 40)
+        assert snapshot_ids(emu, image_id) == ("Available", taken)
+
+
 def test_clock_and_calls_admin(emulator, ecs_client):
     t0 = emulator.admin.clock()["now"]
     after = emulator.admin.advance(3600)["now"]

@@ -1,0 +1,202 @@
+"""Fault injection through the admin API: drop_after (executed, then no answer) and config validation."""
+
+from __future__ import annotations
+
+import alibabacloud_oss_v2 as oss
+import pytest
+from alibabacloud_ecs20140526 import models as m
+from darabonba.policy.retry import RetryOptions
+from Tea.exceptions import TeaException, UnretryableException
+
+from emulator.control import AdminError
+
+from .helpers import api_error, fleet
+
+HZ = "cn-hangzhou"
+BUCKET = "faults-bkt"
+# the SDK's own retry, on connection errors only (darabonba names them RetryError)
+SDK_RETRY = RetryOptions({"retryable": True, "retryCondition": [
+    {"exception": ["RetryError"], "maxAttempts": 3, "backoff": {"policy": "Fixed", "period": 10}}]})
+
+
+def dropped(emulator, action: str, code: str = "ConnectionDroppedAfter") -> int:
+    return sum(1 for c in emulator.admin.calls()["recent"] if c["action"] == action and c["code"] == code)
+
+
+def status_of(client, instance_id: str) -> str:
+    (inst,) = client.describe_instances(m.DescribeInstancesRequest(
+        region_id=HZ, instance_ids=f'["{instance_id}"]')).body.instances.instance
+    return inst.status
+
+
+def start(client, instance_id: str):
+    return client.start_instances(m.StartInstancesRequest(region_id=HZ, instance_id=[instance_id]))
+
+
+# -- drop_after ------------------------------------------------------------------------------
+def test_drop_after_executes_the_call_then_gives_no_answer(frozen, ecs_client):
+    (iid,) = fleet(frozen, instances=[{"region": HZ, "status": "Stopped"}])["instances"]
+    frozen.admin.set_faults({"rules": [{"action": "ecs:StartInstances", "kind": "drop_after", "count": 1}]})
+    client = ecs_client()  # no retry_options: the SDK makes one attempt
+    with pytest.raises(UnretryableException) as err:
+        start(client, iid)
+    assert "Remote end closed connection without response" in str(err.value)
+    assert status_of(client, iid) == "Starting"  # the start happened, only its answer was lost
+    frozen.admin.advance(40)
+    assert status_of(client, iid) == "Running"
+    assert dropped(frozen, "ecs:StartInstances") == 1
+    assert frozen.admin.calls()["counters"]["ecs:StartInstances"] == {"calls": 1, "errors": 0, "codes": {}}
+
+
+def test_drop_after_then_sdk_retry_gets_incorrect_instance_status(frozen, ecs_client):
+    (iid,) = fleet(frozen, instances=[{"region": HZ, "status": "Stopped"}])["instances"]
+    frozen.admin.set_faults({"rules": [{"action": "ecs:StartInstances", "kind": "drop_after", "count": 1}]})
+    client = ecs_client(retry_options=SDK_RETRY)
+    # the retry reaches an instance that is already Starting, as on the real cloud
+    assert api_error(start, client, iid) == ("IncorrectInstanceStatus", 403)
+    assert status_of(client, iid) == "Starting"
+    recent = [c for c in frozen.admin.calls()["recent"] if c["action"] == "ecs:StartInstances"]
+    assert [(c["status"], c["code"]) for c in recent] == [(0, "ConnectionDroppedAfter"),
+                                                          (403, "IncorrectInstanceStatus")]
+
+
+def test_drop_does_not_execute_the_call(frozen, ecs_client):
+    (iid,) = fleet(frozen, instances=[{"region": HZ, "status": "Stopped"}])["instances"]
+    frozen.admin.set_faults({"rules": [{"action": "ecs:StartInstances", "kind": "drop", "count": 1}]})
+    client = ecs_client()
+    with pytest.raises(UnretryableException):
+        start(client, iid)
+    assert status_of(client, iid) == "Stopped"
+    assert dropped(frozen, "ecs:StartInstances", "ConnectionDropped") == 1
+    start(client, iid)  # the rule is spent
+    assert status_of(client, iid) == "Starting"
+
+
+def test_drop_after_by_rate_fails_even_an_error_answer(frozen, ecs_client):
+    (iid,) = fleet(frozen, instances=[{"region": HZ, "status": "Running"}])["instances"]
+    frozen.admin.set_faults({"rules": [{"action": "ecs:Start*", "kind": "drop_after", "rate": 1.0}]})
+    client = ecs_client()
+    for _ in range(2):  # IncorrectInstanceStatus (Running) is computed, then lost with the connection
+        with pytest.raises(UnretryableException):
+            start(client, iid)
+    assert dropped(frozen, "ecs:StartInstances") == 2
+    assert status_of(client, iid) == "Running"
+
+
+def test_oss_drop_after_stores_the_object(emulator, oss_client):
+    client = oss_client()
+    client.put_bucket(oss.PutBucketRequest(bucket=BUCKET))
+    emulator.admin.set_faults({"rules": [{"action": "oss:PutObject", "kind": "drop_after", "count": 1},
+                                         {"action": "oss:GetObject", "kind": "drop_after", "count": 1}]})
+    no_retry = oss.retry.NopRetryer()
+    with pytest.raises(oss.exceptions.OperationError) as err:
+        client.put_object(oss.PutObjectRequest(bucket=BUCKET, key="k", body=b"payload"), retryer=no_retry)
+    assert isinstance(err.value.unwrap(), oss.exceptions.RequestError)  # no answer, not an error answer
+    head = client.head_object(oss.HeadObjectRequest(bucket=BUCKET, key="k"))
+    assert head.content_length == 7  # stored, though the client never heard so
+    with pytest.raises(oss.exceptions.OperationError) as err:  # GetObject is cut before its body
+        client.get_object(oss.GetObjectRequest(bucket=BUCKET, key="k"), retryer=no_retry)
+    assert isinstance(err.value.unwrap(), oss.exceptions.RequestError)
+    assert client.get_object(oss.GetObjectRequest(bucket=BUCKET, key="k")).body.read() == b"payload"
+    assert dropped(emulator, "oss:PutObject") == 1 and dropped(emulator, "oss:GetObject") == 1
+
+
+# -- validation ------------------------------------------------------------------------------
+GOOD = {"rules": [{"action": "ecs:StartInstances", "kind": "throttle", "count": 2, "retry_after_ms": 50}]}
+
+VALID = [
+    {},
+    GOOD,
+    {"seed": 7,
+     "rules": [{"action": "ecs:CreateImage", "kind": "throttle", "count": 2, "retry_after_ms": 500},
+               {"action": "ecs:Describe*", "kind": "error", "status": 503, "rate": 0.1},
+               {"action": "ecs:DescribeImages", "kind": "error", "status": 403, "code": "Forbidden.RAM",
+                "message": "denied", "count": 50},
+               {"action": "*", "kind": "drop", "rate": 0.01},
+               {"action": "oss:PutObject", "kind": "drop_after", "count": 0}],
+     "qps": {"ecs:DescribeImages": 20, "ecs:*": 0.5},
+     "image_create_fail": {"rate": 0.0, "instance_ids": ["i-1"]},
+     "copy_fail": {"rate": 0.5, "regions": ["cn-beijing"]},
+     "rds_backup_fail": {"rate": 1.0, "instance_ids": ["rm-1"]},
+     "slow_regions": {"cn-beijing": 3.0, "cn-shanghai": 0},
+     "image_quota": {"cn-hangzhou": 100}},
+    {"image_quota": 1000, "copy_fail": {"regions": ["cn-shenzhen"]}, "rds_backup_fail": {"rate": 1.0}},
+]
+
+INVALID = [
+    ({"rules": [{"action": "ecs:StartInstances", "kind": "explode", "count": 1}]}, "rules[0].kind"),
+    ({"rules": [{"action": "ecs:StartInstances", "count": 1}]}, "rules[0].kind"),
+    ({"rulez": []}, "rulez"),
+    ({"rules": [GOOD["rules"][0], {"action": "ecs:StartInstances", "kind": "drop", "count": 1, "rate": 0.5}]},
+     "rules[1] needs exactly one of count"),
+    ({"rules": [{"action": "ecs:StartInstances", "kind": "drop"}]}, "rules[0] needs exactly one of count"),
+    ({"rules": [{"action": "ecs:StartInstances", "kind": "drop", "rate": 1.5}]}, "rules[0].rate"),
+    ({"rules": [{"action": "ecs:StartInstances", "kind": "drop", "rate": -0.1}]}, "rules[0].rate"),
+    ({"rules": [{"action": "ecs:StartInstances", "kind": "drop", "rate": True}]}, "rules[0].rate"),
+    ({"rules": [{"action": "ecs:StartInstances", "kind": "drop", "count": 1.5}]}, "rules[0].count"),
+    ({"rules": [{"action": "ecs:StartInstances", "kind": "drop", "count": "2"}]}, "rules[0].count"),
+    ({"rules": [{"action": "ecs:StartInstances", "kind": "drop", "count": -1}]}, "rules[0].count"),
+    ({"rules": [{"action": "ecs:StartInstances", "kind": "error", "status": 200, "count": 1}]}, "rules[0].status"),
+    ({"rules": [{"action": "ecs:StartInstances", "kind": "error", "status": 600, "count": 1}]}, "rules[0].status"),
+    ({"rules": [{"action": "ecs:StartInstances", "kind": "error", "status": "503", "count": 1}]},
+     "rules[0].status"),
+    ({"rules": [{"action": "ecs:StartInstances", "kind": "throttle", "status": 503, "count": 1}]}, "status"),
+    ({"rules": [{"action": "ecs:StartInstances", "kind": "error", "count": 1, "cont": 2}]}, "cont"),
+    ({"rules": [{"action": "ecs:StartInstances", "kind": "throttle", "count": 1, "retry_after_ms": 0.5}]},
+     "rules[0].retry_after_ms"),
+    ({"rules": ["drop everything"]}, "rules[0] must be an object"),
+    ({"rules": {"action": "*"}}, "rules must be a list"),
+    ({"rules": [{"kind": "drop", "count": 1}]}, "rules[0].action"),
+    ({"rules": [{"action": "StartInstances", "kind": "drop", "count": 1}]}, "rules[0].action"),
+    ({"rules": [{"action": "ecs:StartInstancez", "kind": "drop", "count": 1}]}, "rules[0].action"),
+    ({"seed": "seven"}, "seed"),
+    ({"qps": {"ecs:DescribeImages": 0}}, "qps.ecs:DescribeImages"),
+    ({"qps": {"DescribeImages": 5}}, "qps key"),
+    ({"qps": [20]}, "qps must be an object"),
+    ({"image_create_fail": {"rate": 2}}, "image_create_fail.rate"),
+    ({"image_create_fail": {"instance_ids": "i-1"}}, "image_create_fail.instance_ids"),
+    ({"image_create_fail": {"instances": ["i-1"]}}, "image_create_fail has unknown key"),
+    ({"copy_fail": {"regions": ["cn-hangzou"]}}, "copy_fail.regions"),
+    ({"rds_backup_fail": {"instance_ids": ["rm-1"]}}, "rds_backup_fail.rate"),
+    ({"slow_regions": {"cn-beijing": "3"}}, "slow_regions.cn-beijing"),
+    ({"slow_regions": {"cn-beijing": -1}}, "slow_regions.cn-beijing"),
+    ({"slow_regions": {"mars-1": 2}}, "slow_regions has unknown key"),
+    ({"slow_regions": [["cn-beijing", 3]]}, "slow_regions must be an object"),
+    ({"image_quota": 10.5}, "image_quota"),
+    ({"image_quota": {"cn-hangzhou": -1}}, "image_quota.cn-hangzhou"),
+]
+
+
+@pytest.mark.parametrize("cfg", VALID)
+def test_valid_configs_are_accepted_as_written(emulator, cfg):
+    emulator.admin.set_faults(cfg)
+    assert emulator.admin.request("GET", "faults") == {"rules": [], **cfg}
+
+
+@pytest.mark.parametrize(("cfg", "mentions"), INVALID, ids=[m for _, m in INVALID])
+def test_invalid_config_is_refused_and_previous_stays(emulator, cfg, mentions):
+    emulator.admin.set_faults(GOOD)
+    with pytest.raises(AdminError) as err:
+        emulator.admin.set_faults(cfg)
+    assert err.value.status == 400
+    assert err.value.body["Code"] == "InvalidFaultConfig"
+    assert mentions in err.value.body["Message"]
+    assert emulator.admin.request("GET", "faults") == GOOD
+
+
+def test_previous_config_stays_in_force(emulator, ecs_client):
+    emulator.admin.set_faults({"rules": [{"action": "ecs:DescribeRegions", "kind": "throttle", "count": 1}]})
+    with pytest.raises(AdminError):
+        emulator.admin.set_faults({"rules": [{"action": "ecs:DescribeRegions", "kind": "drop"}]})
+    with pytest.raises(TeaException) as err:
+        ecs_client().describe_regions(m.DescribeRegionsRequest())
+    assert err.value.code == "Throttling.User"
+
+
+def test_fractional_qps_lets_a_call_through(emulator, ecs_client):
+    emulator.admin.set_faults({"qps": {"ecs:DescribeRegions": 0.5}})  # one call per 2 s, never none
+    client = ecs_client()
+    assert client.describe_regions(m.DescribeRegionsRequest()).body.regions
+    with pytest.raises(TeaException) as err:
+        client.describe_regions(m.DescribeRegionsRequest())
+    assert err.value.code == "Throttling.User"
