@@ -9,7 +9,7 @@ import pendulum
 from airflow.sdk import DAG, Param, task
 
 from aliyun_ops.operators.ecs import SelectInstancesOperator, StartInstancesOperator, StopInstancesOperator
-from aliyun_ops.pipelines.backup_params import COUNT_OR_PERCENT, INSTANCE_ID_PATTERN, REGION_PATTERN
+from aliyun_ops.pipelines.backup_params import CONCURRENCY, COUNT_OR_PERCENT, INSTANCE_ID_PATTERN, REGION_PATTERN
 
 with DAG(
     dag_id="ecs_start_stop_by_tag",
@@ -30,7 +30,7 @@ with DAG(
                               title="Instance ids", description="Optional: only these (combined with the tags)."),
         "force_stop": Param(False, type="boolean", title="Force stop"),
         "stopped_mode": Param("KeepCharging", enum=["KeepCharging", "StopCharging"], title="Stopped mode"),
-        "concurrency": Param("100%", **COUNT_OR_PERCENT, title="Concurrency"),
+        "concurrency": Param("100%", **CONCURRENCY, title="Concurrency"),
         "max_errors": Param(0, **COUNT_OR_PERCENT, title="Max errors"),
     },
 ) as dag:

@@ -12,6 +12,7 @@ import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable, Param, task
 
 from aliyun_ops.operators.rds import ArchiveRdsBackupsToOssOperator
+from aliyun_ops.pipelines.backup_params import CONCURRENCY, COUNT_OR_PERCENT
 
 with DAG(
     dag_id="rds_backup_archive",
@@ -38,8 +39,10 @@ with DAG(
         "start": Param(None, type=["null", "string"], title="Window start (UTC, optional)",
                        description="Overrides the window, e.g. 2026-11-01T00:00Z."),
         "end": Param(None, type=["null", "string"], title="Window end (UTC, optional)"),
-        "concurrency": Param(2, type="integer", minimum=1, maximum=20, title="Concurrency"),
-        "max_errors": Param(0, type="integer", minimum=0, title="Max errors"),
+        "concurrency": Param(2, **CONCURRENCY, title="Concurrency",
+                             description="Backups streamed at once: a number, or a percentage rounded up to at least 1."),
+        "max_errors": Param(0, **COUNT_OR_PERCENT, title="Max errors",
+                            description="Failures tolerated before the run fails: a number or a percentage."),
     },
 ) as dag:
 

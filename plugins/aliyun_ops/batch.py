@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from .logic.budget import ErrorBudget, resolve_count
+from .logic.budget import ErrorBudget, resolve_concurrency
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def run_batch(items: Sequence[T], action: Callable[[T], Any], *, key: Callable[[
         results = run_batch(instances, start_one, key=lambda i: i["instance_id"], concurrency=5, max_errors="10%")
     """
     total = len(items)
-    workers = max(1, resolve_count(concurrency, total, name="concurrency", minimum=1)) if total else 1
+    workers = resolve_concurrency(concurrency, total)
     budget = ErrorBudget.of(max_errors, total)
     results: dict[int, ItemResult] = {}
     pending: dict[Future, int] = {}

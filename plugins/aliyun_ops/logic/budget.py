@@ -1,8 +1,11 @@
 """``concurrency`` and ``max_errors`` with the meaning Alibaba OOS gives them.
 
-Both accept a number (``10``) or a percentage of the items (``"10%"``). The run stops taking
-new items once the number of failures exceeds ``max_errors``; ``0`` means the first failure
-stops it.
+Both accept a number (``10``) or a percentage of the items (``"10%"``). ``concurrency`` is how
+many items are in flight at once (a sliding window); a percentage rounds *up* and is never less
+than 1, as in OOS. The run stops taking new items once the number of failures exceeds
+``max_errors`` (a percentage rounds down); ``0`` means the first failure stops it.
+Validation and execution use the same functions (:func:`resolve_concurrency`, :func:`resolve_count`),
+so what passes validation never fails at run time.
 """
 
 from __future__ import annotations
@@ -36,6 +39,29 @@ def resolve_count(value: int | str, total: int, *, name: str, minimum: int = 0) 
     if count < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
     return max(count, minimum)
+
+
+def resolve_concurrency(value: int | str, total: int) -> int:
+    """``concurrency`` for ``total`` items: a whole number >= 1, or a percentage in (0%, 100%] rounded up.
+
+    >>> resolve_concurrency("10%", 5), resolve_concurrency("10%", 25), resolve_concurrency(3, 0)
+    (1, 3, 3)
+    """
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            pct = float(value.strip()[:-1])
+        except ValueError:
+            raise ValueError(f"concurrency={value!r} is not a percentage like '10%'") from None
+        if not 0 < pct <= 100:
+            raise ValueError(f"concurrency={value!r} must be a percentage above 0% and at most 100%")
+        return max(1, math.ceil(total * pct / 100))
+    return resolve_count(value, total, name="concurrency", minimum=1)
+
+
+def check_concurrency(value: int | str) -> int | str:
+    """Validate ``concurrency`` before any call (the same rule :func:`resolve_concurrency` applies); returns it."""
+    resolve_concurrency(value, 1)
+    return value
 
 
 @dataclass

@@ -20,7 +20,7 @@ from aliyun_ops.batch import errors_exceeded, run_batch
 from aliyun_ops.exceptions import AliyunApiError, TooManyItemFailures
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
-from aliyun_ops.logic.budget import ErrorBudget, resolve_count
+from aliyun_ops.logic.budget import ErrorBudget, check_concurrency
 from aliyun_ops.operators.base import AliyunBaseOperator, run_key
 from aliyun_ops.triggers.base import deadline_from
 from aliyun_ops.triggers.ecs_images import (
@@ -56,7 +56,7 @@ def all_static(*values: Any) -> bool:
 
 def check_batch_args(concurrency: Any, max_errors: Any) -> None:
     """ValueError unless ``concurrency`` >= 1 and ``max_errors`` are a count or a percentage."""
-    resolve_count(concurrency, 100, name="concurrency", minimum=1)
+    check_concurrency(concurrency)
     ErrorBudget.of(max_errors, 100)
 
 

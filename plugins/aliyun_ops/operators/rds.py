@@ -15,7 +15,7 @@ from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, TooManyItemFailures
 from aliyun_ops.hooks.oss import OssHook
 from aliyun_ops.hooks.rds import RdsHook
-from aliyun_ops.logic.budget import resolve_count
+from aliyun_ops.logic.budget import check_concurrency, resolve_count
 from aliyun_ops.operators.base import AliyunBaseOperator
 
 BACKUP_METHODS = ("Physical", "Logical", "Snapshot")
@@ -269,7 +269,7 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
             raise ValueError("end is before start")
         if self.part_size is not None and not (100 * 1024 <= int(self.part_size) <= 5 * 1024**3):
             raise ValueError("part_size must be 100 KiB - 5 GiB")
-        resolve_count(self.concurrency, 100, name="concurrency", minimum=1)
+        check_concurrency(self.concurrency)
         resolve_count(self.max_errors, 100, name="max_errors")
         return ids, start, end
 
