@@ -1,7 +1,8 @@
 """Nightly cross-region cold backup of ECS instances.
 
-select -> (pre-command | stop) -> create images -> wait -> (post-command | start)
-                                                      \\-> copy to each DR region -> wait -> tag complete
+resume what earlier runs left paused -> select -> (pre-command | stop, each instance tagged ops:paused-by first)
+-> create images -> wait -> copy to each DR region -> wait -> tag complete
+                        \\-> resume (teardown: start what this run stopped, thaw what it froze, whatever failed)
 -> report (XCom, artifact files, email, Asset per destination region)
 
 Wiring only: all work happens in aliyun_ops operators at run time; nothing calls the cloud at parse time.
@@ -18,9 +19,9 @@ from airflow.sdk import DAG, AssetAlias, CronTriggerTimetable, TriggerRule, task
 from aliyun_ops.operators.ecs import (
     CopyImageOperator,
     CreateImageOperator,
+    ResumePausedOperator,
     RunCommandOperator,
     SelectInstancesOperator,
-    StartInstancesOperator,
     StopInstancesOperator,
 )
 from aliyun_ops.pipelines.backup_params import backup_params
@@ -28,6 +29,7 @@ from aliyun_ops.pipelines.backup_report import BACKUP_ASSET_ALIAS
 
 INCLUDE = Path(__file__).resolve().parent.parent / "include"
 POLICY = "ecs-cross-region-backup"
+THAW = "{% include 'scripts/post_backup.sh' %}"
 
 with DAG(
     dag_id="ecs_cross_region_backup",
@@ -43,6 +45,16 @@ with DAG(
     tags=["aliyun", "ecs", "backup"],
     doc_md=__doc__,
 ) as dag:
+
+    # the safety net, first thing after the params are checked: whatever an earlier run of this DAG left
+    # stopped or frozen (a run marked failed by hand, a killed scheduler, a teardown that could not run) is
+    # resumed, in every region; if that fails nothing more is paused (the report says why)
+    resume_earlier = ResumePausedOperator(
+        task_id="resume_earlier_runs",
+        scope="dag",
+        thaw_command=THAW,
+        retries=1,
+    )
 
     @task(multiple_outputs=True)
     def resolve_config(**context) -> dict:
@@ -65,7 +77,17 @@ with DAG(
         tags=config["tags"],
         instance_ids=config["instance_ids"],
         statuses=["Running", "Stopped"],
+        allow_empty=config["allow_empty"],
     )
+
+    @task
+    def pause_scope(regions: list[str]) -> list[str]:
+        """Setup of the resume teardown, done before anything is paused: the regions whose pauses it undoes.
+
+        A failed stop or pre-command cannot be the setup (a teardown whose setups all failed is skipped)."""
+        return list(regions)
+
+    scope = pause_scope(config["source_regions"])
 
     @task.branch
     def choose_preparation(consistency: str) -> list[str]:
@@ -74,19 +96,22 @@ with DAG(
         return [step, "ready_instances"] if step else ["ready_instances"]
 
     prepare = choose_preparation(config["consistency"])
-    # every batch step shares the run's OOS-style rate control and polling
+    # every batch step shares the run's OOS-style concurrency, error budget and polling
     batch_args = {"concurrency": config["concurrency"], "max_errors": config["max_errors"],
                   "poll_interval": config["poll_interval"]}
 
+    # both tag each instance ops:paused-by=<run key> before touching it: the resume below works from the tags
     pre_command = RunCommandOperator(
         task_id="pre_command",
         instances=select.output,
         command_content="{% include 'scripts/pre_backup.sh' %}",
+        mark_paused=True,
         **batch_args,
     )
     stop = StopInstancesOperator(
         task_id="stop_instances",
         instances=select.output,
+        mark_paused=True,
         **batch_args,
     )
 
@@ -110,36 +135,20 @@ with DAG(
         policy=POLICY,
         retention_days=config["retention_days"],
         timeout=config["timeout_seconds"],
+        resume_paused_after_snapshots=True,
+        thaw_command=THAW,
         **batch_args,
     )
 
-    @task.branch(trigger_rule=TriggerRule.ALL_DONE)
-    def choose_restore(consistency: str) -> list[str]:
-        """After imaging, whatever happened: thaw or restart what preparation paused."""
-        return {"command": ["post_command"], "stop": ["start_instances"]}.get(consistency, [])
-
-    restore = choose_restore(config["consistency"])
-
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    def paused_instances(**context) -> list[dict]:
-        """Instances preparation actually paused (stopped by us, or pre-command succeeded)."""
-        ti = context["ti"]
-        prepared = ti.xcom_pull(task_ids="pre_command") or ti.xcom_pull(task_ids="stop_instances") or []
-        return [r for r in prepared if r.get("status") == "success"]
-
-    paused = paused_instances()
-
-    post_command = RunCommandOperator(
-        task_id="post_command",
-        instances=paused,
-        command_content="{% include 'scripts/post_backup.sh' %}",
-        **batch_args,
-    )
-    start = StartInstancesOperator(
-        task_id="start_instances",
-        instances=paused,
-        **batch_args,
-    )
+    # the undo of the preparation, whatever happened upstream (a failed or killed stop, pre-command or image
+    # task included): it works from the ops:paused-* tags, not from upstream results
+    resume = ResumePausedOperator(
+        task_id="resume_instances",
+        scope="run",
+        regions=scope,
+        thaw_command=THAW,
+        poll_interval=config["poll_interval"],
+    ).as_teardown(setups=scope, on_failure_fail_dagrun=True)
 
     copy = CopyImageOperator(
         task_id="copy_images",
@@ -156,20 +165,31 @@ with DAG(
 
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[AssetAlias(BACKUP_ASSET_ALIAS)], retries=0)
     def report(config: dict, **context) -> dict:
-        """Per instance and region: ids, sizes, durations, status, reason; artifact, email, assets."""
+        """Per instance and region: ids, sizes, durations, downtime, status, reason; artifact, email, assets.
+
+        Written whatever happened; the run then fails if items failed past max_errors or a resume failed."""
         from aliyun_ops.pipelines.backup_report import finish_backup
 
+        from airflow.sdk.exceptions import AirflowFailException
+
+        if config is None:
+            raise AirflowFailException("nothing was done: the parameters are invalid (see resolve_config's log)")
         ti = context["ti"]
-        prepared = ti.xcom_pull(task_ids="pre_command") or ti.xcom_pull(task_ids="stop_instances")
-        return finish_backup(context, config, ti.xcom_pull(task_ids="select_instances"),
-                             ti.xcom_pull(task_ids="create_images"), ti.xcom_pull(task_ids="copy_images"), prepared)
+        prepared = ti.xcom_pull(task_ids="pre_command", key="results") or \
+            ti.xcom_pull(task_ids="stop_instances", key="results")
+        selected = ti.xcom_pull(task_ids="select_instances")
+        missing = ti.xcom_pull(task_ids="select_instances", key="missing") or []
+        if selected is not None:
+            selected = list(selected) + [{"instance_id": i, "status": "missing"} for i in missing]
+        return finish_backup(context, config, selected, ti.xcom_pull(task_ids="create_images"),
+                             ti.xcom_pull(task_ids="copy_images"), prepared,
+                             resumed=ti.xcom_pull(task_ids="resume_instances", key="results"),
+                             resumed_earlier=ti.xcom_pull(task_ids="resume_earlier_runs", key="results"))
 
     final = report(config)
 
-    prepare >> [pre_command, stop, ready]
+    config >> resume_earlier >> select >> scope >> prepare >> [pre_command, stop, ready]
     pre_command >> ready
     stop >> ready
-    create >> restore >> [post_command, start]
-    paused >> [post_command, start]
-    create >> paused
-    [copy, post_command, start] >> final
+    [pre_command, stop, create] >> resume
+    [copy, resume] >> final

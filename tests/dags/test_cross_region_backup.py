@@ -225,7 +225,7 @@ def test_report_email_reaches_a_real_smtp_server(run_dag, emulator, fleet, monke
 def test_failed_pre_backup_command_skips_that_instance_and_says_why(run_dag, emulator, ecs_client, fleet):
     frozen_app = fleet["cn-hangzhou"][0]
     emulator.admin.request("POST", "command-behaviour", {"rules": [
-        {"match": "pre-backup", "instance_ids": [frozen_app], "exit_code": 1, "output": "cannot quiesce"}]})
+        {"match": "pre-backup.d", "instance_ids": [frozen_app], "exit_code": 1, "output": "cannot quiesce"}]})
     dag_run = run_dag(DAG_ID, conf={**BASE_CONF, "consistency": "command", "max_errors": 1})
     assert dag_run.state == "success"
     report = report_of(dag_run)

@@ -511,6 +511,17 @@ class EcsHook(AliyunBaseHook):
                 region_id=region, resource_type=resource_type, resource_id=batch,
                 tag=tag_list(m.TagResourcesRequestTag, tags)))
 
+    def untag_resources(self, region: str | None, resource_type: str, ids: Sequence[str],
+                        keys: Sequence[str]) -> None:
+        """Remove the tag ``keys`` from resources (absent keys are fine); ≤50 ids per call."""
+        m = _models()
+        region = self.resolve_region(region)
+        if not ids or not keys:
+            return
+        for batch in chunks(ids, MAX_TAG_RESOURCE_IDS):
+            self._do("UntagResources", region, m.UntagResourcesRequest(
+                region_id=region, resource_type=resource_type, resource_id=batch, tag_key=list(keys)))
+
     def list_tag_resources(self, region: str | None, resource_type: str, ids: Sequence[str] | None = None,
                            tags: Mapping[str, str] | None = None) -> list[dict]:
         """``[{"ResourceId", "ResourceType", "TagKey", "TagValue"}]`` (every page; ≤50 ids per call)."""

@@ -42,6 +42,17 @@ def validate_name_template(template: str) -> None:
                          f"allowed: {sorted(TEMPLATE_FIELDS)}")
 
 
+def validate_image_name_template(template: str) -> None:
+    """:func:`validate_name_template`, and the template must contain ``{instance_id}``: names of the
+    images of one run must differ per instance (ECS refuses a duplicate name in a region).
+    ``validate_image_name_template("backup-{date}")`` raises ``ValueError``.
+    """
+    validate_name_template(template)
+    if "instance_id" not in template_fields(template):
+        raise ValueError(f"image_name_template {template!r} must contain {{instance_id}}: without it the images "
+                         f"of one run get the same name")
+
+
 def sanitize_image_name(raw: str) -> str:
     """Turn any string into a valid ECS image name (deterministically).
 

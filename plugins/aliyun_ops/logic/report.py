@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 COLUMNS = ("instance_id", "instance_name", "source_region", "destination_region", "image_id", "copy_image_id",
-           "size_gib", "image_seconds", "copy_seconds", "status", "reason")
+           "size_gib", "image_seconds", "copy_seconds", "paused_seconds", "status", "reason")
 
 
 @dataclass
@@ -24,6 +24,7 @@ class ReportRow:
     size_gib: int | None = None
     image_seconds: float | None = None
     copy_seconds: float | None = None
+    paused_seconds: float | None = None     # downtime (stop) or freeze time (command) of the instance
     status: str = SUCCESS
     reason: str = ""
 
@@ -103,14 +104,18 @@ class Report:
 
 def backup_rows(selected: Iterable[Mapping], created: Iterable[Mapping] | None,
                 copies: Iterable[Mapping] | None, destinations: Iterable[str],
-                upstream_error: str = "", prepared: Iterable[Mapping] | None = None) -> list[ReportRow]:
+                upstream_error: str = "", prepared: Iterable[Mapping] | None = None,
+                resumed: Iterable[Mapping] | None = None) -> list[ReportRow]:
     """One row per (selected instance, destination region) from the tasks' per-item results.
 
     ``created`` items: ``{"instance_id", "image_id", "status", "reason", "size_gib", "seconds"}``;
     ``copies`` items: ``{"source_image_id", "image_id", "destination_region", "status", "reason", "seconds"}``.
     ``prepared`` items (pre-backup command or stop): a failed preparation explains a missing image.
     A missing result (task failed or never ran) becomes a failed row that says so: nothing is dropped.
+    ``resumed`` items (the resume of what preparation paused): ``paused_seconds`` fills the column, and an
+    instance that could not be resumed makes its rows failed, whatever happened to its images.
     """
+    resumes = {r["instance_id"]: r for r in (resumed or []) if r.get("instance_id")}
     prep_failed = {p["instance_id"]: p.get("reason") or p.get("error") or "failed"
                    for p in (prepared or []) if p.get("status") == FAILED and p.get("instance_id")}
     by_instance = {c["instance_id"]: c for c in (created or []) if c.get("instance_id")}
@@ -146,5 +151,11 @@ def backup_rows(selected: Iterable[Mapping], created: Iterable[Mapping] | None,
                     row.copy_seconds = copy.get("seconds")
                     row.status = copy.get("status") or FAILED
                     row.reason = copy.get("reason") or copy.get("error") or ""
+            resume = resumes.get(iid)
+            if resume is not None:
+                row.paused_seconds = resume.get("paused_seconds")
+                if resume.get("status") != SUCCESS:
+                    row.status = FAILED
+                    row.reason = "; ".join(filter(None, [row.reason, f"NOT RESUMED: {resume.get('reason')}"]))
             rows.append(row)
     return rows

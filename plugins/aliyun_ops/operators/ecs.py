@@ -13,6 +13,7 @@ from .ecs_instances import (
     StartInstancesOperator,
     StopInstancesOperator,
 )
+from .ecs_pause import ResumePausedOperator
 from .ecs_snapshots import CreateSnapshotOperator
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "DeleteInstancesOperator",
     "PruneBackupImagesOperator",
     "ReplaceSystemDiskOperator",
+    "ResumePausedOperator",
     "RunCommandOperator",
     "RunInstancesOperator",
     "SelectInstancesOperator",

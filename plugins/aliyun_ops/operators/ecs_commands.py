@@ -8,13 +8,14 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aliyun_ops.exceptions import AliyunApiError
 from aliyun_ops.hooks.ecs import EcsHook
-from aliyun_ops.logic.budget import ErrorBudget, resolve_count
-from aliyun_ops.operators.base import AliyunBaseOperator
+from aliyun_ops.logic import pause
+from aliyun_ops.logic.budget import ErrorBudget, check_concurrency, resolve_concurrency
+from aliyun_ops.operators.base import AliyunBaseOperator, run_key
 from aliyun_ops.operators.ecs_instances import (
     FAILED,
     SKIPPED,
@@ -86,6 +87,11 @@ class RunCommandOperator(AliyunBaseOperator):
     waited for before the next; once failures exceed ``max_errors`` no new wave starts (the rest are
     ``skipped``).
 
+    ``mark_paused=True`` (a pre-backup freeze) tags each instance ``ops:paused-by``/``ops:paused-mode=freeze``
+    before the command is sent, so :class:`~aliyun_ops.operators.ecs_pause.ResumePausedOperator` thaws every
+    instance the command may have frozen, even those where it failed half-way. An empty ``instances`` list is
+    a no-op. The results are pushed as XCom ``results`` before the task fails on ``max_errors``.
+
     Result per instance (XCom): ``{"instance_id", "region", "status", "reason", "instance_status",
     "invoke_id", "invocation_status", "exit_code", "output", "output_truncated", "dropped"}``;
     ``status`` is success/failed/skipped, ``invocation_status`` Cloud Assistant's (Success, Failed,
@@ -112,9 +118,10 @@ class RunCommandOperator(AliyunBaseOperator):
                  name: str | None = None, not_running: str = "skip", fail_on_nonzero: bool = True,
                  concurrency: int | str = "100%", max_errors: int | str = 0, output_limit: int = 4096,
                  deferrable: bool = True, poll_interval: float = 10.0, wait_timeout: float | None = None,
-                 content: str | None = None, **kwargs: Any) -> None:
+                 content: str | None = None, mark_paused: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.instances = instances
+        self.mark_paused = mark_paused
         self.command_content = command_content if command_content is not None else content
         self.concurrency = concurrency
         self.command_type = command_type
@@ -177,7 +184,7 @@ class RunCommandOperator(AliyunBaseOperator):
         if not isinstance(self.poll_interval, (int, float)) or self.poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         check_count(self.max_errors, "max_errors")
-        check_count(self.concurrency, "concurrency", minimum=1)
+        check_concurrency(self.concurrency)
         return params
 
     # -- flow -----------------------------------------------------------------------------------------
@@ -186,7 +193,9 @@ class RunCommandOperator(AliyunBaseOperator):
         hook = self.hook
         items = normalize_instances(self.instances, self.region or hook.region)
         if not items:
-            raise ValueError("instances is empty")
+            self.log.info("no instances: nothing to run")
+            context["ti"].xcom_push(key="results", value=[])
+            return []
         current = describe_targets(hook, items)
         os_wanted = COMMAND_TYPES[self.command_type]
         results: dict[str, dict] = {}
@@ -205,7 +214,7 @@ class RunCommandOperator(AliyunBaseOperator):
                                                       f"one runs {rec.get('OSType')}")
             else:
                 runnable.append(item)
-        size = max(1, resolve_count(self.concurrency, len(runnable), name="concurrency", minimum=1)) if runnable else 1
+        size = resolve_concurrency(self.concurrency, len(runnable))
         waves = [runnable[i:i + size] for i in range(0, len(runnable), size)]
         self.log.info("%d instance(s): %d to run on in %d wave(s), %d skipped, %d failed before any call",
                       len(items), len(runnable), len(waves),
@@ -247,7 +256,7 @@ class RunCommandOperator(AliyunBaseOperator):
             event = poll_invocations(hook, InvocationWatch(targets), poll_interval=self.poll_interval,
                                      deadline=deadline_from(wait_timeout), log=self.log)
             self._collect(state, event)
-        return self._finish(state)
+        return self._finish(context, state)
 
     def _invoke(self, context: Any, hook: EcsHook, runnable: list[dict], params: dict[str, str] | None,
                 results: dict[str, dict], wave: int) -> dict[str, dict]:
@@ -265,6 +274,12 @@ class RunCommandOperator(AliyunBaseOperator):
                     self.log.info("reusing invocation %s from an earlier try for %d instance(s)", invoke_id,
                                   len(chunk))
                 else:
+                    not_marked = self._mark_paused(context, hook, region, chunk)
+                    if not_marked:
+                        for iid in chunk:
+                            results[iid] = result({"instance_id": iid, "region": region}, FAILED, "Running",
+                                                  not_marked)
+                        continue
                     try:
                         invoke_id = hook.run_command(
                             region, chunk, self.command_content, type=self.command_type, parameters=params,
@@ -281,6 +296,18 @@ class RunCommandOperator(AliyunBaseOperator):
                 self.log.info("invocation %s: %d instance(s) in %s", invoke_id, len(chunk), region)
                 invocations[invoke_id] = {"region": region, "instance_ids": chunk}
         return invocations
+
+    def _mark_paused(self, context: Any, hook: EcsHook, region: str, ids: list[str]) -> str | None:
+        """With ``mark_paused``: tag ``ids`` ``ops:paused-mode=freeze`` before the command; the error if that failed."""
+        if not self.mark_paused:
+            return None
+        tags = pause.pause_tags(run_key=run_key(context), dag_id=context["ti"].dag_id, mode=pause.FREEZE,
+                                at=datetime.now(UTC))
+        try:
+            hook.tag_resources(region, "instance", ids, tags)
+        except AliyunApiError as err:
+            return f"not run: could not tag it {pause.PAUSED_BY} first ({err.code}: {err.message})"
+        return None
 
     def execute_complete(self, context: Any, event: dict | None = None, state: dict | None = None) -> list[dict]:
         state = state or (event or {}).get("carry")
@@ -328,9 +355,10 @@ class RunCommandOperator(AliyunBaseOperator):
             error = f"still {status} when the wait ended"
         return result(item, FAILED, "Running", f"{error} (exit code {exit_code})", **extra)
 
-    def _finish(self, state: dict) -> list[dict]:
+    def _finish(self, context: Any, state: dict) -> list[dict]:
         results = [state["results"][iid] for iid in state["order"]]
         log_results(self.log, f"RunCommand {self.command_type}", results)
+        context["ti"].xcom_push(key="results", value=results)  # readable even when the budget check fails
         enforce_budget(results, self.max_errors, "RunCommand")
         return results
 

@@ -12,13 +12,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aliyun_ops.exceptions import AliyunApiError
+from aliyun_ops.logic import pause
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.naming import (
     DEFAULT_IMAGE_NAME_TEMPLATE,
     render_image_name,
     sanitize_image_name,
+    validate_image_name_template,
     validate_name_template,
 )
+from aliyun_ops.operators.ecs_pause import resume_early
 from aliyun_ops.operators.image_batch import (
     FAILED,
     SKIPPED,
@@ -41,6 +44,10 @@ from aliyun_ops.operators.image_batch import (
 )
 
 # -- CreateImage ----------------------------------------------------------------------------
+SNAPSHOT_POLL_SECONDS = 5.0
+"""Longest pause between looks while waiting for snapshots to be taken (the instances are down meanwhile)."""
+SNAPSHOT_PHASE_MAX_SECONDS = 1800.0
+"""After this long without snapshots, paused instances wait for the image (the teardown resumes them)."""
 
 
 class CreateImageOperator(BatchImageOperator):
@@ -61,6 +68,12 @@ class CreateImageOperator(BatchImageOperator):
     :param wait_for_completion: wait until every image is Available/CreateFailed (default True)
     :param deferrable: wait in the triggerer (default True) rather than polling in the worker
     :param poll_interval: longest wait between polls (seconds); ``timeout``: total wait (default 4 h)
+    :param resume_paused_after_snapshots: resume each instance this run paused (``ops:paused-by`` = this run,
+        see :mod:`aliyun_ops.logic.pause`) as soon as its image's snapshots are taken (every disk mapping has
+        a snapshot id), instead of after the image is Available: start what was stopped, send
+        ``thaw_command`` to what was frozen. This short phase polls in the worker (at most every 5 s) before
+        the deferred wait; an instance whose image failed is resumed at once. Nothing is awaited or
+        untagged here: :class:`~aliyun_ops.operators.ecs_pause.ResumePausedOperator` verifies, as teardown.
 
     Returns ``[{"instance_id", "instance_name", "region", "image_id", "image_name", "status", "reason",
     "image_status", "size_gib", "seconds", "snapshot_ids"}]``.
@@ -73,17 +86,20 @@ class CreateImageOperator(BatchImageOperator):
 
     template_fields = ("aliyun_conn_id", "region", "instances", "instance_tags", "image_name_template",
                        "description", "tags", "policy", "retention_days", "concurrency", "max_errors",
-                       "poll_interval", "timeout")
+                       "poll_interval", "timeout", "thaw_command")
     template_fields_renderers = {"tags": "json", "instances": "json"}
     result_key_fields = ("region", "instance_id")
 
     def __init__(self, *, instances: Any = None, instance_tags: Mapping[str, str] | None = None,
                  image_name_template: str = DEFAULT_IMAGE_NAME_TEMPLATE,
                  description: str | None = None, tags: Mapping[str, str] | None = None, policy: str | None = None,
-                 retention_days: int | None = None, **kwargs: Any) -> None:
+                 retention_days: int | None = None, resume_paused_after_snapshots: bool = False,
+                 thaw_command: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.instances = instances
         self.instance_tags = instance_tags
+        self.resume_paused_after_snapshots = resume_paused_after_snapshots
+        self.thaw_command = thaw_command
         if all_static(instances, instance_tags):
             self._check_selection()
         self.image_name_template = image_name_template
@@ -92,7 +108,7 @@ class CreateImageOperator(BatchImageOperator):
         self.policy = policy
         self.retention_days = retention_days
         if all_static(image_name_template):
-            validate_name_template(image_name_template or "")
+            validate_image_name_template(image_name_template or "")
         if all_static(tags) and tags is not None:
             pv.validate_tags(tags, what="tags")
         if all_static(retention_days):
@@ -109,7 +125,7 @@ class CreateImageOperator(BatchImageOperator):
     def _validate(self) -> tuple[list[dict], int | None]:
         self._check_common()
         self._check_selection()
-        validate_name_template(self.image_name_template or "")
+        validate_image_name_template(self.image_name_template or "")
         days = check_retention_days(self.retention_days)
         pv.merge_tags(self.tags, pv.provenance_tags(source_instance="i-x", source_region="r", run_id="r",
                                                    dag_id="d", policy=self.policy, retention_days=days))
@@ -239,7 +255,46 @@ class CreateImageOperator(BatchImageOperator):
                 else:
                     res.update(status=outcome.status, reason=outcome.error)
             self.remember(context, STATE_CREATE, remembered)
+        if self.resume_paused_after_snapshots:
+            self._resume_after_snapshots(context, results, found)
         return self._wait_then_finish(context, results)
+
+    def _resume_after_snapshots(self, context: Any, results: list[dict], found: Mapping[str, dict]) -> None:
+        """Resume each instance this run paused once its image's point in time is taken (or it has no image)."""
+        this_run = run_info(context)["run_key"]
+        paused: dict[str, dict] = {}
+        for res in results:
+            rec = found.get(res["instance_id"]) or {}
+            info = pause.paused_info(pv.tags_from_api(rec.get("Tags")))
+            if info and info["run_key"] == this_run and not info["resumed_at"]:
+                paused[res["instance_id"]] = {"instance_id": res["instance_id"], "region": res["region"],
+                                              "mode": info["mode"], "status": rec.get("Status")}
+        if not paused:
+            return
+        waiting = {r["instance_id"]: r for r in results if r["instance_id"] in paused and r["status"] == "pending"}
+        ready = [paused[i] for i in paused if i not in waiting]
+        deadline = time.time() + min(self._timeout_seconds, SNAPSHOT_PHASE_MAX_SECONDS)
+        self.log.info("%d paused instance(s): resuming each once its image's snapshots are taken", len(paused))
+        while True:
+            if ready:
+                resume_early(self.hook, context, ready, thaw_command=self.thaw_command, log=self.log)
+                ready = []
+            if not waiting or time.time() >= deadline:
+                break
+            wanted: dict[str, list[str]] = {}
+            for r in waiting.values():
+                wanted.setdefault(r["region"], []).append(r["image_id"])
+            images = describe_by_region(self.hook, wanted)
+            for iid, res in list(waiting.items()):
+                rec = images.get(res["image_id"])
+                if rec is None or pause.image_point_in_time_taken(rec) or rec.get("Status") != "Creating":
+                    ready.append(paused[iid])
+                    del waiting[iid]
+            if waiting and not ready:
+                time.sleep(min(float(self.poll_interval), SNAPSHOT_POLL_SECONDS))
+        if waiting:
+            self.log.warning("snapshots of %d image(s) not taken in time: %s stay paused until the images are done",
+                             len(waiting), ", ".join(sorted(waiting)))
 
 
 # -- CopyImage ------------------------------------------------------------------------------------

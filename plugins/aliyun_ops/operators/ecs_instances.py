@@ -20,13 +20,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aliyun_ops.batch import ItemResult, run_batch
 from aliyun_ops.exceptions import AliyunApiError, TooManyItemFailures
 from aliyun_ops.hooks.ecs import EcsHook
-from aliyun_ops.logic.budget import ErrorBudget, resolve_count
+from aliyun_ops.logic import pause
+from aliyun_ops.logic.budget import ErrorBudget, check_concurrency, resolve_concurrency, resolve_count
 from aliyun_ops.logic.provenance import (
     DAG_ID,
     MANAGED_BY_KEY,
@@ -37,7 +38,7 @@ from aliyun_ops.logic.provenance import (
     validate_tags,
 )
 from aliyun_ops.logic.selection import INSTANCE_STATUSES, Criteria, compact, select
-from aliyun_ops.operators.base import AliyunBaseOperator
+from aliyun_ops.operators.base import AliyunBaseOperator, run_key
 from aliyun_ops.operators.polling import poll_instances
 from aliyun_ops.triggers.base import deadline_from
 from aliyun_ops.triggers.ecs_instances import DELETED, InstanceStatusTrigger, InstanceWatch
@@ -209,7 +210,8 @@ class SelectInstancesOperator(AliyunBaseOperator):
     "tags"}]`` sorted by region, name, id. Ids asked for but not found in any region are logged as a
     warning and pushed as a separate XCom key ``missing`` (a list of ids), so the main result stays a
     clean list you can hand to the next operator or ``.expand()``; with ``fail_on_missing=True`` they
-    fail the task instead.
+    fail the task instead. With ``allow_empty=False`` a selection that matches nothing fails the task
+    with a message naming the criteria (a typo in a tag must not make a green, empty run).
 
     Example::
 
@@ -218,13 +220,16 @@ class SelectInstancesOperator(AliyunBaseOperator):
         StopInstancesOperator(task_id="stop", instances=select.output)
     """
 
-    template_fields = ("aliyun_conn_id", "region", "regions", "tags", "instance_ids", "name_pattern", "statuses")
+    template_fields = ("aliyun_conn_id", "region", "regions", "tags", "instance_ids", "name_pattern", "statuses",
+                       "allow_empty")
     hook_class = EcsHook
 
     def __init__(self, *, regions: Sequence[str] | str | None = None, tags: Mapping[str, str] | None = None,
                  instance_ids: Sequence[str] | str | None = None, name_pattern: str | None = None,
-                 statuses: Sequence[str] | str | None = None, fail_on_missing: bool = False, **kwargs: Any) -> None:
+                 statuses: Sequence[str] | str | None = None, fail_on_missing: bool = False,
+                 allow_empty: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.allow_empty = allow_empty
         self.regions = regions
         self.tags = tags
         self.instance_ids = instance_ids
@@ -277,6 +282,15 @@ class SelectInstancesOperator(AliyunBaseOperator):
         context["ti"].xcom_push(key="missing", value=missing)
         if missing and self.fail_on_missing:
             raise RuntimeError(f"instance id(s) not found in {list(crit.regions)}: {missing}")
+        if not selection.selected and not missing and not self.allow_empty:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            what = " and ".join(filter(None, [f"tags {dict(crit.tags)}" if crit.tags else "",
+                                              f"ids {list(crit.instance_ids)}" if crit.instance_ids else "",
+                                              f"name {crit.name_pattern!r}" if crit.name_pattern else "",
+                                              f"status {list(crit.statuses)}" if crit.statuses else ""]))
+            raise AirflowFailException(f"no instance in {', '.join(crit.regions)} matches {what}: nothing to do. "
+                                       f"Check the selection (set allow_empty to accept an empty run)")
         return selection.selected
 
 
@@ -290,15 +304,18 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
     target_status = ""
     from_status = ""         # status an instance must have for the API call
     heading = ("",)          # statuses already on the way to the target: wait only
+    pause_mode: str | None = None  # with mark_paused=True, the ops:paused-mode tag written before the call
 
     def __init__(self, *, instances: Any = None, regions: Sequence[str] | str | None = None,
                  tags: Mapping[str, str] | None = None, concurrency: int | str = "100%",
                  max_errors: int | str = 0, wait_for_completion: bool = True, deferrable: bool = True,
-                 poll_interval: float = 15.0, wait_timeout: float | None = 1800.0, **kwargs: Any) -> None:
+                 poll_interval: float = 15.0, wait_timeout: float | None = 1800.0, mark_paused: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.instances = instances
         self.regions = regions
         self.tags = tags
+        self.mark_paused = mark_paused
         self.concurrency = concurrency
         self.max_errors = max_errors
         self.wait_for_completion = wait_for_completion
@@ -309,7 +326,7 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
     # -- validation and targets -------------------------------------------------------------------
     def validate(self) -> None:
         self.poll_interval, self.wait_timeout = as_number(self.poll_interval), as_number(self.wait_timeout)
-        check_count(self.concurrency, "concurrency", minimum=1)
+        check_concurrency(self.concurrency)
         check_count(self.max_errors, "max_errors")
         _check_wait_args(self.poll_interval, self.wait_timeout)
         if self.instances is None and not self.tags:
@@ -331,6 +348,41 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
 
     def call_api(self, hook: EcsHook, region: str, ids: list[str]) -> list[dict]:
         raise NotImplementedError
+
+    def _mark_paused(self, context: Any, hook: EcsHook, region: str, ids: list[str]) -> str | None:
+        """Tag ``ids`` ``ops:paused-*`` before the disruptive call; the error text if tagging failed."""
+        if not (self.mark_paused and self.pause_mode):
+            return None
+        tags = pause.pause_tags(run_key=run_key(context), dag_id=context["ti"].dag_id, mode=self.pause_mode,
+                                at=datetime.now(UTC))
+        try:
+            hook.tag_resources(region, "instance", ids, tags)
+        except AliyunApiError as err:
+            return f"not {self.target_status.lower()}: could not tag it {pause.PAUSED_BY} first ({err.code}: {err.message})"
+        return None
+
+    def _call_idempotent(self, hook: EcsHook, region: str, ids: list[str]) -> dict[str, dict]:
+        """Call the API; an instance whose answer is an error (or no answer: a dropped connection, a retried
+        call that finds it already moving) is described again, and counts as accepted when it is already
+        heading to the target status."""
+        try:
+            answered = {r.get("InstanceId"): r for r in self.call_api(hook, region, ids)}
+        except AliyunApiError as err:
+            self.log.warning("%s in %s failed (%s): checking what actually happened", type(self).__name__, region, err)
+            answered = {i: {"InstanceId": i, "Code": err.code, "Message": err.message} for i in ids}
+        doubtful = [i for i in ids if str((answered.get(i) or {}).get("Code")) != "200"]
+        if doubtful:
+            current = describe_targets(hook, [{"instance_id": i, "region": region} for i in doubtful])
+            for iid in doubtful:
+                status = (current.get(iid) or {}).get("Status")
+                if status == self.target_status or status in self.heading:
+                    self.log.info("%s: answer was %s, but it is %s: accepted", iid,
+                                  (answered.get(iid) or {}).get("Code", "missing"), status)
+                    answered[iid] = {"InstanceId": iid, "Code": "200", "CurrentStatus": status}
+                else:
+                    answered.setdefault(iid, {"InstanceId": iid, "Code": "NoResponse", "Message": "no answer"})
+                    answered[iid].setdefault("CurrentStatus", status or "")
+        return answered
 
     # -- flow ---------------------------------------------------------------------------------------
     def execute(self, context: Any) -> list[dict]:
@@ -354,7 +406,7 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
             else:
                 results[item["instance_id"]] = result(
                     item, FAILED, status, f"cannot go {status} -> {self.target_status}; retry when it settles")
-        wave = max(1, resolve_count(self.concurrency, len(todo), name="concurrency", minimum=1)) if todo else 1
+        wave = resolve_concurrency(self.concurrency, len(todo))
         waves = [todo[i:i + wave] for i in range(0, len(todo), wave)]
         self.log.info("%d instance(s): %d to %s in %d wave(s), %d skipped, %d failed before any call", len(items),
                       len(todo), self.target_status, len(waves),
@@ -381,11 +433,12 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
             wave_items = state["waves"].pop(0)
             waiting: dict[str, list[str]] = {}
             for region, ids in by_region([i for i in wave_items if i["status"] == self.from_status]).items():
-                try:
-                    responses = self.call_api(hook, region, ids)
-                except AliyunApiError as err:
-                    responses = [{"InstanceId": i, "Code": err.code, "Message": err.message} for i in ids]
-                answered = {r.get("InstanceId"): r for r in responses}
+                not_marked = self._mark_paused(context, hook, region, ids)
+                if not_marked:
+                    for item in (i for i in wave_items if i["region"] == region and i["instance_id"] in ids):
+                        results[item["instance_id"]] = result(item, FAILED, item["status"], not_marked)
+                    continue
+                answered = self._call_idempotent(hook, region, ids)
                 for item in (i for i in wave_items if i["region"] == region and i["instance_id"] in ids):
                     resp = answered.get(item["instance_id"], {"Code": "NoResponse", "Message": "no answer"})
                     if str(resp.get("Code")) == "200":
@@ -407,7 +460,7 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
                 self.defer(trigger=self._trigger(waiting, self.target_status, carry=state),
                            method_name="execute_complete", timeout=self._defer_timeout())
             self._apply_event(state, self._wait_here(hook, waiting, self.target_status))
-        return self._finish(state)
+        return self._finish(context, state)
 
     def execute_complete(self, context: Any, event: dict | None = None, state: dict | None = None) -> list[dict]:
         state = state or (event or {}).get("carry")
@@ -432,9 +485,10 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
                 res["reason"] = (f"did not reach {self.target_status} (last status {info.get('status')}; "
                                  f"wait {event.get('status')}: {event.get('message', '')})")
 
-    def _finish(self, state: dict) -> list[dict]:
+    def _finish(self, context: Any, state: dict) -> list[dict]:
         results = [state["results"][iid] for iid in state["order"]]
         log_results(self.log, f"{type(self).__name__} -> {self.target_status}", results)
+        context["ti"].xcom_push(key="results", value=results)  # readable even when the budget check fails
         enforce_budget(results, self.max_errors, type(self).__name__)
         return results
 
@@ -472,6 +526,14 @@ class StopInstancesOperator(_PowerOperator):
     default). Already Stopped instances are ``skipped``; ``Stopping`` ones are only waited for.
     Batching, waves, ``max_errors`` and deferral are as in :class:`StartInstancesOperator`.
 
+    ``mark_paused=True`` tags each instance ``ops:paused-by``/``ops:paused-mode=stop`` (see
+    :mod:`aliyun_ops.logic.pause`) *before* stopping it, so that
+    :class:`~aliyun_ops.operators.ecs_pause.ResumePausedOperator` starts exactly what this run stopped,
+    whatever fails later (pair them as setup and teardown). An instance that cannot be tagged is not stopped.
+    The per-instance results are also pushed as XCom ``results`` before the task fails on ``max_errors``.
+    A StopInstances answer lost to the network, or a retried call answered ``IncorrectInstanceStatus``,
+    is checked with DescribeInstances: an instance already Stopping or Stopped counts as stopped.
+
     Example::
 
         StopInstancesOperator(task_id="stop_test_env", instances=select.output,
@@ -482,6 +544,7 @@ class StopInstancesOperator(_PowerOperator):
     target_status = "Stopped"
     from_status = "Running"
     heading = ("Stopping",)
+    pause_mode = pause.STOP
 
     def __init__(self, *, force_stop: bool = False, stopped_mode: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -550,7 +613,7 @@ class ReplaceSystemDiskOperator(AliyunBaseOperator):
             raise ValueError("password must be 8-30 characters (Alibaba's rule)")
         if self.system_disk_size is not None and not (20 <= int(self.system_disk_size) <= 2048):
             raise ValueError("system_disk_size must be 20-2048 GiB")
-        check_count(self.concurrency, "concurrency", minimum=1)
+        check_concurrency(self.concurrency)
         check_count(self.max_errors, "max_errors")
         _check_wait_args(self.poll_interval, self.step_timeout)
         items = normalize_instances(self.instances, self.region or self.hook.region)

@@ -8,12 +8,18 @@ from typing import Any
 from airflow.sdk import Param
 
 from ..logic import naming
-from ..logic.budget import resolve_count
+from ..logic.budget import check_concurrency, resolve_count
 from ..logic.provenance import validate_tags
 
+DEFAULT_SELECTION_TAGS = {"backup": "daily"}
+"""Selection of a scheduled run: instances tagged ``backup=daily``."""
 REGION_PATTERN = r"^[a-z]{2,}(-[a-z0-9]+)+$"
 INSTANCE_ID_PATTERN = r"^i-[a-z0-9]{4,}$"
 COUNT_OR_PERCENT = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d{1,3}%$"}]}
+"""JSON schema of ``max_errors``: a count or a percentage."""
+CONCURRENCY = {"anyOf": [{"type": "integer", "minimum": 1},
+                         {"type": "string", "pattern": r"^(100|[1-9][0-9]?)%$"}]}
+"""JSON schema of ``concurrency``: at least 1, or a percentage above 0% (rounded up to at least 1 item)."""
 
 
 def backup_params() -> dict[str, Param]:
@@ -22,11 +28,16 @@ def backup_params() -> dict[str, Param]:
         "source_regions": Param([], type="array", items={"type": "string", "pattern": REGION_PATTERN},
                                 uniqueItems=True, title="Source regions",
                                 description="Regions to back up. Empty: the aliyun_default connection's region."),
-        "tags": Param({"backup": "daily"}, type="object", additionalProperties={"type": "string"},
-                      title="Selection tags", description="Instances carrying all of these tags are backed up."),
+        "tags": Param(None, type=["null", "object"], additionalProperties={"type": "string"},
+                      title="Selection tags",
+                      description="Instances carrying all of these tags are backed up. Empty: "
+                                  f"{DEFAULT_SELECTION_TAGS} when no instance ids are given, no tag filter when "
+                                  "they are."),
         "instance_ids": Param([], type="array", items={"type": "string", "pattern": INSTANCE_ID_PATTERN},
                               uniqueItems=True, title="Instance ids",
-                              description="Optional: only these instances (combined with the tags)."),
+                              description="Optional: only these instances (tags apply too only if you set them)."),
+        "allow_empty": Param(False, type="boolean", title="Allow an empty selection",
+                             description="Off: a run that selects no instance fails (a typo must not look green)."),
         "destination_regions": Param(["cn-shanghai"], type="array", minItems=1, uniqueItems=True,
                                      items={"type": "string", "pattern": REGION_PATTERN},
                                      title="Destination regions", description="Disaster-recovery regions."),
@@ -41,8 +52,9 @@ def backup_params() -> dict[str, Param]:
         "encrypted": Param(False, type="boolean", title="Encrypt copies"),
         "kms_key_id": Param(None, type=["null", "string"], title="KMS key id",
                             description="Requires encrypted; empty uses the default service key."),
-        "concurrency": Param(10, **COUNT_OR_PERCENT, title="Concurrency",
-                             description="Items in flight at once: a number or a percentage."),
+        "concurrency": Param(10, **CONCURRENCY, title="Concurrency",
+                             description="Items in flight at once (builds running, copies not finished, "
+                                         "commands running): a number, or a percentage rounded up to at least 1."),
         "max_errors": Param(0, **COUNT_OR_PERCENT, title="Max errors",
                             description="Failures tolerated before the run fails (OOS semantics)."),
         "timeout_minutes": Param(360, type="integer", minimum=5, maximum=2880, title="Timeout (minutes)"),
@@ -57,9 +69,12 @@ def backup_params() -> dict[str, Param]:
 def resolve_backup_config(params: Mapping[str, Any], default_region: str | None) -> dict[str, Any]:
     """Check what JSON schema cannot and resolve defaults; raises ``ValueError`` before any API call.
 
-    >>> resolve_backup_config({"destination_regions": ["cn-shanghai"], "tags": {"backup": "daily"}},
-    ...                       "cn-hangzhou")["source_regions"]
-    ['cn-hangzhou']
+    ``tags`` left empty (None) means ``backup=daily`` unless ``instance_ids`` are given: explicit ids are
+    not filtered by a default tag they may not carry.
+
+    >>> resolve_backup_config({"destination_regions": ["cn-shanghai"], "instance_ids": ["i-abcd"]},
+    ...                       "cn-hangzhou")["tags"]
+    {}
     """
     errors: list[str] = []
     sources = list(params.get("source_regions") or ([default_region] if default_region else []))
@@ -71,8 +86,9 @@ def resolve_backup_config(params: Mapping[str, Any], default_region: str | None)
     same = sorted(set(sources) & set(destinations))
     if same:
         errors.append(f"regions {same} are both source and destination: a copy must go to another region")
-    tags = dict(params.get("tags") or {})
     ids = list(params.get("instance_ids") or [])
+    explicit_tags = params.get("tags")
+    tags = dict(explicit_tags) if explicit_tags is not None else ({} if ids else dict(DEFAULT_SELECTION_TAGS))
     if not tags and not ids:
         errors.append("give selection tags or instance_ids: refusing to back up every instance")
     try:
@@ -82,7 +98,7 @@ def resolve_backup_config(params: Mapping[str, Any], default_region: str | None)
         errors.append(str(exc))
     template = params.get("image_name_template") or naming.DEFAULT_IMAGE_NAME_TEMPLATE
     try:
-        naming.validate_name_template(template)
+        naming.validate_image_name_template(template)
     except ValueError as exc:
         errors.append(str(exc))
     kms = params.get("kms_key_id") or None
@@ -92,16 +108,17 @@ def resolve_backup_config(params: Mapping[str, Any], default_region: str | None)
     consistency = params.get("consistency", "none")
     if consistency not in ("none", "command", "stop"):
         errors.append(f"consistency must be none, command or stop, not {consistency!r}")
-    for name in ("concurrency", "max_errors"):
+    for name, check in (("concurrency", lambda v: check_concurrency(v if v is not None else 10)),
+                        ("max_errors", lambda v: resolve_count(v if v is not None else 0, 100, name="max_errors"))):
         try:
-            resolve_count(params.get(name, 0 if name == "max_errors" else 10), 100, name=name,
-                          minimum=1 if name == "concurrency" else 0)
+            check(params.get(name))
         except ValueError as exc:
             errors.append(str(exc))
     if errors:
         raise ValueError("invalid backup parameters:\n- " + "\n- ".join(errors))
     return {
         "source_regions": sources, "destination_regions": destinations, "tags": tags, "instance_ids": ids,
+        "allow_empty": bool(params.get("allow_empty", False)),
         "consistency": consistency, "image_name_template": template,
         "extra_tags": dict(params.get("extra_tags") or {}), "encrypted": encrypted, "kms_key_id": kms,
         "concurrency": params.get("concurrency", 10), "max_errors": params.get("max_errors", 0),

@@ -1,0 +1,341 @@
+"""Undo pauses: start what a run stopped, thaw what it froze, then remove the pause tags.
+
+:mod:`aliyun_ops.logic.pause` describes the tags. :class:`ResumePausedOperator` works only from
+them (never from an upstream task's XCom, which a failed task does not push), so it can run as a
+teardown whatever happened upstream, and as the first task of the next run to finish the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+from aliyun_ops.exceptions import AliyunApiError
+from aliyun_ops.hooks.ecs import EcsHook
+from aliyun_ops.logic import pause
+from aliyun_ops.logic.provenance import tags_from_api
+from aliyun_ops.operators.base import AliyunBaseOperator, run_key
+from aliyun_ops.operators.ecs_commands import COMMAND_TYPES, MAX_INSTANCES_PER_CALL
+from aliyun_ops.operators.ecs_instances import (
+    FAILED,
+    SUCCESS,
+    as_number,
+    by_region,
+    describe_targets,
+    log_results,
+    normalize_regions,
+)
+from aliyun_ops.operators.polling import poll_instances, poll_invocations
+from aliyun_ops.triggers.base import deadline_from
+from aliyun_ops.triggers.ecs_instances import InstanceWatch, InvocationWatch
+
+SCOPES = ("run", "dag")
+
+
+def _api_reason(err: BaseException) -> str:
+    return f"{err.code}: {err.message}" if isinstance(err, AliyunApiError) else f"{type(err).__name__}: {err}"
+
+
+class ResumePausedOperator(AliyunBaseOperator):
+    """Resume every instance a run paused (found by its ``ops:paused-*`` tags); fail if any stays paused.
+
+    :param scope: ``"run"`` (default): instances paused by this run (its run key) of this DAG, the
+        teardown of a backup; ``"dag"``: paused by *any* run of this DAG, the safety net a run starts
+        with (a run marked failed by hand, a killed scheduler, a teardown that could not run). Only use
+        ``"dag"`` in a DAG with ``max_active_runs=1``: it cannot tell a concurrent run's pause from a
+        forgotten one.
+    :param regions: where to look; empty: every region of the account (DescribeRegions), so a pause
+        in a region a later run no longer backs up is still found
+    :param thaw_command: the script that undoes a freeze (Cloud Assistant); required to thaw, and
+        it must be safe to run on an instance that is not frozen
+    :param thaw_command_type: ``RunShellScript`` (default) or another Cloud Assistant type
+    :param dag_id: whose pauses to resume (default: this task's DAG)
+    :param poll_interval: seconds between looks while waiting; ``timeout``: the whole resume (seconds)
+
+    Per instance: Stopped by a ``stop`` pause -> StartInstances, wait for Running; Running with a
+    ``freeze`` pause -> thaw command, wait for its result; already undone (Running after a stop,
+    Stopped after a freeze) -> nothing to do; in transition -> wait until it settles. Only then are
+    the pause tags removed: an instance that could not be resumed keeps them, for the next run.
+
+    Returns (and pushes as XCom ``results`` *before* failing) one dict per instance::
+
+        {"instance_id", "region", "status": "success" | "failed", "action": "start" | "thaw" | "done",
+         "mode", "paused_by", "paused_at", "resumed_at", "paused_seconds", "reason", "instance_status"}
+
+    The task fails (after writing the results) when any instance is still paused: a resume is an
+    undo, there is no error budget for it.
+
+    Example (teardown of a cold backup)::
+
+        stop = StopInstancesOperator(task_id="stop", instances=select.output, mark_paused=True)
+        resume = ResumePausedOperator(task_id="resume", regions=["cn-hangzhou"])
+        stop >> create_images >> resume.as_teardown(setups=stop)
+    """
+
+    template_fields = ("aliyun_conn_id", "region", "regions", "scope", "thaw_command", "dag_id_filter",
+                       "poll_interval", "timeout")
+    template_fields_renderers = {"thaw_command": "bash"}
+    template_ext = (".sh", ".ps1", ".bat", ".py")
+    hook_class = EcsHook
+    ui_color = "#c8e6c9"
+
+    def __init__(self, *, scope: str = "run", regions: Sequence[str] | str | None = None,
+                 thaw_command: str | None = None, thaw_command_type: str = "RunShellScript",
+                 dag_id: str | None = None, poll_interval: float = 10.0, timeout: float = 1800.0,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scope = scope
+        self.regions = regions
+        self.thaw_command = thaw_command
+        self.thaw_command_type = thaw_command_type
+        self.dag_id_filter = dag_id
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+
+    # -- validation and discovery ---------------------------------------------------------------------
+    def validate(self) -> None:
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
+        if self.thaw_command_type not in COMMAND_TYPES:
+            raise ValueError(f"thaw_command_type must be one of {sorted(COMMAND_TYPES)}")
+        self.poll_interval, self.timeout = as_number(self.poll_interval), as_number(self.timeout)
+        for name in ("poll_interval", "timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        normalize_regions(self.regions)
+
+    def search_tags(self, context: Any) -> dict[str, str]:
+        tags = {pause.PAUSED_DAG: str(self.dag_id_filter or context["ti"].dag_id)[:128]}
+        if self.scope == "run":
+            tags[pause.PAUSED_BY] = run_key(context)[:128]
+        return tags
+
+    def find_paused(self, hook: EcsHook, context: Any) -> list[dict]:
+        regions = normalize_regions(self.regions) or [r["RegionId"] for r in hook.describe_regions()]
+        tags = self.search_tags(context)
+        found: list[dict] = []
+        for region in regions:
+            for rec in hook.describe_instances(region, tags=tags):
+                info = pause.paused_info(tags_from_api(rec.get("Tags"))) or {}
+                found.append({"instance_id": rec["InstanceId"], "region": region, "status": rec.get("Status", ""),
+                              "mode": info.get("mode", ""), "paused_by": info.get("run_key", ""),
+                              "paused_at": info.get("paused_at", ""), "resumed_at": info.get("resumed_at", ""),
+                              "thaw_invoke": info.get("thaw_invoke", "")})
+        self.log.info("%d paused instance(s) found with tags %s in %d region(s)", len(found), tags, len(regions))
+        return found
+
+    # -- flow ---------------------------------------------------------------------------------------------
+    def execute(self, context: Any) -> list[dict]:
+        self.validate()
+        hook = self.hook
+        deadline = deadline_from(float(self.timeout))
+        items = self.find_paused(hook, context)
+        results: dict[str, dict] = {}
+        for item in items:
+            results[item["instance_id"]] = {**{k: item[k] for k in ("instance_id", "region", "mode", "paused_by",
+                                                                     "paused_at")},
+                                            "status": FAILED, "action": "", "reason": "", "resumed_at": None,
+                                            "paused_seconds": None, "instance_status": item["status"],
+                                            "_early": item["resumed_at"]}
+        plans = self.settle(hook, items, deadline)
+        groups: dict[str, list[dict]] = {}
+        for item in items:
+            groups.setdefault(plans[item["instance_id"]], []).append(item)
+        for item in groups.get(pause.WAIT, []):
+            results[item["instance_id"]]["reason"] = f"still {item['status']} when the resume timed out"
+        for item in groups.get(pause.GONE, []):
+            self._done(results[item["instance_id"]], "done", "instance no longer exists")
+        for item in groups.get(pause.DONE, []):
+            self._done(results[item["instance_id"]], "done", f"already {item['status']}: nothing to undo")
+        self.start(hook, groups.get(pause.START, []), results, deadline)
+        self.thaw(context, hook, self.thawed_early(hook, groups.get(pause.THAW, []), results), results, deadline)
+        self.untag(hook, [results[i["instance_id"]] for i in items if plans[i["instance_id"]] != pause.GONE])
+        return self.finish(context, [results[i["instance_id"]] for i in items])
+
+    def settle(self, hook: EcsHook, items: list[dict], deadline: float | None) -> dict[str, str]:
+        """Plan every instance; wait (polling) while any is in a transition, until the deadline."""
+        while True:
+            plans = {i["instance_id"]: pause.plan_resume(i["mode"], i["status"]) for i in items}
+            waiting = [i for i in items if plans[i["instance_id"]] == pause.WAIT]
+            if not waiting or (deadline is not None and time.time() >= deadline):
+                return plans
+            self.log.info("waiting for %d instance(s) to settle: %s", len(waiting),
+                          ", ".join(f"{i['instance_id']} {i['status']}" for i in waiting[:10]))
+            time.sleep(float(self.poll_interval))
+            current = describe_targets(hook, waiting)
+            for i in waiting:
+                i["status"] = (current.get(i["instance_id"]) or {}).get("Status")
+
+    def start(self, hook: EcsHook, items: list[dict], results: dict[str, dict], deadline: float | None) -> None:
+        """StartInstances, re-checked with DescribeInstances (a dropped answer or a retried call that finds
+        the instance Starting is a success), then wait for Running."""
+        if not items:
+            return
+        for region, ids in by_region(items).items():
+            try:
+                answers = {r.get("InstanceId"): r for r in hook.start_instances(region, ids)}
+            except AliyunApiError as err:
+                self.log.warning("StartInstances in %s failed (%s): checking what actually happened", region, err)
+                answers = {i: {"Code": err.code, "Message": err.message} for i in ids}
+            refused = [i for i in ids if str((answers.get(i) or {}).get("Code")) != "200"]
+            if refused:
+                now = describe_targets(hook, [{"instance_id": i, "region": region} for i in refused])
+                for iid in refused:
+                    status = (now.get(iid) or {}).get("Status")
+                    if status not in ("Starting", "Running"):
+                        answer = answers.get(iid) or {}
+                        results[iid].update(action="start", instance_status=status or "",
+                                            reason=f"StartInstances refused: {answer.get('Code')}: "
+                                                   f"{answer.get('Message')}")
+        targets = {region: [i for i in ids if not results[i]["reason"]] for region, ids in by_region(items).items()}
+        event = poll_instances(hook, InstanceWatch(targets, "Running"), poll_interval=float(self.poll_interval),
+                               deadline=deadline, log=self.log)
+        for iid, info in (event.get("instances") or {}).items():
+            if info.get("reached"):
+                self._done(results[iid], "start", "started", status="Running")
+            else:
+                results[iid].update(action="start", instance_status=info.get("status", ""),
+                                    reason=f"did not reach Running (last {info.get('status')}): {event.get('message')}")
+
+    def thaw(self, context: Any, hook: EcsHook, items: list[dict], results: dict[str, dict],
+             deadline: float | None) -> None:
+        """Run the thaw command on the frozen instances (≤100 per call, stable ClientToken) and check each result."""
+        if not items:
+            return
+        if not self.thaw_command:
+            for item in items:
+                results[item["instance_id"]].update(action="thaw", reason="frozen, but no thaw_command was given")
+            return
+        invocations: dict[str, tuple[str, list[str]]] = {}
+        for region, ids in by_region(items).items():
+            for n in range(0, len(ids), MAX_INSTANCES_PER_CALL):
+                chunk = ids[n:n + MAX_INSTANCES_PER_CALL]
+                digest = hashlib.sha256(",".join(sorted(chunk)).encode()).hexdigest()[:16]
+                try:
+                    invoke_id = hook.run_command(region, chunk, self.thaw_command, type=self.thaw_command_type,
+                                                 timeout=600, name=f"aliyun-ops-thaw-{context['ti'].dag_id}"[:128],
+                                                 client_token=self.client_token(context, "thaw", region, digest))
+                except AliyunApiError as err:
+                    for iid in chunk:
+                        results[iid].update(action="thaw", reason=f"thaw command not sent: {_api_reason(err)}")
+                    continue
+                invocations[invoke_id] = (region, chunk)
+        if not invocations:
+            return
+        targets: dict[str, list[str]] = {}
+        for invoke_id, (region, _) in invocations.items():
+            targets.setdefault(region, []).append(invoke_id)
+        poll_invocations(hook, InvocationWatch(targets), poll_interval=float(self.poll_interval), deadline=deadline,
+                         log=self.log)
+        for invoke_id, (region, chunk) in invocations.items():
+            try:
+                records = {r.get("InstanceId"): r for r in hook.describe_invocation_results(region, invoke_id)}
+            except AliyunApiError as err:
+                records = {}
+                self.log.error("DescribeInvocationResults %s failed: %s", invoke_id, err)
+            for iid in chunk:
+                rec = records.get(iid) or {}
+                if rec.get("InvocationStatus") == "Success":
+                    self._done(results[iid], "thaw", f"thawed ({invoke_id})")
+                else:
+                    results[iid].update(action="thaw", reason=f"thaw {invoke_id} {rec.get('InvocationStatus') or 'unknown'}"
+                                                              f": {rec.get('ErrorInfo') or ''} exit {rec.get('ExitCode')}")
+
+    def thawed_early(self, hook: EcsHook, items: list[dict], results: dict[str, dict]) -> list[dict]:
+        """Check the thaw commands sent early (``ops:thaw-invoke``); returns the instances still to thaw."""
+        todo = []
+        for item in items:
+            invoke_id = item.get("thaw_invoke")
+            rec: dict = {}
+            if invoke_id:
+                try:
+                    rec = next(iter(hook.describe_invocation_results(item["region"], invoke_id,
+                                                                     instance_id=item["instance_id"])), {})
+                except AliyunApiError as err:
+                    self.log.warning("early thaw %s of %s unknown (%s): thawing again", invoke_id,
+                                     item["instance_id"], err)
+            if rec.get("InvocationStatus") == "Success":
+                self._done(results[item["instance_id"]], "thaw", f"thawed early ({invoke_id})")
+            else:
+                todo.append(item)
+        return todo
+
+    def untag(self, hook: EcsHook, results: list[dict]) -> None:
+        """Remove the pause tags of what was resumed; a failure leaves the instance reported failed."""
+        resumed = [r for r in results if r["status"] == SUCCESS]
+        for region, ids in by_region(resumed).items():
+            try:
+                hook.untag_resources(region, "instance", ids, pause.PAUSE_TAG_KEYS)
+            except AliyunApiError as err:
+                for r in resumed:
+                    if r["region"] == region:
+                        r.update(status=FAILED, reason=f"{r['reason']}; pause tags not removed: {_api_reason(err)}")
+
+    @staticmethod
+    def _done(res: dict, action: str, reason: str, status: str | None = None) -> None:
+        """Mark resumed; the resume time is the early resume's (``ops:resumed-at``) when there was one."""
+        when = pause.parse_time(res.get("_early")) or datetime.now(UTC)
+        res.update(status=SUCCESS, action=action, reason=reason, resumed_at=when.isoformat(timespec="seconds"),
+                   paused_seconds=pause.paused_seconds(res.get("paused_at"), when))
+        if status:
+            res["instance_status"] = status
+
+    def finish(self, context: Any, results: list[dict]) -> list[dict]:
+        for r in results:
+            r.pop("_early", None)
+        log_results(self.log, f"resume ({self.scope})", results)
+        context["ti"].xcom_push(key="results", value=results)
+        still = [r for r in results if r["status"] != SUCCESS]
+        if still:
+            sample = "; ".join(f"{r['instance_id']} ({r['region']}): {r['reason']}" for r in still[:10])
+            raise AirflowException(f"{len(still)} of {len(results)} paused instance(s) could not be resumed and keep "
+                                   f"their ops:paused-* tags for the next run: {sample}")
+        return results
+
+
+def resume_early(hook: EcsHook, context: Any, paused: Sequence[Mapping[str, Any]], *,
+                 thaw_command: str | None, log: Any) -> dict[str, str]:
+    """Request the undo of these paused instances now, without waiting (the teardown verifies and untags).
+
+    ``paused``: ``[{"instance_id", "region", "mode", "status"}]``. Stopped ones of a ``stop`` pause get
+    StartInstances, Running ones of a ``freeze`` pause get the thaw command; each is tagged
+    ``ops:resumed-at`` (and ``ops:thaw-invoke``). Errors are logged, never raised: the final resume
+    (:class:`ResumePausedOperator`) does whatever this could not. Returns ``{instance_id: action}``.
+    """
+    done: dict[str, str] = {}
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    plans = {p["instance_id"]: pause.plan_resume(p.get("mode", ""), p.get("status")) for p in paused}
+    for region, ids in by_region([p for p in paused if plans[p["instance_id"]] == pause.START]).items():
+        try:
+            accepted = [r["InstanceId"] for r in hook.start_instances(region, ids) if str(r.get("Code")) == "200"]
+            hook.tag_resources(region, "instance", accepted, {pause.RESUMED_AT: now})
+            done.update(dict.fromkeys(accepted, "start"))
+        except AliyunApiError as err:
+            log.warning("early start in %s failed (%s): the resume teardown will start them", region, err)
+    frozen = [p for p in paused if plans[p["instance_id"]] == pause.THAW]
+    for region, ids in (by_region(frozen).items() if thaw_command else ()):
+        for n in range(0, len(ids), MAX_INSTANCES_PER_CALL):
+            chunk = ids[n:n + MAX_INSTANCES_PER_CALL]
+            digest = hashlib.sha256(",".join(sorted(chunk)).encode()).hexdigest()[:16]
+            ti = context["ti"]
+            try:
+                invoke_id = hook.run_command(region, chunk, thaw_command, timeout=600,
+                                             name=f"aliyun-ops-thaw-{ti.dag_id}"[:128],
+                                             client_token=AliyunBaseOperator.client_token(context, "early-thaw",
+                                                                                          region, digest))
+                hook.tag_resources(region, "instance", chunk, {pause.RESUMED_AT: now, pause.THAW_INVOKE: invoke_id})
+                done.update(dict.fromkeys(chunk, "thaw"))
+            except AliyunApiError as err:
+                log.warning("early thaw in %s failed (%s): the resume teardown will thaw them", region, err)
+    if done:
+        log.info("resumed early (snapshots taken): %s", ", ".join(f"{i} ({a})" for i, a in sorted(done.items())))
+    return done
+
+
+__all__ = ["ResumePausedOperator", "resume_early"]
