@@ -257,7 +257,7 @@ def test_instance_dicts_and_missing_instances(aliyun_conn, emulator):
     selected = [{"instance_id": i, "instance_name": f"n{k}", "region": SRC, "status": "Running"}
                 for k, i in enumerate(ids)] + [{"instance_id": "i-doesnotexist", "region": SRC}]
     results = run_op(CreateImageOperator(task_id="create", instances=selected, max_errors=1,
-                                         image_name_template="nightly-{instance_name}-{date}", **FAST),
+                                         image_name_template="nightly-{instance_name}-{instance_id}-{date}", **FAST),
                      make_context())
     assert [r["status"] for r in results] == ["success", "success", "failed"]
     assert results[0]["image_name"].startswith("nightly-n0-")

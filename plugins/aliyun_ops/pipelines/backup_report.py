@@ -90,11 +90,12 @@ def finish_backup(context: Mapping[str, Any], config: Mapping[str, Any], selecte
     budget.fail(len(failed_instances))
     not_resumed = sorted(r["instance_id"] for r in [*(resumed or []), *(resumed_earlier or [])]
                          if r.get("status") != "success")
-    if not_resumed or budget.exhausted or (report.rows and report.outcome == "failure"):
+    if not_resumed or upstream_error or budget.exhausted or (report.rows and report.outcome == "failure"):
         from airflow.sdk.exceptions import AirflowException
 
         still = f"; STILL PAUSED (stopped or frozen): {', '.join(not_resumed)}" if not_resumed else ""
-        raise AirflowException(f"backup {report.outcome}: {len(failed_instances)} instance(s) failed "
+        why = f" ({upstream_error}: see its task log)" if upstream_error else ""
+        raise AirflowException(f"backup {report.outcome}{why}: {len(failed_instances)} instance(s) failed "
                                f"(max_errors={config.get('max_errors', 0)}){still}; report: {paths.get('txt')}")
     return summary
 
