@@ -24,6 +24,8 @@ from aliyun_ops.logic.naming import (
 from aliyun_ops.operators.ecs_pause import resume_early
 from aliyun_ops.operators.image_batch import (
     FAILED,
+    QUEUED,
+    SUBMIT_PARALLELISM,
     SKIPPED,
     STATE_COPY,
     STATE_CREATE,
@@ -150,7 +152,6 @@ class CreateImageOperator(BatchImageOperator):
             self.log.info("No instances to image")
             return []
         info = run_info(context)
-        date = run_date(context)
         hook = self.hook
         by_region: dict[str, list[dict]] = {}
         for item in items:
@@ -207,6 +208,18 @@ class CreateImageOperator(BatchImageOperator):
             res["_attempt"] = len(prior)  # earlier CreateFailed images: a new, still stable, token
             to_create.append(res)
 
+        for n, res in enumerate(to_create):
+            res.update(status=QUEUED, _order=n)
+        if self.resume_paused_after_snapshots:  # images of an earlier try, and instances that get no image
+            self._resume_after_snapshots(context, [r for r in results if r["status"] != QUEUED])
+        return self._wait_then_finish(context, results)
+
+    def _submit(self, context: Any, batch: list[dict]) -> None:
+        """CreateImage for each queued result of ``batch`` (in parallel); then, if asked, the early resume."""
+        info = run_info(context)
+        date = run_date(context)
+        days = check_retention_days(self.retention_days)
+        hook = self.hook
         values_base = {"date": date.strftime("%Y%m%d"), "datetime": date.strftime("%Y%m%d-%H%M%S"),
                        "run_id": info["run_id"], "dag_id": info["dag_id"]}
         lock = threading.Lock()
@@ -242,26 +255,29 @@ class CreateImageOperator(BatchImageOperator):
                 res.update(image_id=image_id, image_name=name)
             return image_id
 
-        if to_create:
-            self.log.info("Creating %d image(s) (concurrency %s, max_errors %s)", len(to_create), self.concurrency,
-                          self.max_errors)
-            outcomes = run_items(to_create, create_one, key=lambda r: r["instance_id"], concurrency=self.concurrency,
-                            max_errors=self.max_errors)
-            for res, outcome in zip(to_create, outcomes, strict=True):
-                res.pop("_attempt", None)
-                if outcome.status == SUCCESS:
-                    res.update(status="pending", image_status="Creating", _t0=time.time())
-                    remembered[f"{res['region']}/{res['instance_id']}"] = res["image_id"]
-                else:
-                    res.update(status=outcome.status, reason=outcome.error)
-            self.remember(context, STATE_CREATE, remembered)
+        self.log.info("Creating %d image(s) (concurrency %s, max_errors %s)", len(batch), self.concurrency,
+                      self.max_errors)
+        outcomes = run_items(batch, create_one, key=lambda r: r["instance_id"], concurrency=SUBMIT_PARALLELISM,
+                             max_errors="100%")
+        remembered: dict[str, str] = dict(self.recall(context, STATE_CREATE) or {})
+        for res, outcome in zip(batch, outcomes, strict=True):
+            if outcome.status == SUCCESS:
+                res.update(status="pending", image_status="Creating", _t0=time.time())
+                remembered[f"{res['region']}/{res['instance_id']}"] = res["image_id"]
+            else:
+                res.update(status=outcome.status, reason=outcome.error)
+        self.remember(context, STATE_CREATE, remembered)
         if self.resume_paused_after_snapshots:
-            self._resume_after_snapshots(context, results, found)
-        return self._wait_then_finish(context, results)
+            self._resume_after_snapshots(context, batch)
 
-    def _resume_after_snapshots(self, context: Any, results: list[dict], found: Mapping[str, dict]) -> None:
+    def _resume_after_snapshots(self, context: Any, results: list[dict]) -> None:
         """Resume each instance this run paused once its image's point in time is taken (or it has no image)."""
         this_run = run_info(context)["run_key"]
+        wanted: dict[str, list[str]] = {}
+        for res in results:
+            wanted.setdefault(res["region"], []).append(res["instance_id"])
+        found = {rec["InstanceId"]: rec for region, ids in wanted.items()
+                 for rec in self.hook.describe_instances(region, instance_ids=ids)}
         paused: dict[str, dict] = {}
         for res in results:
             rec = found.get(res["instance_id"]) or {}
@@ -418,7 +434,6 @@ class CopyImageOperator(BatchImageOperator):
             self.log.info("No images to copy")
             return []
         info = run_info(context)
-        date = run_date(context)
         hook = self.hook
         now = time.time()
 
@@ -482,73 +497,79 @@ class CopyImageOperator(BatchImageOperator):
             res["size_gib"] = res["size_gib"] or rec.get("Size")
             to_copy.append((src, res, dest, rec))
 
-        values_base = {"date": date.strftime("%Y%m%d"), "datetime": date.strftime("%Y%m%d-%H%M%S"),
-                       "run_id": info["run_id"], "dag_id": info["dag_id"]}
-
-        def copy_one(job: tuple[dict, dict, str, dict]) -> str:
-            src, res, dest, rec = job
-            src_tags = pv.tags_from_api(rec.get("Tags"))
-            if self.name_template:
-                template = self.name_template.replace("{image_id}", src["image_id"]).replace(
-                    "{source_image_name}", rec.get("ImageName", ""))
-                name = render_image_name(template, {**values_base, "instance_id": res["instance_id"],
-                                                    "instance_name": res["instance_name"], "region": src["region"],
-                                                    "destination_region": dest})
-            else:
-                name = sanitize_image_name(rec.get("ImageName") or f"copy-{src['image_id']}")
-            tags = pv.merge_tags(self.tags, pv.provenance_tags(
-                source_instance=res["instance_id"] or src_tags.get(pv.SOURCE_INSTANCE), source_region=src["region"],
-                source_image=src["image_id"], run_id=info["run_id"], run_key=info["run_key"],
-                dag_id=info["dag_id"],
-                policy=self.policy or src_tags.get(pv.POLICY), retention_days=days or src_tags.get(pv.RETENTION_DAYS)))
-            description = self.description or f"Copy of {src['image_id']} from {src['region']}"
-            copy_id = hook.copy_image(src["region"], src["image_id"], dest, name, description, tags,
-                                      self.encrypted or None, self.kms_key_id or None,
-                                      self.client_token(context, "copy-image", src["image_id"], dest))
-            res.update(image_id=copy_id, image_name=name)
-            return copy_id
-
         # ECS runs each destination's copy queue first come, first served: submitting the largest images
         # first turns that into longest-processing-time-first (the copy phase's makespan drops ~10%)
         to_copy.sort(key=lambda job: -source_size_gib(job[3]))
-        self._submit_order = {}
-        if to_copy:
-            self.log.info("Copying %d image(s) to %s (concurrency %s)", len(to_copy),
-                          sorted({d for _, _, d, _ in to_copy}), self.concurrency)
-            outcomes = run_items(to_copy, copy_one, key=lambda j: f"{j[0]['image_id']}->{j[2]}",
-                            concurrency=self.concurrency, max_errors=self.max_errors)
-            for n, ((src, res, dest, _), outcome) in enumerate(zip(to_copy, outcomes, strict=True)):
-                self._submit_order[res["image_id"]] = n
-                if outcome.status == SUCCESS:
-                    res.update(status="pending", image_status="Waiting", _t0=time.time(), _tagged=False)
-                    remembered[f"{src['image_id']}/{dest}"] = res["image_id"]
-                else:
-                    res.update(status=outcome.status, reason=outcome.error)
-            self.remember(context, STATE_COPY, remembered)
+        for n, (_, res, _, rec) in enumerate(to_copy):
+            res.update(status=QUEUED, _order=n, _src_name=rec.get("ImageName", ""),
+                       _src_tags=pv.tags_from_api(rec.get("Tags")))
         return self._wait_then_finish(context, results)
+
+    def _submit(self, context: Any, batch: list[dict]) -> None:
+        """CopyImage for each queued result of ``batch`` (in parallel, in queue order)."""
+        info = run_info(context)
+        date = run_date(context)
+        days = check_retention_days(self.retention_days)
+        hook = self.hook
+        values_base = {"date": date.strftime("%Y%m%d"), "datetime": date.strftime("%Y%m%d-%H%M%S"),
+                       "run_id": info["run_id"], "dag_id": info["dag_id"]}
+
+        def copy_one(res: dict) -> str:
+            source, region, dest = res["source_image_id"], res["source_region"], res["destination_region"]
+            src_tags = res["_src_tags"]
+            if self.name_template:
+                template = self.name_template.replace("{image_id}", source).replace(
+                    "{source_image_name}", res["_src_name"])
+                name = render_image_name(template, {**values_base, "instance_id": res["instance_id"],
+                                                    "instance_name": res["instance_name"], "region": region,
+                                                    "destination_region": dest})
+            else:
+                name = sanitize_image_name(res["_src_name"] or f"copy-{source}")
+            tags = pv.merge_tags(self.tags, pv.provenance_tags(
+                source_instance=res["instance_id"] or src_tags.get(pv.SOURCE_INSTANCE), source_region=region,
+                source_image=source, run_id=info["run_id"], run_key=info["run_key"], dag_id=info["dag_id"],
+                policy=self.policy or src_tags.get(pv.POLICY), retention_days=days or src_tags.get(pv.RETENTION_DAYS)))
+            description = self.description or f"Copy of {source} from {region}"
+            copy_id = hook.copy_image(region, source, dest, name, description, tags, self.encrypted or None,
+                                      self.kms_key_id or None, self.client_token(context, "copy-image", source, dest))
+            res.update(image_id=copy_id, image_name=name)
+            return copy_id
+
+        self.log.info("Copying %d image(s) to %s (concurrency %s)", len(batch),
+                      sorted({r["destination_region"] for r in batch}), self.concurrency)
+        outcomes = run_items(batch, copy_one, key=lambda r: f"{r['source_image_id']}->{r['destination_region']}",
+                             concurrency=SUBMIT_PARALLELISM, max_errors="100%")
+        remembered: dict[str, str] = dict(self.recall(context, STATE_COPY) or {})
+        for res, outcome in zip(batch, outcomes, strict=True):
+            if outcome.status == SUCCESS:
+                res.update(status="pending", image_status="Waiting", _t0=time.time(), _tagged=False)
+                remembered[f"{res['source_image_id']}/{res['destination_region']}"] = res["image_id"]
+            else:
+                res.update(status=outcome.status, reason=outcome.error)
+        self.remember(context, STATE_COPY, remembered)
 
     def _wait_items(self, results: Sequence[Mapping]) -> list[dict]:
         """In-flight copies in queue order (earlier tries' copies first, then as submitted): the watch
         predicts each destination's first-come-first-served queue from this order."""
-        order = getattr(self, "_submit_order", None) or {}
-        items = super()._wait_items(results)
-        return sorted(items, key=lambda i: order.get(i["id"], -1))
+        order = {r["image_id"]: r.get("_order", -1) for r in results}
+        return sorted(super()._wait_items(results), key=lambda i: order.get(i["id"], -1))
 
-    def _finish(self, context: Any, results: list[dict], event: Mapping | None) -> list[dict]:
-        tagged = {r["image_id"] for r in results if r.pop("_tagged", False)}
-        self._apply_event(results, event)
-        if self.mark_complete and event is not None:
-            by_dest: dict[str, list[dict]] = {}
-            for r in results:
-                if r["status"] == SUCCESS and r["image_id"] and r["image_id"] not in tagged:
-                    by_dest.setdefault(r["destination_region"], []).append(r)
-            for dest, rows in by_dest.items():
-                try:
-                    self.hook.tag_resources(dest, "image", [r["image_id"] for r in rows],
-                                            {pv.COPY_STATUS: pv.COPY_COMPLETE})
-                except AliyunApiError as err:  # the copy exists; retention will just treat it as incomplete
-                    for r in rows:
-                        r["reason"] = f"copy done, but tagging {pv.COPY_STATUS} failed: {api_reason(err)}"
-        return self._conclude(results)
+    def _apply_event(self, results: list[dict], event: Mapping | None) -> None:
+        """Also tag each copy that just became Available ``ops:copy-status=complete`` (batched TagResources)."""
+        super()._apply_event(results, event)
+        if not self.mark_complete or event is None:
+            return
+        by_dest: dict[str, list[dict]] = {}
+        for r in results:
+            if r["status"] == SUCCESS and r["image_id"] and not r.get("_tagged"):
+                by_dest.setdefault(r["destination_region"], []).append(r)
+        for dest, rows in by_dest.items():
+            try:
+                self.hook.tag_resources(dest, "image", [r["image_id"] for r in rows], {pv.COPY_STATUS: pv.COPY_COMPLETE})
+            except AliyunApiError as err:  # the copy exists; retention will just treat it as incomplete
+                for r in rows:
+                    r["reason"] = f"copy done, but tagging {pv.COPY_STATUS} failed: {api_reason(err)}"
+            for r in rows:
+                r["_tagged"] = True
 
 

@@ -20,10 +20,11 @@ from aliyun_ops.batch import errors_exceeded, run_batch
 from aliyun_ops.exceptions import AliyunApiError, TooManyItemFailures
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
-from aliyun_ops.logic.budget import ErrorBudget, check_concurrency
+from aliyun_ops.logic.budget import ErrorBudget, check_concurrency, resolve_concurrency
 from aliyun_ops.operators.base import AliyunBaseOperator, run_key
 from aliyun_ops.triggers.base import deadline_from
 from aliyun_ops.triggers.ecs_images import (
+    PROGRESS,
     ImagesAvailableTrigger,
     PollPlan,
     ResourceWatch,
@@ -33,6 +34,10 @@ from aliyun_ops.triggers.ecs_images import (
 )
 
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+QUEUED = "queued"
+"""An item waiting for a slot of the window (``concurrency`` items in flight at once)."""
+SUBMIT_PARALLELISM = 10
+"""Create/copy calls sent at once when a window opens (the hook's rate limit applies on top)."""
 SOURCE_DISK = "ops:source-disk"
 """Provenance tag of snapshots we create (the disk they were taken of)."""
 STATE_CREATE = "aliyun_ops.create_image"
@@ -199,25 +204,67 @@ class BatchImageOperator(AliyunBaseOperator):
         return {pv.RUN_KEY: info["run_key"], pv.DAG_ID: info["dag_id"], pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}
 
     def _wait_then_finish(self, context: Any, results: list[dict]) -> list[dict]:
-        items = self._wait_items(results)
-        if not items or not self.wait_for_completion:
-            return self._finish(context, results, None)
-        deadline = deadline_from(self._timeout_seconds)
-        trigger_cls = ImagesAvailableTrigger if self.watch_kind == "image" else SnapshotsReadyTrigger
-        probe_tags = self._probe_tags(context)
-        if self.deferrable:
-            self.log.info("Deferring: waiting for %d %s(s) (timeout %.0fs)", len(items), self.watch_kind,
-                          self._timeout_seconds)
-            # the results travel in the trigger's echo: dag.test() drops defer(kwargs=...) on resume
-            self.defer(trigger=trigger_cls(items=items, aliyun_conn_id=self.aliyun_conn_id, region=self.region,
-                                           poll_interval=float(self.poll_interval), deadline=deadline,
-                                           echo={"results": results}, probe_tags=probe_tags),
-                       method_name="execute_complete", timeout=timedelta(seconds=self._timeout_seconds + 600))
-        event = self._poll_in_process(items, deadline, probe_tags)
-        return self._finish(context, results, event)
+        """Submit what is queued within the window, wait, and go on until every item is final."""
+        return self._run_window(context, results, deadline_from(self._timeout_seconds))
+
+    # -- the sliding window ------------------------------------------------------------------------
+    def _submit(self, context: Any, batch: list[dict]) -> None:
+        """Start the queued items of ``batch`` (subclasses): each ends ``pending`` (with its id) or final."""
+        raise NotImplementedError(f"{type(self).__name__} queues items but cannot submit them")
+
+    def _window(self, results: Sequence[Mapping]) -> int:
+        """Items in flight at once: ``concurrency`` (a percentage of all items, rounded up); everything
+        when not waiting (nothing would ever free a slot)."""
+        if not self.wait_for_completion:
+            return max(1, len(results))
+        return resolve_concurrency(self.concurrency, len(results))
+
+    def _run_window(self, context: Any, results: list[dict], deadline: float | None) -> list[dict]:
+        """``concurrency`` bounds the items in flight (submitted and not final), not only the call rate: queued
+        items are submitted as slots free, in their ``_order``; once failures exceed ``max_errors`` the rest
+        are skipped. Waits are deferred with ``return_when="first"`` while items are queued."""
+        while True:
+            queued = sorted((r for r in results if r.get("status") == QUEUED), key=lambda r: r.get("_order", 0))
+            if queued and deadline is not None and time.time() >= deadline:
+                for r in queued:
+                    r.update(status=FAILED, reason=f"not started: the {self._timeout_seconds:.0f}s timeout passed")
+                queued = []
+            if queued:
+                budget = ErrorBudget.of(self.max_errors, len(results))
+                budget.fail(sum(1 for r in results if r.get("status") == FAILED))
+                if budget.exhausted:
+                    for r in queued:
+                        r.update(status=SKIPPED, reason=f"not started: more than {budget.allowed} errors (max_errors)")
+                    queued = []
+            in_flight = sum(1 for r in results if r.get("status") == "pending")
+            batch = queued[:max(0, self._window(results) - in_flight)]
+            if batch:
+                self.log.info("submitting %d of %d queued item(s) (%d in flight, window %d)", len(batch),
+                              len(queued), in_flight, self._window(results))
+                self._submit(context, batch)
+                queued = [r for r in queued if r.get("status") == QUEUED]
+            items = self._wait_items(results)
+            if not self.wait_for_completion or (not items and not queued):
+                return self._finish(context, results, None if not self.wait_for_completion else {"items": {}})
+            if not items:  # everything submitted in this round failed at once: refill
+                continue
+            return_when = "first" if queued else "all"
+            probe_tags = self._probe_tags(context) if return_when == "all" else None
+            if self.deferrable:
+                self.log.info("Deferring: waiting for %s of %d %s(s), %d queued (timeout %.0fs)",
+                              "one" if return_when == "first" else "all", len(items), self.watch_kind, len(queued),
+                              self._timeout_seconds)
+                trigger_cls = ImagesAvailableTrigger if self.watch_kind == "image" else SnapshotsReadyTrigger
+                # the results travel in the trigger's echo: dag.test() drops defer(kwargs=...) on resume
+                self.defer(trigger=trigger_cls(items=items, aliyun_conn_id=self.aliyun_conn_id, region=self.region,
+                                               poll_interval=float(self.poll_interval), deadline=deadline,
+                                               echo={"results": results, "deadline": deadline},
+                                               probe_tags=probe_tags, return_when=return_when),
+                           method_name="execute_complete", timeout=timedelta(seconds=self._timeout_seconds + 600))
+            self._apply_event(results, self._poll_in_process(items, deadline, probe_tags, return_when))
 
     def _poll_in_process(self, items: list[dict], deadline: float | None,
-                         probe_tags: Mapping[str, str] | None = None) -> dict:
+                         probe_tags: Mapping[str, str] | None = None, return_when: str = "all") -> dict:
         """Same logic as the trigger (:class:`PollPlan`: probe, read the front, sleep by prediction) in the worker."""
         watch = ResourceWatch(items, kind=self.watch_kind)
         plan = PollPlan(watch, poll_interval=float(self.poll_interval), deadline=deadline, probe_tags=probe_tags)
@@ -243,6 +290,8 @@ class BatchImageOperator(AliyunBaseOperator):
                     self.log.info("%s wait: %s", self.watch_kind, watch.summary(now))
                 if watch.done:
                     return watch.event("success")
+                if return_when == "first" and watch.any_terminal:
+                    return watch.event(PROGRESS)
                 if plan.expired(now):
                     return watch.event("timeout", message=f"deadline passed: {watch.summary(now)}")
                 time.sleep(plan.wait(now))
@@ -252,25 +301,31 @@ class BatchImageOperator(AliyunBaseOperator):
     def execute_complete(self, context: Any, event: Mapping | None = None, results: list[dict] | None = None):
         if event is None:
             raise AirflowException(f"{self.task_id}: resumed without a trigger event")
-        if results is None:
-            results = ((event.get("echo") or {}).get("results")) or []
-        return self._finish(context, [dict(r) for r in results], event)
+        echo = event.get("echo") or {}
+        results = [dict(r) for r in (results if results is not None else echo.get("results") or [])]
+        self._apply_event(results, event)
+        deadline = echo.get("deadline")
+        return self._run_window(context, results, float(deadline) if deadline is not None else None)
 
     def _apply_event(self, results: list[dict], event: Mapping | None) -> None:
-        """Turn pending results into success/failed from the watch event (None: not waited for)."""
+        """Turn pending results into success/failed from the watch event (None: not waited for). A
+        ``progress`` event (some items final) leaves the others pending."""
         items = (event or {}).get("items") or {}
-        timed_out = set((event or {}).get("timed_out") or [])
+        partial = (event or {}).get("status") == PROGRESS
+        timed_out = set((event or {}).get("timed_out") or []) if not partial else set()
         err_msg = (event or {}).get("message") if (event or {}).get("status") == "error" else None
         for r in results:
             if r.get("status") != "pending":
                 continue
             rid = r[self._id_field]
-            t0 = r.pop("_t0", None)
             if event is None:
                 r["status"] = SUCCESS
                 r["reason"] = r.get("reason") or "submitted (not waiting for completion)"
                 continue
             state = items.get(rid) or {}
+            if partial and not state.get("observed_at"):
+                continue
+            t0 = r.pop("_t0", None)
             r[f"{self.watch_kind}_status"] = state.get("status", r.get(f"{self.watch_kind}_status"))
             if state.get("size_gib") is not None:
                 r["size_gib"] = state["size_gib"]
@@ -289,10 +344,11 @@ class BatchImageOperator(AliyunBaseOperator):
             else:
                 r["status"] = FAILED
                 r["reason"] = state.get("reason") or f"{self.watch_kind} is {status}"
-        for r in results:
-            r.pop("_t0", None)
 
     def _conclude(self, results: list[dict]) -> list[dict]:
+        for r in results:
+            for key in [k for k in r if k.startswith("_")]:
+                del r[key]
         counts = {s: sum(1 for r in results if r.get("status") == s) for s in (SUCCESS, FAILED, SKIPPED)}
         self.log.info("%s: %d succeeded, %d failed, %d skipped", self.task_id, counts[SUCCESS], counts[FAILED],
                       counts[SKIPPED])

@@ -28,6 +28,9 @@ probing, possibly well after the fact). Exactly one :class:`TriggerEvent` is yie
 ``echo`` carries the deferring operator's in-flight results through the deferral: ``dag.test()``
 resumes a task with ``next_kwargs={"event": ...}`` only, dropping ``defer(kwargs=...)``.
 
+With ``return_when="first"`` (an operator's sliding window waiting for a free slot) the trigger ends as
+soon as any item is terminal, with ``status == "progress"``; the others are still pending.
+
 ``status == "success"`` means every item reached a terminal state (some may have failed: look at
 each item's ``status``). ``"error"`` is a permanent API error (the hook already retried the
 transient ones); the items carry what was known at that point.
@@ -53,6 +56,9 @@ from aliyun_ops.triggers.base import AliyunBaseTrigger
 
 MISSING = "Missing"
 """Status given to an id the API no longer (or never) returns: deleted, or a wrong id."""
+PROGRESS = "progress"
+"""Event status of a watch with ``return_when="first"`` that ends because some (not all) items are final."""
+RETURN_WHEN = ("all", "first")
 
 IMAGE_OK = frozenset({"Available", "Deprecated"})
 IMAGE_FAILED = frozenset({"CreateFailed", "UnAvailable", MISSING})
@@ -230,6 +236,11 @@ class ResourceWatch:
     @property
     def done(self) -> bool:
         return all(t.terminal for t in self.items.values())
+
+    @property
+    def any_terminal(self) -> bool:
+        """Some item is final: a slot of the operator's window is free."""
+        return any(t.terminal for t in self.items.values())
 
     def next_eta(self, now: float) -> float | None:
         """Seconds until the soonest pending item is expected to finish (None: no estimate yet)."""
@@ -505,11 +516,14 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
 
     kind: ClassVar[str] = "image"
     id_key: ClassVar[str] = "image_id"
-    serialized_fields: ClassVar[tuple[str, ...]] = ("items", "missing_polls", "echo", "probe_tags")
+    serialized_fields: ClassVar[tuple[str, ...]] = ("items", "missing_polls", "echo", "probe_tags", "return_when")
 
     def __init__(self, *, items: Sequence[Mapping[str, str]], missing_polls: int = 2, echo: Any = None,
-                 probe_tags: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+                 probe_tags: Mapping[str, str] | None = None, return_when: str = "all", **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if return_when not in RETURN_WHEN:
+            raise ValueError(f"return_when must be one of {RETURN_WHEN}, got {return_when!r}")
+        self.return_when = return_when
         self.echo = echo  # JSON-safe data handed back unchanged in the event (the operator's in-flight state)
         self.items = [{"region": i["region"], "id": i["id"]} for i in normalize_items(
             items, default_region=kwargs.get("region"), id_key=self.id_key)]
@@ -558,6 +572,9 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
                                   _human(plan.wait(now)))
                 if watch.done:
                     yield TriggerEvent(self._event(watch, "success"))
+                    return
+                if self.return_when == "first" and watch.any_terminal:
+                    yield TriggerEvent(self._event(watch, PROGRESS))
                     return
                 if self.expired():
                     yield TriggerEvent(self._event(watch, "timeout", message=f"deadline passed: {watch.summary(now)}"))
