@@ -168,9 +168,9 @@ with DAG(
         """Per instance and region: ids, sizes, durations, downtime, status, reason; artifact, email, assets.
 
         Written whatever happened; the run then fails if items failed past max_errors or a resume failed."""
-        from aliyun_ops.pipelines.backup_report import finish_backup
-
         from airflow.sdk.exceptions import AirflowFailException
+
+        from aliyun_ops.pipelines.backup_report import finish_backup
 
         if config is None:
             raise AirflowFailException("nothing was done: the parameters are invalid (see resolve_config's log)")

@@ -25,10 +25,10 @@ from aliyun_ops.operators.ecs_pause import resume_early
 from aliyun_ops.operators.image_batch import (
     FAILED,
     QUEUED,
-    SUBMIT_PARALLELISM,
     SKIPPED,
     STATE_COPY,
     STATE_CREATE,
+    SUBMIT_PARALLELISM,
     SUCCESS,
     BatchImageOperator,
     all_static,
