@@ -46,16 +46,6 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
 
-    # the safety net, first thing after the params are checked: whatever an earlier run of this DAG left
-    # stopped or frozen (a run marked failed by hand, a killed scheduler, a teardown that could not run) is
-    # resumed, in every region; if that fails nothing more is paused (the report says why)
-    resume_earlier = ResumePausedOperator(
-        task_id="resume_earlier_runs",
-        scope="dag",
-        thaw_command=THAW,
-        retries=1,
-    )
-
     @task(multiple_outputs=True)
     def resolve_config(**context) -> dict:
         """Validate the params beyond their JSON schema and fill defaults (no API call)."""
@@ -70,6 +60,17 @@ with DAG(
             raise AirflowFailException(str(exc)) from None
 
     config = resolve_config()
+
+    # the safety net, first thing after the params are checked: whatever an earlier run of this DAG left
+    # stopped or frozen (a run marked failed by hand, a killed scheduler, a teardown that could not run) is
+    # resumed, in every region; if that fails nothing more is paused (the report says why)
+    resume_earlier = ResumePausedOperator(
+        task_id="resume_earlier_runs",
+        scope="dag",
+        thaw_command=THAW,
+        poll_interval=config["poll_interval"],
+        retries=1,
+    )
 
     select = SelectInstancesOperator(
         task_id="select_instances",

@@ -103,6 +103,25 @@ def test_image_task_failing_while_deferred_still_restarts(run_dag, emulator, fle
     settle_and_check(emulator, fleet)
 
 
+def test_triggerer_dying_while_images_are_awaited_still_restarts(run_dag, emulator, fleet, monkeypatch):
+    """create_images is deferred when its trigger dies (a killed triggerer: the task fails): the teardown
+    still starts every instance the run stopped."""
+    from aliyun_ops.triggers.ecs_images import ImagesAvailableTrigger
+
+    async def killed(self):
+        raise RuntimeError("triggerer killed")
+        yield  # pragma: no cover - makes this an async generator
+
+    monkeypatch.setattr(ImagesAvailableTrigger, "run", killed)
+    # and no early resume either (as if the worker died right after CreateImage): only the teardown is left
+    monkeypatch.setattr("aliyun_ops.operators.ecs_images.resume_early", lambda *a, **k: {})
+    dag_run = run_dag(DAG_ID, conf={**CONF, "consistency": "stop"})
+    assert dag_run.state == "failed"
+    ti = {t.task_id: t.state for t in dag_run.get_task_instances()}
+    assert ti["create_images"] == "failed" and ti["resume_instances"] == "success"
+    settle_and_check(emulator, fleet)
+
+
 def test_next_run_resumes_what_an_earlier_run_left_paused(run_dag, emulator, ecs_client, fleet):
     from alibabacloud_ecs20140526 import models as m
 
