@@ -453,3 +453,45 @@ def test_temp_instance_dag_setup_teardown(run_dag, aliyun_env, emulator):
     assert states["create_worker"] == "success" and states["delete_worker"] == "success"
     assert emulator.admin.table("ecs.instances") == {}
     assert counters(emulator, "RunCommand") == 1
+
+
+# -- fail safe (issue 8) ----------------------------------------------------------------------------
+@pytest.mark.parametrize("op_class, start_status, action", [
+    (StopInstancesOperator, "Running", "ecs:StopInstances"),
+    (StartInstancesOperator, "Stopped", "ecs:StartInstances"),
+])
+def test_power_call_applied_but_answer_lost_counts_as_done(fleet, op_class, start_status, action):
+    """drop_after: the call is applied, the answer lost, the hook's retry answered IncorrectInstanceStatus;
+    DescribeInstances shows the instances moving: success, not failure."""
+    emu, load = fleet
+    load({"instances": [{"region": HZ, "count": 3, "status": start_status}]})
+    emu.admin.set_faults({"rules": [{"action": action, "kind": "drop_after", "count": 1}]})
+    out = run_op(op_class(task_id="power", instances=ids_of(emu), region=HZ, poll_interval=0.2), ctx("power"))
+    assert [r["status"] for r in out] == ["success"] * 3
+    assert any(c["code"] == "ConnectionDroppedAfter" for c in emu.admin.calls()["recent"])
+
+
+def test_stop_marks_paused_before_stopping_and_pushes_results_before_failing(fleet):
+    emu, load = fleet
+    load({"instances": [{"region": HZ, "count": 2, "status": "Running"}]})
+    ids = ids_of(emu)
+    context = ctx("stop", run_id="manual__2024-01-01")
+    out = run_op(StopInstancesOperator(task_id="stop", instances=[*ids, "i-gone1"], region=HZ, mark_paused=True,
+                                       max_errors=1, poll_interval=0.2), context)
+    assert [r["status"] for r in out] == ["success", "success", "failed"]
+    table = emu.admin.table("ecs.instances")
+    for iid in ids:
+        tags = table[iid]["Tags"]
+        assert tags["ops:paused-by"] == "manual__2024-01-01" and tags["ops:paused-mode"] == "stop"
+        assert tags["ops:paused-dag"] == "test_dag" and tags["ops:paused-at"]
+    failing = ctx("stop")
+    with pytest.raises(TooManyItemFailures):
+        StopInstancesOperator(task_id="stop", instances=["i-gone1", "i-gone2"], region=HZ, mark_paused=True,
+                              deferrable=False).execute(failing)
+    assert [r["status"] for r in failing["ti"].xcoms["results"]] == ["failed", "failed"]
+
+
+def test_start_of_an_empty_list_is_a_no_op(fleet):
+    emu, _ = fleet
+    assert StartInstancesOperator(task_id="start", instances=[], region=HZ, deferrable=False).execute(ctx()) == []
+    assert not any(k.startswith("ecs:Start") for k in emu.admin.calls()["counters"])

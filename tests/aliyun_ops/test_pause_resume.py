@@ -1,0 +1,94 @@
+"""Pausing and resuming (issue 8): RunCommand/Stop mark what they pause, ResumePausedOperator undoes it."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.sdk.exceptions import AirflowException
+
+from aliyun_ops.logic import pause
+from aliyun_ops.operators.ecs_commands import RunCommandOperator
+from aliyun_ops.operators.ecs_pause import ResumePausedOperator
+from aliyun_ops.operators.ecs_instances import StopInstancesOperator
+from tests.aliyun_ops.test_instance_operators import FakeTI, ctx, ids_of, run_op
+
+HZ, BJ = "cn-hangzhou", "cn-beijing"
+THAW = "#!/bin/bash\n# thaw\necho thawed"
+
+
+@pytest.fixture
+def emu(aliyun_env):
+    return aliyun_env(retry_base_delay=0.01, retry_max_delay=0.05)
+
+
+def tags(emu, iid):
+    return emu.admin.table("ecs.instances")[iid]["Tags"]
+
+
+def statuses(emu):
+    return {i: r["Status"] for i, r in emu.admin.table("ecs.instances").items()}
+
+
+def test_run_command_on_an_empty_list_is_a_no_op(emu):
+    context = ctx("cmd")
+    assert RunCommandOperator(task_id="cmd", instances=[], command_content="true", region=HZ).execute(context) == []
+    assert context["ti"].xcoms["results"] == []
+
+
+def test_freeze_marks_every_instance_even_where_the_command_fails_and_resume_thaws_them(emu):
+    emu.admin.load_fleet({"instances": [{"region": HZ, "count": 3, "status": "Running"}]})
+    ids = ids_of(emu)
+    emu.admin.request("POST", "command-behaviour", {"rules": [
+        {"match": "freeze-now", "instance_ids": [ids[0]], "exit_code": 1}]})
+    out = run_op(RunCommandOperator(task_id="pre", instances=ids, region=HZ, command_content="echo freeze-now",
+                                    mark_paused=True, max_errors=1, poll_interval=0.2), ctx("pre"))
+    assert [r["status"] for r in out].count("failed") == 1
+    assert all(tags(emu, i)[pause.PAUSED_MODE] == pause.FREEZE for i in ids)
+    context = ctx("resume")
+    result = ResumePausedOperator(task_id="resume", regions=[HZ], thaw_command=THAW, poll_interval=0.2).execute(context)
+    assert sorted(r["instance_id"] for r in result if r["action"] == "thaw" and r["status"] == "success") == ids
+    assert all(pause.PAUSED_BY not in tags(emu, i) for i in ids)
+    assert context["ti"].xcoms["results"] == result
+
+
+def test_resume_waits_for_a_stop_in_flight_then_starts_and_only_this_runs_pauses(emu):
+    emu.admin.load_fleet({"instances": [{"region": HZ, "count": 2, "status": "Running"},
+                                        {"region": BJ, "count": 1, "status": "Running"}]})
+    hz, bj = ids_of(emu, HZ), ids_of(emu, BJ)
+    StopInstancesOperator(task_id="stop", instances=bj, region=BJ, mark_paused=True, poll_interval=0.2,
+                          deferrable=False).execute(ctx("stop", run_id="run-b"))
+    emu.admin.clock(freeze=True)
+    run_op(StopInstancesOperator(task_id="stop", instances=hz, region=HZ, mark_paused=True,
+                                 wait_for_completion=False), ctx("stop", run_id="run-a"))
+    assert {statuses(emu)[i] for i in hz} == {"Stopping"}          # the stop is still in flight
+    emu.admin.clock(freeze=False)
+    result = ResumePausedOperator(task_id="resume", poll_interval=0.2).execute(ctx("resume", run_id="run-a"))
+    assert sorted(r["instance_id"] for r in result) == hz           # scope="run": run-b's pause is not ours
+    assert all(r["action"] == "start" and r["paused_seconds"] is not None for r in result)
+    assert {statuses(emu)[i] for i in hz} == {"Running"} and statuses(emu)[bj[0]] == "Stopped"
+    # the safety net of the next run (scope="dag") finds run-b's pause in another region
+    net = ResumePausedOperator(task_id="net", scope="dag", poll_interval=0.2).execute(ctx("net", run_id="run-c"))
+    assert [r["instance_id"] for r in net] == bj and statuses(emu)[bj[0]] == "Running"
+    assert pause.PAUSED_BY not in tags(emu, bj[0])
+
+
+def test_resume_that_cannot_thaw_fails_loudly_and_keeps_the_tags(emu):
+    emu.admin.load_fleet({"instances": [{"region": HZ, "count": 1, "status": "Running"}]})
+    iid = ids_of(emu)[0]
+    run_op(RunCommandOperator(task_id="pre", instances=[iid], region=HZ, command_content="echo freeze",
+                              mark_paused=True, poll_interval=0.2), ctx("pre"))
+    emu.admin.request("POST", "command-behaviour", {"rules": [{"match": "thaw", "exit_code": 2}]})
+    context = ctx("resume")
+    with pytest.raises(AirflowException, match="could not be resumed"):
+        ResumePausedOperator(task_id="resume", regions=[HZ], thaw_command=THAW, poll_interval=0.2).execute(context)
+    assert context["ti"].xcoms["results"][0]["status"] == "failed"
+    assert tags(emu, iid)[pause.PAUSED_MODE] == pause.FREEZE         # the next run will try again
+    with pytest.raises(AirflowException, match="no thaw_command"):
+        ResumePausedOperator(task_id="resume", regions=[HZ], poll_interval=0.2).execute(ctx("resume"))
+
+
+def test_resume_rejects_bad_input_before_any_call(emu):
+    for kwargs in ({"scope": "everything"}, {"poll_interval": 0}, {"regions": ["not a region"]},
+                   {"thaw_command_type": "RunCobol"}):
+        with pytest.raises(ValueError):
+            ResumePausedOperator(task_id="r", **kwargs).execute({"ti": FakeTI("r"), "run_id": "x"})
+    assert not emu.admin.calls()["counters"]
