@@ -7,8 +7,8 @@ from airflow.sdk.exceptions import AirflowException
 
 from aliyun_ops.logic import pause
 from aliyun_ops.operators.ecs_commands import RunCommandOperator
-from aliyun_ops.operators.ecs_pause import ResumePausedOperator
 from aliyun_ops.operators.ecs_instances import StopInstancesOperator
+from aliyun_ops.operators.ecs_pause import ResumePausedOperator
 from tests.aliyun_ops.test_instance_operators import FakeTI, ctx, ids_of, run_op
 
 HZ, BJ = "cn-hangzhou", "cn-beijing"
