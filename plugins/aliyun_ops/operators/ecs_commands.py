@@ -8,14 +8,14 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from aliyun_ops.exceptions import AliyunApiError
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import pause
 from aliyun_ops.logic.budget import ErrorBudget, check_concurrency, resolve_concurrency
-from aliyun_ops.operators.base import AliyunBaseOperator, run_key
+from aliyun_ops.operators.base import AliyunBaseOperator
 from aliyun_ops.operators.ecs_instances import (
     FAILED,
     SKIPPED,
@@ -26,6 +26,7 @@ from aliyun_ops.operators.ecs_instances import (
     describe_targets,
     enforce_budget,
     log_results,
+    mark_paused,
     normalize_instances,
     result,
 )
@@ -299,15 +300,7 @@ class RunCommandOperator(AliyunBaseOperator):
 
     def _mark_paused(self, context: Any, hook: EcsHook, region: str, ids: list[str]) -> str | None:
         """With ``mark_paused``: tag ``ids`` ``ops:paused-mode=freeze`` before the command; the error if that failed."""
-        if not self.mark_paused:
-            return None
-        tags = pause.pause_tags(run_key=run_key(context), dag_id=context["ti"].dag_id, mode=pause.FREEZE,
-                                at=datetime.now(UTC))
-        try:
-            hook.tag_resources(region, "instance", ids, tags)
-        except AliyunApiError as err:
-            return f"not run: could not tag it {pause.PAUSED_BY} first ({err.code}: {err.message})"
-        return None
+        return mark_paused(hook, context, region, ids, pause.FREEZE, "not run") if self.mark_paused else None
 
     def execute_complete(self, context: Any, event: dict | None = None, state: dict | None = None) -> list[dict]:
         state = state or (event or {}).get("carry")

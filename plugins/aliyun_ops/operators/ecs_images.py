@@ -36,9 +36,9 @@ from aliyun_ops.operators.image_batch import (
     as_list,
     check_retention_days,
     describe_by_region,
+    naming_values,
     normalize_images,
     normalize_instances,
-    run_date,
     run_info,
     run_items,
     short_hash,
@@ -217,11 +217,9 @@ class CreateImageOperator(BatchImageOperator):
     def _submit(self, context: Any, batch: list[dict]) -> None:
         """CreateImage for each queued result of ``batch`` (in parallel); then, if asked, the early resume."""
         info = run_info(context)
-        date = run_date(context)
         days = check_retention_days(self.retention_days)
         hook = self.hook
-        values_base = {"date": date.strftime("%Y%m%d"), "datetime": date.strftime("%Y%m%d-%H%M%S"),
-                       "run_id": info["run_id"], "dag_id": info["dag_id"]}
+        values_base = naming_values(context)
         lock = threading.Lock()
 
         def create_one(res: dict) -> str:
@@ -508,11 +506,9 @@ class CopyImageOperator(BatchImageOperator):
     def _submit(self, context: Any, batch: list[dict]) -> None:
         """CopyImage for each queued result of ``batch`` (in parallel, in queue order)."""
         info = run_info(context)
-        date = run_date(context)
         days = check_retention_days(self.retention_days)
         hook = self.hook
-        values_base = {"date": date.strftime("%Y%m%d"), "datetime": date.strftime("%Y%m%d-%H%M%S"),
-                       "run_id": info["run_id"], "dag_id": info["dag_id"]}
+        values_base = naming_values(context)
 
         def copy_one(res: dict) -> str:
             source, region, dest = res["source_image_id"], res["source_region"], res["destination_region"]

@@ -149,6 +149,17 @@ def describe_targets(hook: EcsHook, targets: Sequence[Mapping[str, Any]]) -> dic
     return found
 
 
+def mark_paused(hook: EcsHook, context: Any, region: str, ids: list[str], mode: str, refusal: str) -> str | None:
+    """Tag ``ids`` ``ops:paused-*`` (this run, ``mode``) before a disruptive call; returns the reason to give
+    each instance (``refusal`` + why) if tagging failed, in which case the caller must not pause them."""
+    tags = pause.pause_tags(run_key=run_key(context), dag_id=context["ti"].dag_id, mode=mode, at=datetime.now(UTC))
+    try:
+        hook.tag_resources(region, "instance", ids, tags)
+    except AliyunApiError as err:
+        return f"{refusal}: could not tag it {pause.PAUSED_BY} first ({err.code}: {err.message})"
+    return None
+
+
 def select_by_tags(hook: EcsHook, regions: Sequence[str], tags: Mapping[str, str]) -> list[dict]:
     out = []
     for region in regions:
@@ -350,16 +361,9 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
         raise NotImplementedError
 
     def _mark_paused(self, context: Any, hook: EcsHook, region: str, ids: list[str]) -> str | None:
-        """Tag ``ids`` ``ops:paused-*`` before the disruptive call; the error text if tagging failed."""
         if not (self.mark_paused and self.pause_mode):
             return None
-        tags = pause.pause_tags(run_key=run_key(context), dag_id=context["ti"].dag_id, mode=self.pause_mode,
-                                at=datetime.now(UTC))
-        try:
-            hook.tag_resources(region, "instance", ids, tags)
-        except AliyunApiError as err:
-            return f"not {self.target_status.lower()}: could not tag it {pause.PAUSED_BY} first ({err.code}: {err.message})"
-        return None
+        return mark_paused(hook, context, region, ids, self.pause_mode, f"not {self.target_status.lower()}")
 
     def _call_idempotent(self, hook: EcsHook, region: str, ids: list[str]) -> dict[str, dict]:
         """Call the API; an instance whose answer is an error (or no answer: a dropped connection, a retried

@@ -122,6 +122,14 @@ def run_date(context: Any) -> datetime:
     return datetime.now(UTC)
 
 
+def naming_values(context: Any) -> dict[str, str]:
+    """The run's fields of a name template: ``date``, ``datetime`` (of the logical date), ``run_id``, ``dag_id``."""
+    info = run_info(context)
+    date = run_date(context)
+    return {"date": date.strftime("%Y%m%d"), "datetime": date.strftime("%Y%m%d-%H%M%S"), "run_id": info["run_id"],
+            "dag_id": info["dag_id"]}
+
+
 def api_reason(exc: BaseException) -> str:
     if isinstance(exc, AliyunApiError):
         rid = f" (RequestId {exc.request_id})" if exc.request_id else ""
