@@ -328,7 +328,7 @@ class Options:
     time_scale: float | None = None          # fixed scale for everything (overrides the two above)
     qps: Mapping[str, float] | None = None   # emulator per-action QPS limits, real seconds
     poll_interval: int = 1                   # DAG param, real seconds
-    concurrency: int | str = 10              # DAG param
+    concurrency: int | str = "100%"          # DAG param: every build and copy in flight (the ideal assumes it)
     parallelism: int = 8                     # Airflow [core] parallelism (LocalExecutor processes)
     seed_mode: str = "intended"
     faithful_seed_sizes: Sequence[int] = (10,)
