@@ -136,7 +136,7 @@ with DAG(
         policy=POLICY,
         retention_days=config["retention_days"],
         timeout=config["timeout_seconds"],
-        resume_paused_after_snapshots=True,
+        resume_paused_after_snapshots=config["pauses"],
         thaw_command=THAW,
         **batch_args,
     )

@@ -88,7 +88,7 @@ class CreateImageOperator(BatchImageOperator):
 
     template_fields = ("aliyun_conn_id", "region", "instances", "instance_tags", "image_name_template",
                        "description", "tags", "policy", "retention_days", "concurrency", "max_errors",
-                       "poll_interval", "timeout", "thaw_command")
+                       "poll_interval", "timeout", "thaw_command", "resume_paused_after_snapshots")
     template_fields_renderers = {"tags": "json", "instances": "json"}
     result_key_fields = ("region", "instance_id")
 

@@ -119,7 +119,7 @@ def resolve_backup_config(params: Mapping[str, Any], default_region: str | None)
     return {
         "source_regions": sources, "destination_regions": destinations, "tags": tags, "instance_ids": ids,
         "allow_empty": bool(params.get("allow_empty", False)),
-        "consistency": consistency, "image_name_template": template,
+        "consistency": consistency, "pauses": consistency != "none", "image_name_template": template,
         "extra_tags": dict(params.get("extra_tags") or {}), "encrypted": encrypted, "kms_key_id": kms,
         "concurrency": params.get("concurrency", 10), "max_errors": params.get("max_errors", 0),
         "timeout_seconds": int(params.get("timeout_minutes", 360)) * 60,
