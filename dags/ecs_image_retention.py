@@ -10,8 +10,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable, Param, task
 
+from aliyun_ops.logic import ids
 from aliyun_ops.operators.ecs import PruneBackupImagesOperator
-from aliyun_ops.pipelines.backup_params import REGION_PATTERN
 
 with DAG(
     dag_id="ecs_image_retention",
@@ -24,7 +24,7 @@ with DAG(
     tags=["aliyun", "ecs", "retention"],
     doc_md=__doc__,
     params={
-        "regions": Param([], type="array", items={"type": "string", "pattern": REGION_PATTERN}, uniqueItems=True,
+        "regions": Param([], type="array", items=ids.schema("region"), uniqueItems=True,
                          title="Regions", description="Source and DR regions. Empty: the connection's region."),
         "retention_days": Param(7, type="integer", minimum=1, maximum=3650, title="Retention days"),
         "keep_last": Param(3, type="integer", minimum=1, maximum=100, title="Keep at least",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param, task
 
+from aliyun_ops.logic import ids
 from aliyun_ops.operators.ecs import ReplaceSystemDiskOperator
-from aliyun_ops.pipelines.backup_params import INSTANCE_ID_PATTERN, REGION_PATTERN
 
 with DAG(
     dag_id="ecs_restore_system_disk",
@@ -23,12 +23,12 @@ with DAG(
     tags=["aliyun", "ecs", "restore"],
     doc_md=__doc__,
     params={
-        "instance_id": Param(type="string", pattern=INSTANCE_ID_PATTERN, title="Instance id"),
+        "instance_id": Param(type="string", pattern=ids.pattern("instance"), title="Instance id"),
         "confirm_instance_id": Param(type="string", title="Type the instance id again",
                                      description="The instance's system disk is replaced: its data is lost."),
-        "region": Param(None, type=["null", "string"], pattern=REGION_PATTERN, title="Region",
+        "region": Param(None, type=["null", "string"], pattern=ids.pattern("region"), title="Region",
                         description="Empty: the connection's region."),
-        "image_id": Param(None, type=["null", "string"], pattern=r"^m-[a-z0-9]+$", title="Image id",
+        "image_id": Param(None, type=["null", "string"], pattern=ids.pattern("image"), title="Image id",
                           description="Empty: the instance's newest complete backup image."),
     },
 ) as dag:

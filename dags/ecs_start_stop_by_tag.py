@@ -8,8 +8,9 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param, task
 
+from aliyun_ops.logic import ids
 from aliyun_ops.operators.ecs import SelectInstancesOperator, StartInstancesOperator, StopInstancesOperator
-from aliyun_ops.pipelines.backup_params import CONCURRENCY, COUNT_OR_PERCENT, INSTANCE_ID_PATTERN, REGION_PATTERN
+from aliyun_ops.pipelines.backup_params import CONCURRENCY, COUNT_OR_PERCENT
 
 with DAG(
     dag_id="ecs_start_stop_by_tag",
@@ -22,11 +23,11 @@ with DAG(
     doc_md=__doc__,
     params={
         "action": Param("stop", enum=["start", "stop"], title="Action"),
-        "regions": Param([], type="array", items={"type": "string", "pattern": REGION_PATTERN}, uniqueItems=True,
+        "regions": Param([], type="array", items=ids.schema("region"), uniqueItems=True,
                          title="Regions", description="Empty: the aliyun_default connection's region."),
         "tags": Param({"env": "test"}, type="object", additionalProperties={"type": "string"}, minProperties=1,
                       title="Tags", description="Instances carrying all of these tags."),
-        "instance_ids": Param([], type="array", items={"type": "string", "pattern": INSTANCE_ID_PATTERN},
+        "instance_ids": Param([], type="array", items=ids.schema("instance"),
                               title="Instance ids", description="Optional: only these (combined with the tags)."),
         "force_stop": Param(False, type="boolean", title="Force stop"),
         "stopped_mode": Param("KeepCharging", enum=["KeepCharging", "StopCharging"], title="Stopped mode"),

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable, Param, task
 
+from aliyun_ops.logic import ids
 from aliyun_ops.operators.rds import ArchiveRdsBackupsToOssOperator
 from aliyun_ops.pipelines.backup_params import CONCURRENCY, COUNT_OR_PERCENT
 
@@ -25,11 +26,11 @@ with DAG(
     tags=["aliyun", "rds", "oss", "backup"],
     doc_md=__doc__,
     params={
-        "instance_ids": Param([], type="array", items={"type": "string", "pattern": r"^(rm|pgm|pc)-[a-z0-9]+$"},
+        "instance_ids": Param([], type="array", items=ids.schema("rds_instance"),
                               title="RDS instance ids", description="Or leave empty and select by tags."),
         "tags": Param({"backup": "archive"}, type="object", additionalProperties={"type": "string"},
                       title="Selection tags", description="Used when no instance ids are given."),
-        "bucket": Param("ops-archive", type="string", pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+        "bucket": Param("ops-archive", type="string", pattern=ids.pattern("oss_bucket"),
                         title="OSS bucket"),
         "oss_region": Param(None, type=["null", "string"], title="Bucket region",
                             description="Empty: the connection's region."),

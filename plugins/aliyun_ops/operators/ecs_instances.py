@@ -28,6 +28,7 @@ from aliyun_ops.exceptions import AliyunApiError, TooManyItemFailures
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import pause
 from aliyun_ops.logic.budget import ErrorBudget, check_concurrency, resolve_concurrency, resolve_count
+from aliyun_ops.logic.ids import check as check_id
 from aliyun_ops.logic.provenance import (
     DAG_ID,
     MANAGED_BY_KEY,
@@ -43,8 +44,6 @@ from aliyun_ops.operators.polling import poll_instances
 from aliyun_ops.triggers.base import deadline_from
 from aliyun_ops.triggers.ecs_instances import DELETED, InstanceStatusTrigger, InstanceWatch
 
-_REGION_RE = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
-_ID_RE = re.compile(r"^i-[A-Za-z0-9]+$")
 MAX_IDS = 100
 
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
@@ -52,9 +51,7 @@ SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 
 # -- shared helpers ------------------------------------------------------------------------------
 def check_region(region: Any, what: str = "region") -> str:
-    if not isinstance(region, str) or not _REGION_RE.match(region):
-        raise ValueError(f"{what} {region!r} does not look like an Alibaba Cloud region id (e.g. cn-hangzhou)")
-    return region
+    return check_id("region", region, what)
 
 
 def normalize_instances(instances: Any, default_region: str | None) -> list[dict]:
@@ -81,8 +78,7 @@ def normalize_instances(instances: Any, default_region: str | None) -> list[dict
             region = item.get("region") or item.get("RegionId") or default_region
         else:
             raise ValueError(f"cannot read an instance id from {item!r}")
-        if not isinstance(iid, str) or not _ID_RE.match(iid):
-            raise ValueError(f"instance id {iid!r} does not look like an ECS instance id (i-...)")
+        check_id("instance", iid, "instance id")
         if not region:
             raise ValueError(f"no region for {iid}: pass region=... or give each item a 'region'")
         check_region(region)

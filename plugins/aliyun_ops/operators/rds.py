@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
 import string
 import time
 import urllib.request
@@ -16,19 +15,12 @@ from aliyun_ops.exceptions import AliyunApiError, TooManyItemFailures
 from aliyun_ops.hooks.oss import OssHook
 from aliyun_ops.hooks.rds import RdsHook
 from aliyun_ops.logic.budget import check_concurrency, resolve_count
+from aliyun_ops.logic.ids import check as check_id
 from aliyun_ops.operators.base import AliyunBaseOperator
 
 BACKUP_METHODS = ("Physical", "Logical", "Snapshot")
 KEY_FIELDS = frozenset({"instance_id", "backup_id", "date", "datetime", "region", "method", "mode", "type"})
 DEFAULT_KEY_TEMPLATE = "rds/{instance_id}/{date}/{backup_id}.tar"
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9\-]{1,61}[a-z0-9]$")
-_DB_ID_RE = re.compile(r"^[a-z]{2}-[A-Za-z0-9]+$")
-
-
-def _check_instance_id(value: Any) -> str:
-    if not isinstance(value, str) or not _DB_ID_RE.match(value):
-        raise ValueError(f"DB instance id {value!r} does not look like an RDS instance id (e.g. rm-bp1...)")
-    return value
 
 
 def _as_datetime(value: Any, name: str) -> datetime | None:
@@ -99,7 +91,7 @@ class CreateRdsBackupOperator(AliyunBaseOperator):
         self.wait_timeout = wait_timeout
 
     def validate(self) -> None:
-        _check_instance_id(self.instance_id)
+        check_id("rds_instance", self.instance_id, "DB instance id")
         if self.backup_method not in BACKUP_METHODS:
             raise ValueError(f"backup_method must be one of {list(BACKUP_METHODS)}, got {self.backup_method!r}")
         if self.backup_type not in (None, "Auto", "FullBackup", "IncrementalBackup"):
@@ -250,11 +242,10 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
         ids = self.instance_ids
         if isinstance(ids, str):
             ids = [s.strip() for s in ids.split(",") if s.strip()]
-        ids = [_check_instance_id(i) for i in (ids or [])]
+        ids = [check_id("rds_instance", i, "DB instance id") for i in (ids or [])]
         if not ids:
             raise ValueError("instance_ids is empty")
-        if not isinstance(self.bucket, str) or not _BUCKET_RE.match(self.bucket):
-            raise ValueError(f"bucket {self.bucket!r} is not a valid OSS bucket name")
+        check_id("oss_bucket", self.bucket, "bucket")
         try:
             fields = {name for _, name, _, _ in string.Formatter().parse(self.key_template) if name is not None}
         except (ValueError, TypeError):

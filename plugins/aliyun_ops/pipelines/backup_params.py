@@ -7,14 +7,12 @@ from typing import Any
 
 from airflow.sdk import Param
 
-from ..logic import naming
+from ..logic import ids, naming
 from ..logic.budget import check_concurrency, resolve_count
 from ..logic.provenance import validate_tags
 
 DEFAULT_SELECTION_TAGS = {"backup": "daily"}
 """Selection of a scheduled run: instances tagged ``backup=daily``."""
-REGION_PATTERN = r"^[a-z]{2,}(-[a-z0-9]+)+$"
-INSTANCE_ID_PATTERN = r"^i-[a-z0-9]{4,}$"
 COUNT_OR_PERCENT = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d{1,3}%$"}]}
 """JSON schema of ``max_errors``: a count or a percentage."""
 CONCURRENCY = {"anyOf": [{"type": "integer", "minimum": 1},
@@ -25,7 +23,7 @@ CONCURRENCY = {"anyOf": [{"type": "integer", "minimum": 1},
 def backup_params() -> dict[str, Param]:
     """The trigger form. Defaults suit the nightly run; ``source_regions=[]`` means the connection's region."""
     return {
-        "source_regions": Param([], type="array", items={"type": "string", "pattern": REGION_PATTERN},
+        "source_regions": Param([], type="array", items=ids.schema("region"),
                                 uniqueItems=True, title="Source regions",
                                 description="Regions to back up. Empty: the aliyun_default connection's region."),
         "tags": Param(None, type=["null", "object"], additionalProperties={"type": "string"},
@@ -33,13 +31,13 @@ def backup_params() -> dict[str, Param]:
                       description="Instances carrying all of these tags are backed up. Empty: "
                                   f"{DEFAULT_SELECTION_TAGS} when no instance ids are given, no tag filter when "
                                   "they are."),
-        "instance_ids": Param([], type="array", items={"type": "string", "pattern": INSTANCE_ID_PATTERN},
+        "instance_ids": Param([], type="array", items=ids.schema("instance"),
                               uniqueItems=True, title="Instance ids",
                               description="Optional: only these instances (tags apply too only if you set them)."),
         "allow_empty": Param(False, type="boolean", title="Allow an empty selection",
                              description="Off: a run that selects no instance fails (a typo must not look green)."),
         "destination_regions": Param(["cn-shanghai"], type="array", minItems=1, uniqueItems=True,
-                                     items={"type": "string", "pattern": REGION_PATTERN},
+                                     items=ids.schema("region"),
                                      title="Destination regions", description="Disaster-recovery regions."),
         "consistency": Param("none", enum=["none", "command", "stop"], title="Consistency",
                              description="none: crash-consistent; command: run include/scripts pre/post "
