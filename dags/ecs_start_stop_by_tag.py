@@ -9,8 +9,8 @@ import pendulum
 from airflow.sdk import DAG, Param, task
 
 from aliyun_ops.logic import ids
+from aliyun_ops.logic.budget import CONCURRENCY, COUNT_OR_PERCENT
 from aliyun_ops.operators.ecs import SelectInstancesOperator, StartInstancesOperator, StopInstancesOperator
-from aliyun_ops.pipelines.backup_params import CONCURRENCY, COUNT_OR_PERCENT
 
 with DAG(
     dag_id="ecs_start_stop_by_tag",

@@ -12,8 +12,8 @@ import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable, Param, task
 
 from aliyun_ops.logic import ids
+from aliyun_ops.logic.budget import CONCURRENCY, COUNT_OR_PERCENT
 from aliyun_ops.operators.rds import ArchiveRdsBackupsToOssOperator
-from aliyun_ops.pipelines.backup_params import CONCURRENCY, COUNT_OR_PERCENT
 
 with DAG(
     dag_id="rds_backup_archive",

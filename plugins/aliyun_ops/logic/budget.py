@@ -13,6 +13,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+COUNT_OR_PERCENT = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d{1,3}%$"}]}
+"""JSON schema of ``max_errors``: a count or a percentage."""
+CONCURRENCY = {"anyOf": [{"type": "integer", "minimum": 1},
+                         {"type": "string", "pattern": r"^(100|[1-9][0-9]?)%$"}]}
+"""JSON schema of ``concurrency``: at least 1, or a percentage above 0% (rounded up to at least 1 item)."""
+
 
 def resolve_count(value: int | str, total: int, *, name: str, minimum: int = 0) -> int:
     """Turn ``5`` or ``"20%"`` into an absolute count for ``total`` items.

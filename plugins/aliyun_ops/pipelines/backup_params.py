@@ -8,16 +8,11 @@ from typing import Any
 from airflow.sdk import Param
 
 from ..logic import ids, naming
-from ..logic.budget import check_concurrency, resolve_count
+from ..logic.budget import CONCURRENCY, COUNT_OR_PERCENT, check_concurrency, resolve_count
 from ..logic.provenance import validate_tags
 
 DEFAULT_SELECTION_TAGS = {"backup": "daily"}
 """Selection of a scheduled run: instances tagged ``backup=daily``."""
-COUNT_OR_PERCENT = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d{1,3}%$"}]}
-"""JSON schema of ``max_errors``: a count or a percentage."""
-CONCURRENCY = {"anyOf": [{"type": "integer", "minimum": 1},
-                         {"type": "string", "pattern": r"^(100|[1-9][0-9]?)%$"}]}
-"""JSON schema of ``concurrency``: at least 1, or a percentage above 0% (rounded up to at least 1 item)."""
 
 
 def backup_params() -> dict[str, Param]:
