@@ -7,21 +7,6 @@ Airflow 3.2+ reads without importing the hook or wtforms; the hook's
 
 from __future__ import annotations
 
-import importlib.util
-
-
-def _modules(*names: str) -> list[str]:
-    """Only list modules that exist: operators/sensors/triggers are added by other changes over time."""
-    found = []
-    for name in names:
-        try:
-            if importlib.util.find_spec(name) is not None:
-                found.append(name)
-        except (ImportError, ValueError):
-            continue
-    return found
-
-
 _STRING = {"type": ["string", "null"]}
 
 CONN_FIELDS = {
@@ -61,12 +46,10 @@ def get_provider_info() -> dict:
                    "python-modules": ["aliyun_ops.hooks.base", "aliyun_ops.hooks.ecs", "aliyun_ops.hooks.rds",
                                       "aliyun_ops.hooks.oss"]}],
         "operators": [{"integration-name": INTEGRATION,
-                       "python-modules": _modules("aliyun_ops.operators.ecs", "aliyun_ops.operators.rds",
-                                                  "aliyun_ops.operators.oss")}],
-        "sensors": [{"integration-name": INTEGRATION,
-                     "python-modules": _modules("aliyun_ops.sensors.ecs", "aliyun_ops.sensors.rds")}],
-        "triggers": [{"integration-name": INTEGRATION,
-                      "python-modules": _modules("aliyun_ops.triggers.ecs", "aliyun_ops.triggers.rds")}],
+                       "python-modules": ["aliyun_ops.operators.ecs", "aliyun_ops.operators.ecs_pause",
+                                          "aliyun_ops.operators.rds"]}],
+        "sensors": [{"integration-name": INTEGRATION, "python-modules": ["aliyun_ops.sensors.ecs"]}],
+        "triggers": [{"integration-name": INTEGRATION, "python-modules": ["aliyun_ops.triggers.ecs"]}],
         "connection-types": [
             {
                 "connection-type": "aliyun",

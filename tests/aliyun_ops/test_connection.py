@@ -237,18 +237,24 @@ def test_provider_registers_connection_type():
     assert pm.field_behaviours["aliyun"]["relabeling"]["login"] == "AccessKey ID"
 
 
-def test_provider_info_lists_hook_modules():
+def test_provider_info_lists_only_what_exists():
+    """Every module listed imports, and every public class it exports (``__all__``) exists."""
     import importlib
 
     from aliyun_ops.provider_info import get_provider_info
 
     info = get_provider_info()
-    for entry in info["hooks"]:  # operators/sensors/triggers are other people's, possibly half-written
-        for module in entry["python-modules"]:
-            importlib.import_module(module)
-    for group in ("operators", "sensors", "triggers"):
-        assert all(m.startswith(f"aliyun_ops.{group}.") for e in info[group] for m in e["python-modules"])
-    assert [c["connection-type"] for c in info["connection-types"]] == ["aliyun"]
+    for group in ("hooks", "operators", "sensors", "triggers"):
+        modules = [m for e in info[group] for m in e["python-modules"]]
+        assert modules, group
+        for name in modules:
+            assert name.startswith(f"aliyun_ops.{group}.")
+            module = importlib.import_module(name)
+            for exported in getattr(module, "__all__", []):
+                assert getattr(module, exported, None) is not None, f"{name}.{exported}"
+    hook = info["connection-types"][0]["hook-class-name"]
+    module, _, cls = hook.rpartition(".")
+    assert getattr(importlib.import_module(module), cls).conn_type == "aliyun"
 
 
 # -- test_connection against the emulator -------------------------------------------------------

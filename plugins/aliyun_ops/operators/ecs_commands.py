@@ -302,8 +302,8 @@ class RunCommandOperator(AliyunBaseOperator):
         """With ``mark_paused``: tag ``ids`` ``ops:paused-mode=freeze`` before the command; the error if that failed."""
         return mark_paused(hook, context, region, ids, pause.FREEZE, "not run") if self.mark_paused else None
 
-    def execute_complete(self, context: Any, event: dict | None = None, state: dict | None = None) -> list[dict]:
-        state = state or (event or {}).get("carry")
+    def execute_complete(self, context: Any, event: dict | None = None) -> list[dict]:
+        state = (event or {}).get("carry")
         if event is None or state is None:
             raise RuntimeError("resumed without a trigger event")
         self._collect(state, event)

@@ -462,8 +462,8 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
             self._apply_event(state, self._wait_here(hook, waiting, self.target_status))
         return self._finish(context, state)
 
-    def execute_complete(self, context: Any, event: dict | None = None, state: dict | None = None) -> list[dict]:
-        state = state or (event or {}).get("carry")
+    def execute_complete(self, context: Any, event: dict | None = None) -> list[dict]:
+        state = (event or {}).get("carry")
         if event is None or state is None:
             raise RuntimeError("resumed without a trigger event")
         self._apply_event(state, event)
@@ -915,8 +915,8 @@ class DeleteInstancesOperator(_WaitMixin, AliyunBaseOperator):
             self._apply(state, self._wait_here(hook, waiting, DELETED))
         return self._finish(state)
 
-    def execute_complete(self, context: Any, event: dict | None = None, state: dict | None = None) -> list[dict]:
-        state = state or (event or {}).get("carry")
+    def execute_complete(self, context: Any, event: dict | None = None) -> list[dict]:
+        state = (event or {}).get("carry")
         if event is None or state is None:
             raise RuntimeError("resumed without a trigger event")
         self._apply(state, event)

@@ -306,11 +306,11 @@ class BatchImageOperator(AliyunBaseOperator):
         except AliyunApiError as err:
             return watch.event("error", message=str(err), error=err.to_dict())
 
-    def execute_complete(self, context: Any, event: Mapping | None = None, results: list[dict] | None = None):
+    def execute_complete(self, context: Any, event: Mapping | None = None) -> list[dict]:
         if event is None:
             raise AirflowException(f"{self.task_id}: resumed without a trigger event")
         echo = event.get("echo") or {}
-        results = [dict(r) for r in (results if results is not None else echo.get("results") or [])]
+        results = [dict(r) for r in echo.get("results") or []]
         self._apply_event(results, event)
         deadline = echo.get("deadline")
         return self._run_window(context, results, float(deadline) if deadline is not None else None)
