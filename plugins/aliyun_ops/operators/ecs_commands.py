@@ -30,9 +30,10 @@ from aliyun_ops.operators.ecs_instances import (
     normalize_instances,
     result,
 )
-from aliyun_ops.operators.polling import poll_invocations
-from aliyun_ops.triggers.base import deadline_from
-from aliyun_ops.triggers.ecs_instances import InvocationTrigger, InvocationWatch
+from aliyun_ops.triggers.ecs_instances import InvocationTrigger
+from aliyun_ops.waiting import deadline_from
+from aliyun_ops.waiting.drivers import poll_invocations
+from aliyun_ops.waiting.instances import InvocationWatch
 
 COMMAND_TYPES = {"RunShellScript": "linux", "RunPythonScript": "linux", "RunPerlScript": "linux",
                  "RunBatScript": "windows", "RunPowerShellScript": "windows"}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +28,6 @@ from aliyun_ops.exceptions import AliyunApiError, TooManyItemFailures
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import pause
 from aliyun_ops.logic.budget import ErrorBudget, check_concurrency, resolve_concurrency, resolve_count
-from aliyun_ops.logic.ids import check as check_id
 from aliyun_ops.logic.provenance import (
     DAG_ID,
     MANAGED_BY_KEY,
@@ -39,10 +38,12 @@ from aliyun_ops.logic.provenance import (
     validate_tags,
 )
 from aliyun_ops.logic.selection import INSTANCE_STATUSES, Criteria, compact, select
+from aliyun_ops.logic.targets import by_region, normalize_instances, normalize_regions
 from aliyun_ops.operators.base import AliyunBaseOperator, run_key
-from aliyun_ops.operators.polling import poll_instances
-from aliyun_ops.triggers.base import deadline_from
-from aliyun_ops.triggers.ecs_instances import DELETED, InstanceStatusTrigger, InstanceWatch
+from aliyun_ops.triggers.ecs_instances import InstanceStatusTrigger
+from aliyun_ops.waiting import deadline_from
+from aliyun_ops.waiting.drivers import poll_instances
+from aliyun_ops.waiting.instances import DELETED, InstanceWatch
 
 MAX_IDS = 100
 
@@ -50,61 +51,6 @@ SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 
 
 # -- shared helpers ------------------------------------------------------------------------------
-def check_region(region: Any, what: str = "region") -> str:
-    return check_id("region", region, what)
-
-
-def normalize_instances(instances: Any, default_region: str | None) -> list[dict]:
-    """Loose instance input -> ``[{"instance_id", "region"}]`` (order kept, duplicates removed).
-
-    >>> normalize_instances("i-1, i-2", "cn-hangzhou")[1]
-    {'instance_id': 'i-2', 'region': 'cn-hangzhou'}
-    """
-    if instances is None:
-        return []
-    if isinstance(instances, str):
-        instances = [s.strip() for s in instances.split(",") if s.strip()]
-    elif isinstance(instances, Mapping):
-        instances = [instances]
-    if not isinstance(instances, Iterable):
-        raise ValueError(f"instances must be ids or objects with 'instance_id', got {type(instances).__name__}")
-    out: list[dict] = []
-    seen: set[str] = set()
-    for item in instances:
-        if isinstance(item, str):
-            iid, region = item.strip(), default_region
-        elif isinstance(item, Mapping):
-            iid = item.get("instance_id") or item.get("InstanceId")
-            region = item.get("region") or item.get("RegionId") or default_region
-        else:
-            raise ValueError(f"cannot read an instance id from {item!r}")
-        check_id("instance", iid, "instance id")
-        if not region:
-            raise ValueError(f"no region for {iid}: pass region=... or give each item a 'region'")
-        check_region(region)
-        if iid not in seen:
-            seen.add(iid)
-            out.append({"instance_id": iid, "region": region})
-    return out
-
-
-def by_region(items: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for item in items:
-        out.setdefault(item["region"], []).append(item["instance_id"])
-    return out
-
-
-def normalize_regions(regions: Any) -> list[str]:
-    if regions is None:
-        return []
-    if isinstance(regions, str):
-        regions = [r.strip() for r in regions.split(",") if r.strip()]
-    if not isinstance(regions, Iterable):
-        raise ValueError("regions must be a list of region ids")
-    return list(dict.fromkeys(check_region(r) for r in regions))
-
-
 def check_count(value: Any, name: str, *, minimum: int = 0) -> None:
     """Validate a ``concurrency``/``max_errors`` value (number or percentage) before any call."""
     resolve_count(value, 100, name=name, minimum=minimum)

@@ -30,9 +30,9 @@ from aliyun_ops.operators.ecs_instances import (
     log_results,
     normalize_regions,
 )
-from aliyun_ops.operators.polling import poll_instances, poll_invocations
-from aliyun_ops.triggers.base import deadline_from
-from aliyun_ops.triggers.ecs_instances import InstanceWatch, InvocationWatch
+from aliyun_ops.waiting import deadline_from
+from aliyun_ops.waiting.drivers import poll_instances, poll_invocations
+from aliyun_ops.waiting.instances import InstanceWatch, InvocationWatch
 
 SCOPES = ("run", "dag")
 

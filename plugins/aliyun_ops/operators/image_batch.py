@@ -22,16 +22,9 @@ from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.budget import ErrorBudget, check_concurrency, resolve_concurrency
 from aliyun_ops.operators.base import AliyunBaseOperator, run_key
-from aliyun_ops.triggers.base import deadline_from
-from aliyun_ops.triggers.ecs_images import (
-    PROGRESS,
-    ImagesAvailableTrigger,
-    PollPlan,
-    ResourceWatch,
-    SnapshotsReadyTrigger,
-    probe_request,
-    total_count,
-)
+from aliyun_ops.triggers.ecs_images import ImagesAvailableTrigger, SnapshotsReadyTrigger
+from aliyun_ops.waiting import deadline_from
+from aliyun_ops.waiting.images import PROGRESS, PollPlan, ResourceWatch, probe_request, total_count
 
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 QUEUED = "queued"

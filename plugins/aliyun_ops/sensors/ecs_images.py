@@ -12,7 +12,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.operators.base import DEFAULT_CONN_ID, AliyunOperatorMixin
-from aliyun_ops.triggers.ecs_images import MISSING, ImagesAvailableTrigger, ResourceWatch, normalize_items
+from aliyun_ops.triggers.ecs_images import ImagesAvailableTrigger
+from aliyun_ops.waiting.images import MISSING, ResourceWatch, normalize_items
 
 OK_STATES = ("Available",)
 

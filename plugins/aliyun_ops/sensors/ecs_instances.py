@@ -10,9 +10,10 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 
 from aliyun_ops.hooks.ecs import EcsHook
+from aliyun_ops.logic.targets import by_region, normalize_instances
 from aliyun_ops.operators.base import DEFAULT_CONN_ID, AliyunOperatorMixin
-from aliyun_ops.operators.ecs_instances import by_region, normalize_instances
-from aliyun_ops.triggers.ecs_instances import INSTANCE_TARGETS, InstanceStatusTrigger, InstanceWatch
+from aliyun_ops.triggers.ecs_instances import InstanceStatusTrigger
+from aliyun_ops.waiting.instances import INSTANCE_TARGETS, InstanceWatch
 
 
 class WaitForInstanceStatusSensor(AliyunOperatorMixin, BaseSensorOperator):

@@ -57,7 +57,3 @@ class AliyunBaseTrigger(BaseTrigger):
         if left is not None:
             wait = max(0.0, min(wait, left))
         return wait
-
-
-def deadline_from(timeout_seconds: float | None) -> float | None:
-    return None if timeout_seconds is None else time.time() + float(timeout_seconds)

@@ -1,4 +1,4 @@
-"""In-worker waiting for the non-deferrable mode of the instance and Cloud Assistant operators.
+"""Sync drivers: in-worker waiting for the non-deferrable mode of the instance and Cloud Assistant operators.
 
 The same watches as the triggers in :mod:`aliyun_ops.triggers.ecs_instances`, driven synchronously:
 one batched round per ``poll_interval`` until every item is final, the deadline passes or the API fails.
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aliyun_ops.exceptions import AliyunApiError
-from aliyun_ops.triggers.ecs_instances import MAX_IDS, InstanceWatch, InvocationWatch
+from aliyun_ops.waiting.instances import MAX_IDS, InstanceWatch, InvocationWatch
 
 
 def poll_in_worker(watch: Any, one_round: Callable[[], None], *, poll_interval: float, deadline: float | None,

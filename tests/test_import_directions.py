@@ -1,0 +1,64 @@
+"""Which way imports run inside the library (issue 9), checked on the source with ``ast``.
+
+logic (pure) <- hooks <- waiting (sans-IO engines + sync drivers) <- triggers (async drivers) <- operators/sensors.
+Operators and sensors take from ``triggers`` only the trigger classes they defer to; sensors use no operator
+module but the shared task base; nothing in ``logic`` does I/O or knows Airflow.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+LIB = Path(__file__).resolve().parent.parent / "plugins" / "aliyun_ops"
+
+
+def imports(path: Path) -> list[tuple[str, list[str]]]:
+    """``[(module, [names])]`` imported by a file, relative imports resolved to ``aliyun_ops.``."""
+    package = ".".join(path.relative_to(LIB.parent).with_suffix("").parts[:-1])
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, module] if module else base)
+            out.append((module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out.extend((a.name, []) for a in node.names)
+    return out
+
+
+def files(layer: str) -> list[Path]:
+    return sorted((LIB / layer).glob("*.py"))
+
+
+@pytest.mark.parametrize("layer", ["operators", "sensors"])
+def test_only_trigger_classes_come_from_triggers(layer):
+    for path in files(layer):
+        for module, names in imports(path):
+            if module.startswith("aliyun_ops.triggers"):
+                assert names and all(n.endswith("Trigger") for n in names), f"{path.name} imports {names} from {module}"
+
+
+def test_sensors_use_no_operator_module_but_the_task_base():
+    for path in files("sensors"):
+        for module, _ in imports(path):
+            assert not module.startswith("aliyun_ops.operators") or module == "aliyun_ops.operators.base", \
+                f"{path.name} imports {module}"
+
+
+@pytest.mark.parametrize("layer, forbidden", [
+    ("logic", ("aliyun_ops.hooks", "aliyun_ops.operators", "aliyun_ops.sensors", "aliyun_ops.triggers",
+               "aliyun_ops.waiting", "airflow", "alibabacloud")),
+    ("hooks", ("aliyun_ops.operators", "aliyun_ops.sensors", "aliyun_ops.triggers", "aliyun_ops.waiting")),
+    ("waiting", ("aliyun_ops.operators", "aliyun_ops.sensors", "aliyun_ops.triggers")),
+    ("triggers", ("aliyun_ops.operators", "aliyun_ops.sensors")),
+])
+def test_lower_layers_do_not_import_upper_ones(layer, forbidden):
+    assert files(layer), layer
+    for path in files(layer):
+        for module, _ in imports(path):
+            assert not module.startswith(forbidden), f"{layer}/{path.name} imports {module}"
