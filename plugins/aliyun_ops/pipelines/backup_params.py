@@ -11,6 +11,9 @@ from ..logic import ids, naming
 from ..logic.budget import CONCURRENCY, COUNT_OR_PERCENT, check_concurrency, resolve_count
 from ..logic.provenance import validate_tags
 
+DEFAULT_CONCURRENCY = "100%"
+"""Every instance's build and copy in flight at once: the night is as short as the cloud allows, and with
+``consistency=stop`` no instance waits stopped for a slot (ECS queues copies itself, 5 per region)."""
 DEFAULT_SELECTION_TAGS = {"backup": "daily"}
 """Selection of a scheduled run: instances tagged ``backup=daily``."""
 
@@ -45,9 +48,10 @@ def backup_params() -> dict[str, Param]:
         "encrypted": Param(False, type="boolean", title="Encrypt copies"),
         "kms_key_id": Param(None, type=["null", "string"], title="KMS key id",
                             description="Requires encrypted; empty uses the default service key."),
-        "concurrency": Param(10, **CONCURRENCY, title="Concurrency",
-                             description="Items in flight at once (builds running, copies not finished, "
-                                         "commands running): a number, or a percentage rounded up to at least 1."),
+        "concurrency": Param(DEFAULT_CONCURRENCY, **CONCURRENCY, title="Concurrency",
+                             description="Items in flight at once (builds running, copies not finished, stops and "
+                                         "commands per wave): a number, or a percentage rounded up to at least 1. "
+                                         "Lower it to spread the load; every queued instance stays paused longer."),
         "max_errors": Param(0, **COUNT_OR_PERCENT, title="Max errors",
                             description="Failures tolerated before the run fails (OOS semantics)."),
         "timeout_minutes": Param(360, type="integer", minimum=5, maximum=2880, title="Timeout (minutes)"),
@@ -101,7 +105,7 @@ def resolve_backup_config(params: Mapping[str, Any], default_region: str | None)
     consistency = params.get("consistency", "none")
     if consistency not in ("none", "command", "stop"):
         errors.append(f"consistency must be none, command or stop, not {consistency!r}")
-    for name, check in (("concurrency", lambda v: check_concurrency(v if v is not None else 10)),
+    for name, check in (("concurrency", lambda v: check_concurrency(v if v is not None else DEFAULT_CONCURRENCY)),
                         ("max_errors", lambda v: resolve_count(v if v is not None else 0, 100, name="max_errors"))):
         try:
             check(params.get(name))
@@ -114,7 +118,7 @@ def resolve_backup_config(params: Mapping[str, Any], default_region: str | None)
         "allow_empty": bool(params.get("allow_empty", False)),
         "consistency": consistency, "pauses": consistency != "none", "image_name_template": template,
         "extra_tags": dict(params.get("extra_tags") or {}), "encrypted": encrypted, "kms_key_id": kms,
-        "concurrency": params.get("concurrency", 10), "max_errors": params.get("max_errors", 0),
+        "concurrency": params.get("concurrency", DEFAULT_CONCURRENCY), "max_errors": params.get("max_errors", 0),
         "timeout_seconds": int(params.get("timeout_minutes", 360)) * 60,
         "poll_interval": int(params.get("poll_interval", 60)),
         "retention_days": int(params.get("retention_days", 7)),
