@@ -92,6 +92,18 @@ class AliyunApiError(RuntimeError):
                 "retry_after": self.retry_after, "attempts": self.attempts}
 
 
+def error_reason(exc: BaseException) -> str:
+    """A short reason for a per-item result: ``"Code: message (RequestId ...)"`` for API errors.
+
+    >>> error_reason(ValueError("bad"))
+    'ValueError: bad'
+    """
+    if isinstance(exc, AliyunApiError):
+        rid = f" (RequestId {exc.request_id})" if exc.request_id else ""
+        return f"{exc.code}: {exc.message}{rid}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _rebuild(cls, data: dict) -> AliyunApiError:
     data = dict(data)
     args = [data.pop(k) for k in ("action", "code", "message", "request_id", "status_code", "retryable")]

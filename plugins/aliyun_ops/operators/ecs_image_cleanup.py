@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from aliyun_ops.exceptions import AliyunApiError
+from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.retention import ImageFacts, RetentionPolicy
 from aliyun_ops.logic.retention import plan as retention_plan
@@ -18,7 +18,6 @@ from aliyun_ops.operators.image_batch import (
     SUCCESS,
     BatchImageOperator,
     all_static,
-    api_reason,
     as_list,
     describe_by_region,
     normalize_images,
@@ -196,7 +195,7 @@ class DeleteImagesOperator(BatchImageOperator):
                     raise RuntimeError(f"SKIP: a copy is in progress ({err.code}); pass force=True to cancel it") \
                         from None
                 else:
-                    raise RuntimeError(api_reason(err)) from None
+                    raise RuntimeError(error_reason(err)) from None
         if not self.delete_snapshots:
             return
         problems = []
@@ -208,7 +207,7 @@ class DeleteImagesOperator(BatchImageOperator):
                 if err.is_not_found:
                     res["deleted_snapshots"].append(sid)
                 else:
-                    problems.append(f"{sid}: {api_reason(err)}")
+                    problems.append(f"{sid}: {error_reason(err)}")
         if problems:
             raise RuntimeError("image deleted, but snapshot(s) not: " + "; ".join(problems))
 

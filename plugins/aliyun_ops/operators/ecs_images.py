@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aliyun_ops.exceptions import AliyunApiError
+from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.logic import pause
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.naming import (
@@ -32,7 +32,6 @@ from aliyun_ops.operators.image_batch import (
     SUCCESS,
     BatchImageOperator,
     all_static,
-    api_reason,
     as_list,
     check_retention_days,
     describe_by_region,
@@ -564,7 +563,7 @@ class CopyImageOperator(BatchImageOperator):
                 self.hook.tag_resources(dest, "image", [r["image_id"] for r in rows], {pv.COPY_STATUS: pv.COPY_COMPLETE})
             except AliyunApiError as err:  # the copy exists; retention will just treat it as incomplete
                 for r in rows:
-                    r["reason"] = f"copy done, but tagging {pv.COPY_STATUS} failed: {api_reason(err)}"
+                    r["reason"] = f"copy done, but tagging {pv.COPY_STATUS} failed: {error_reason(err)}"
             for r in rows:
                 r["_tagged"] = True
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 
-from aliyun_ops.exceptions import AliyunApiError
+from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import pause
 from aliyun_ops.logic.provenance import tags_from_api
@@ -35,10 +35,6 @@ from aliyun_ops.waiting.drivers import poll_instances, poll_invocations
 from aliyun_ops.waiting.instances import InstanceWatch, InvocationWatch
 
 SCOPES = ("run", "dag")
-
-
-def _api_reason(err: BaseException) -> str:
-    return f"{err.code}: {err.message}" if isinstance(err, AliyunApiError) else f"{type(err).__name__}: {err}"
 
 
 class ResumePausedOperator(AliyunBaseOperator):
@@ -223,7 +219,7 @@ class ResumePausedOperator(AliyunBaseOperator):
                                                  client_token=self.client_token(context, "thaw", region, digest))
                 except AliyunApiError as err:
                     for iid in chunk:
-                        results[iid].update(action="thaw", reason=f"thaw command not sent: {_api_reason(err)}")
+                        results[iid].update(action="thaw", reason=f"thaw command not sent: {error_reason(err)}")
                     continue
                 invocations[invoke_id] = (region, chunk)
         if not invocations:
@@ -275,7 +271,7 @@ class ResumePausedOperator(AliyunBaseOperator):
             except AliyunApiError as err:
                 for r in resumed:
                     if r["region"] == region:
-                        r.update(status=FAILED, reason=f"{r['reason']}; pause tags not removed: {_api_reason(err)}")
+                        r.update(status=FAILED, reason=f"{r['reason']}; pause tags not removed: {error_reason(err)}")
 
     @staticmethod
     def _done(res: dict, action: str, reason: str, status: str | None = None) -> None:

@@ -123,13 +123,6 @@ def naming_values(context: Any) -> dict[str, str]:
             "dag_id": info["dag_id"]}
 
 
-def api_reason(exc: BaseException) -> str:
-    if isinstance(exc, AliyunApiError):
-        rid = f" (RequestId {exc.request_id})" if exc.request_id else ""
-        return f"{exc.code}: {exc.message}{rid}"
-    return f"{type(exc).__name__}: {exc}"
-
-
 def short_hash(text: str, n: int = 6) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:n]
 
