@@ -29,7 +29,10 @@ probing, possibly well after the fact). Exactly one :class:`TriggerEvent` is yie
 resumes a task with ``next_kwargs={"event": ...}`` only, dropping ``defer(kwargs=...)``.
 
 With ``return_when="first"`` (an operator's sliding window waiting for a free slot) the trigger ends as
-soon as any item is terminal, with ``status == "progress"``; the others are still pending.
+soon as any item is terminal, with ``status == "progress"``; the others are still pending. It does so no
+sooner than ``min_partial_seconds`` (default ``min(30, 5 x poll_interval)``) after it started: an event
+fired within seconds of the deferral races the scheduler's processing of the deferring worker's exit,
+and Airflow 3.3 then fails the resumed task ("state changed externally", apache/airflow#67287, #72716).
 
 ``status == "success"`` means every item reached a terminal state (some may have failed: look at
 each item's ``status``). ``"error"`` is a permanent API error (the hook already retried the
@@ -71,14 +74,18 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
 
     kind: ClassVar[str] = "image"
     id_key: ClassVar[str] = "image_id"
-    serialized_fields: ClassVar[tuple[str, ...]] = ("items", "missing_polls", "echo", "probe_tags", "return_when")
+    serialized_fields: ClassVar[tuple[str, ...]] = ("items", "missing_polls", "echo", "probe_tags", "return_when",
+                                                    "min_partial_seconds")
 
     def __init__(self, *, items: Sequence[Mapping[str, str]], missing_polls: int = 2, echo: Any = None,
-                 probe_tags: Mapping[str, str] | None = None, return_when: str = "all", **kwargs: Any) -> None:
+                 probe_tags: Mapping[str, str] | None = None, return_when: str = "all",
+                 min_partial_seconds: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if return_when not in RETURN_WHEN:
             raise ValueError(f"return_when must be one of {RETURN_WHEN}, got {return_when!r}")
         self.return_when = return_when
+        self.min_partial_seconds = float(min_partial_seconds if min_partial_seconds is not None
+                                         else min(30.0, 5 * self.poll_interval))
         self.echo = echo  # JSON-safe data handed back unchanged in the event (the operator's in-flight state)
         self.items = [{"region": i["region"], "id": i["id"]} for i in normalize_items(
             items, default_region=kwargs.get("region"), id_key=self.id_key)]
@@ -102,6 +109,7 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
             yield TriggerEvent(self._event(watch, "success", message="nothing to wait for"))
             return
         plan = PollPlan(watch, poll_interval=self.poll_interval, deadline=self.deadline, probe_tags=self.probe_tags)
+        started = time.time()
         try:
             hook = self.make_hook()
             await hook.asettings()
@@ -128,13 +136,17 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
                 if watch.done:
                     yield TriggerEvent(self._event(watch, "success"))
                     return
-                if self.return_when == "first" and watch.any_terminal:
+                slot_free = self.return_when == "first" and watch.any_terminal
+                if slot_free and now - started >= self.min_partial_seconds:
                     yield TriggerEvent(self._event(watch, PROGRESS))
                     return
                 if self.expired():
                     yield TriggerEvent(self._event(watch, "timeout", message=f"deadline passed: {watch.summary(now)}"))
                     return
-                await asyncio.sleep(plan.wait(now))
+                wait = plan.wait(now)
+                if slot_free:  # only the minimum time in deferral is left to wait for
+                    wait = min(wait, max(0.0, started + self.min_partial_seconds - now))
+                await asyncio.sleep(wait)
         except AliyunApiError as err:
             self.log.error("%s wait stopped by a permanent API error: %s", self.kind, err)
             yield TriggerEvent(self._event(watch, "error", message=str(err), error=err.to_dict()))
