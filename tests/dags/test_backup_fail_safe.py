@@ -170,3 +170,21 @@ def test_name_template_without_instance_id_is_refused_before_any_call(run_dag, e
     assert dag_run.state == "failed"
     assert not any(k.startswith("ecs:") for k in emulator.admin.calls()["counters"])
     assert not images_from(ecs_client, "cn-hangzhou", next(iter(fleet)))
+
+
+def test_rerun_of_the_night_retries_failed_copies_with_a_new_token(run_dag, emulator, ecs_client, fleet):
+    """Copies that failed (CreateFailed in one DR region) are made again by a re-run of the same logical date,
+    under a new ClientToken and name (the old token would only give the failed copy back)."""
+    night = pendulum.datetime(2026, 11, 21, 18, tz="UTC")
+    emulator.admin.set_faults({"copy_fail": {"regions": [DESTS[0]]}})
+    first = run_dag(DAG_ID, conf={**CONF, "source_regions": ["cn-hangzhou"]}, logical_date=night)
+    assert first.state == "failed"
+    emulator.admin.set_faults({})
+    again = run_dag(DAG_ID, conf={**CONF, "source_regions": ["cn-hangzhou"]}, logical_date=night)
+    assert again.state == "success"
+    backed_up = sorted(i for i, r in instances(emulator).items()
+                       if r["RegionId"] == "cn-hangzhou" and r["Tags"].get("backup") == "daily")
+    for iid in backed_up:
+        copies = images_from(ecs_client, DESTS[0], iid)
+        assert sorted(c.status for c in copies) == ["Available", "CreateFailed"], iid
+        assert len(images_from(ecs_client, "cn-hangzhou", iid)) == 1      # the image itself was not redone

@@ -458,12 +458,15 @@ class CopyImageOperator(BatchImageOperator):
         # copies made by earlier tries: tags in each destination + task state store
         remembered: dict[str, str] = dict(self.recall(context, STATE_COPY) or {})
         existing: dict[str, dict] = {}
+        failed_before: dict[str, set[str]] = {}  # copies of an earlier try that failed: the next one needs a new token
         for dest in {d for _, _, d in live}:
             for rec in hook.describe_images(dest, tags={pv.RUN_KEY: info["run_key"], pv.DAG_ID: info["dag_id"],
                                                         pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}):
                 src_id = pv.tags_from_api(rec.get("Tags")).get(pv.SOURCE_IMAGE)
                 if src_id and rec.get("Status") not in ("CreateFailed", "UnAvailable"):
                     existing[f"{src_id}/{dest}"] = rec
+                elif src_id:
+                    failed_before.setdefault(f"{src_id}/{dest}", set()).add(rec["ImageId"])
         lost: dict[str, list[str]] = {}
         for key, copy_id in remembered.items():
             if key not in existing:
@@ -472,6 +475,8 @@ class CopyImageOperator(BatchImageOperator):
             key = next(k for k, v in remembered.items() if v == copy_id)
             if rec.get("Status") not in ("CreateFailed", "UnAvailable"):
                 existing[key] = rec
+            else:
+                failed_before.setdefault(key, set()).add(copy_id)
 
         to_copy: list[tuple[dict, dict, str, dict]] = []
         for src, res, dest in live:
@@ -497,9 +502,10 @@ class CopyImageOperator(BatchImageOperator):
         # ECS runs each destination's copy queue first come, first served: submitting the largest images
         # first turns that into longest-processing-time-first (the copy phase's makespan drops ~10%)
         to_copy.sort(key=lambda job: -source_size_gib(job[3]))
-        for n, (_, res, _, rec) in enumerate(to_copy):
+        for n, (src, res, dest, rec) in enumerate(to_copy):
             res.update(status=QUEUED, _order=n, _src_name=rec.get("ImageName", ""),
-                       _src_tags=pv.tags_from_api(rec.get("Tags")))
+                       _src_tags=pv.tags_from_api(rec.get("Tags")),
+                       _attempt=len(failed_before.get(f"{src['image_id']}/{dest}", ())))
         return self._wait_then_finish(context, results)
 
     def _submit(self, context: Any, batch: list[dict]) -> None:
@@ -520,13 +526,18 @@ class CopyImageOperator(BatchImageOperator):
                                                     "destination_region": dest})
             else:
                 name = sanitize_image_name(res["_src_name"] or f"copy-{source}")
+            attempt = res["_attempt"]  # after a failed copy: a new, still stable, token and a distinct name
+            if attempt:
+                name = sanitize_image_name(f"{name}-r{attempt}")
             tags = pv.merge_tags(self.tags, pv.provenance_tags(
                 source_instance=res["instance_id"] or src_tags.get(pv.SOURCE_INSTANCE), source_region=region,
                 source_image=source, run_id=info["run_id"], run_key=info["run_key"], dag_id=info["dag_id"],
                 policy=self.policy or src_tags.get(pv.POLICY), retention_days=days or src_tags.get(pv.RETENTION_DAYS)))
             description = self.description or f"Copy of {source} from {region}"
             copy_id = hook.copy_image(region, source, dest, name, description, tags, self.encrypted or None,
-                                      self.kms_key_id or None, self.client_token(context, "copy-image", source, dest))
+                                      self.kms_key_id or None,
+                                      self.client_token(context, "copy-image", source, dest,
+                                                        *([f"attempt-{attempt}"] if attempt else [])))
             res.update(image_id=copy_id, image_name=name)
             return copy_id
 
