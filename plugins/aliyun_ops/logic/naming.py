@@ -15,13 +15,13 @@ from collections.abc import Mapping
 IMAGE_NAME_MAX = 128
 CLIENT_TOKEN_MAX = 64
 DEFAULT_IMAGE_NAME_TEMPLATE = "backup-{instance_name}-{instance_id}-{date}"
-TEMPLATE_FIELDS = frozenset({"instance_id", "instance_name", "region", "date", "datetime", "run_id", "dag_id",
+NAME_FIELDS = frozenset({"instance_id", "instance_name", "region", "date", "datetime", "run_id", "dag_id",
                              "destination_region"})
 
 _DISALLOWED = re.compile(r"[^0-9A-Za-z._:\-\u4e00-\u9fff]+")
 
 
-def template_fields(template: str) -> set[str]:
+def name_fields(template: str) -> set[str]:
     """The ``{field}`` names a template uses. Raises ``ValueError`` on malformed braces."""
     try:
         return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
@@ -36,10 +36,10 @@ def validate_name_template(template: str) -> None:
     """
     if not template or not template.strip():
         raise ValueError("image_name_template must not be empty")
-    unknown = template_fields(template) - TEMPLATE_FIELDS
+    unknown = name_fields(template) - NAME_FIELDS
     if unknown:
         raise ValueError(f"image_name_template uses unknown fields {sorted(unknown)}; "
-                         f"allowed: {sorted(TEMPLATE_FIELDS)}")
+                         f"allowed: {sorted(NAME_FIELDS)}")
 
 
 def validate_image_name_template(template: str) -> None:
@@ -48,7 +48,7 @@ def validate_image_name_template(template: str) -> None:
     ``validate_image_name_template("backup-{date}")`` raises ``ValueError``.
     """
     validate_name_template(template)
-    if "instance_id" not in template_fields(template):
+    if "instance_id" not in name_fields(template):
         raise ValueError(f"image_name_template {template!r} must contain {{instance_id}}: without it the images "
                          f"of one run get the same name")
 
@@ -75,7 +75,7 @@ def sanitize_image_name(raw: str) -> str:
 def render_image_name(template: str, values: Mapping[str, str]) -> str:
     """Render ``template`` with ``values`` and make the result a valid image name."""
     validate_name_template(template)
-    safe = {k: str(values.get(k, "")) for k in TEMPLATE_FIELDS}
+    safe = {k: str(values.get(k, "")) for k in NAME_FIELDS}
     return sanitize_image_name(template.format(**safe))
 
 

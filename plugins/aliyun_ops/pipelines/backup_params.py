@@ -42,7 +42,7 @@ def backup_params() -> dict[str, Param]:
                                          "scripts with Cloud Assistant; stop: stop, image, start again."),
         "image_name_template": Param(naming.DEFAULT_IMAGE_NAME_TEMPLATE, type="string", minLength=2, maxLength=128,
                                      title="Image name template",
-                                     description="Fields: " + ", ".join(sorted(naming.TEMPLATE_FIELDS))),
+                                     description="Fields: " + ", ".join(sorted(naming.NAME_FIELDS))),
         "extra_tags": Param({}, type="object", additionalProperties={"type": "string"}, title="Extra tags",
                             description="Added to every image and copy (keys may not start with aliyun or acs:)."),
         "encrypted": Param(False, type="boolean", title="Encrypt copies"),
