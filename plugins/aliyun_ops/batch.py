@@ -2,7 +2,8 @@
 
 Every item gets a result (``success``, ``failed`` or ``skipped`` with a reason): nothing is
 silently dropped. Once failures exceed ``max_errors`` no new item starts; items already
-running finish; items never started are reported as skipped.
+running finish; items never started are reported as skipped, as are items whose action raises
+:class:`~aliyun_ops.exceptions.ItemSkipped` (not counted as errors).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
+from .exceptions import ItemSkipped
 from .logic.budget import ErrorBudget, resolve_concurrency
 
 T = TypeVar("T")
@@ -69,6 +71,8 @@ def run_batch(items: Sequence[T], action: Callable[[T], Any], *, key: Callable[[
                 item_key = key(items[index])
                 try:
                     results[index] = ItemResult(item_key, "success", future.result())
+                except ItemSkipped as exc:  # left alone on purpose: not an error
+                    results[index] = ItemResult(item_key, "skipped", error=str(exc))
                 except Exception as exc:  # one item's failure must not stop the others
                     budget.fail()
                     log.warning("%s failed: %s", item_key, exc)

@@ -92,6 +92,17 @@ class AliyunApiError(RuntimeError):
                 "retry_after": self.retry_after, "attempts": self.attempts}
 
 
+class ItemSkipped(Exception):
+    """Raised by a per-item action for an item that is left alone on purpose (not an error, not counted
+    against ``max_errors``): :func:`aliyun_ops.batch.run_batch` records it ``skipped`` with the message.
+
+    Example::
+
+        if in_use:
+            raise ItemSkipped("in use by an instance")
+    """
+
+
 def error_reason(exc: BaseException) -> str:
     """A short reason for a per-item result: ``"Code: message (RequestId ...)"`` for API errors.
 

@@ -52,3 +52,16 @@ def test_skip_predicate_and_budget_check():
     assert [r.status for r in results] == ["success", "skipped", "success"]
     assert results[1].error == "already running"
     assert not errors_exceeded(results, 0)
+
+
+def test_item_skipped_is_reported_and_not_counted_as_an_error():
+    from aliyun_ops.exceptions import ItemSkipped
+
+    def act(i):
+        if i % 2:
+            raise ItemSkipped(f"{i} in use")
+        return i
+
+    out = run_batch(list(range(6)), act, key=str, concurrency=1, max_errors=0)
+    assert [r.status for r in out] == ["success", "skipped"] * 3      # max_errors=0 and still all done
+    assert out[1].error == "1 in use"

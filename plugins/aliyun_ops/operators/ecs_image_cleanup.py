@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from aliyun_ops.exceptions import AliyunApiError, error_reason
+from aliyun_ops.exceptions import AliyunApiError, ItemSkipped, error_reason
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.retention import ImageFacts, RetentionPolicy
 from aliyun_ops.logic.retention import plan as retention_plan
@@ -165,11 +165,8 @@ class DeleteImagesOperator(BatchImageOperator):
                             max_errors=self.max_errors)
             for res, outcome in zip(jobs, outcomes, strict=True):
                 res.pop("_delete_image", None)
-                if outcome.status == FAILED:
-                    skip = outcome.error.startswith("SKIP:")
-                    res.update(status=SKIPPED if skip else FAILED, reason=outcome.error.removeprefix("SKIP:").strip())
-                elif outcome.status == SKIPPED:
-                    res.update(status=SKIPPED, reason=outcome.error)
+                if outcome.status in (FAILED, SKIPPED):
+                    res.update(status=outcome.status, reason=outcome.error)
         return results
 
     def _delete_one(self, res: dict) -> None:
@@ -190,10 +187,9 @@ class DeleteImagesOperator(BatchImageOperator):
                         if not again.is_not_found:  # CancelCopyImage of a copy target deletes it
                             raise
                 elif err.code in ("ImageUsingByInstance", "OperationDenied.ImageUsingByInstance"):
-                    raise RuntimeError(f"SKIP: in use by an instance ({err.code})") from None
+                    raise ItemSkipped(f"in use by an instance ({err.code})") from None
                 elif err.code == "OperationDenied.ImageCopying":
-                    raise RuntimeError(f"SKIP: a copy is in progress ({err.code}); pass force=True to cancel it") \
-                        from None
+                    raise ItemSkipped(f"a copy is in progress ({err.code}); pass force=True to cancel it") from None
                 else:
                     raise RuntimeError(error_reason(err)) from None
         if not self.delete_snapshots:
