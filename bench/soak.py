@@ -429,7 +429,7 @@ def figures(result: Mapping) -> list[tuple[str, str]]:
         ("Airflow (scheduler log, first run): retries / state changed externally / orphans reset",
          " / ".join(str(((first.get("scheduler_log") or {}).get(k) or {}).get("count", "–"))
                     for k in ("marked up_for_retry", "task state changed externally", "orphaned tasks reset"))),
-        ("task tries (first run): create_images / copy_images",
+        ("highest try number (first run): create_images / copy_images",
          f"{(first.get('task_tries') or {}).get('create_images', '–')} / "
          f"{(first.get('task_tries') or {}).get('copy_images', '–')}"),
         ("report: first run", rep(first)),
@@ -692,10 +692,13 @@ def _phase_result(name: str, watched: dict, report: dict | None, emu, before: Ma
     for t in tasks:
         if not t.get("history"):
             task_states[t["task_id"]] = t["state"]
-    tries = Counter(t["task_id"] for t in tasks)
+    tries: dict[str, int] = {}  # the highest try number seen (a clear or a retry raises it)
+    for t in tasks:
+        with contextlib.suppress(TypeError, ValueError):
+            tries[t["task_id"]] = max(tries.get(t["task_id"], 0), int(t["try_number"]))
     out = {
         "phase": name, "run_id": run_id, **watched,
-        "tasks": task_states, "task_tries": dict(tries),
+        "tasks": task_states, "task_tries": tries,
         "report": report_summary(report),
         "report_failed_rows": [r for r in rows if r.get("status") != "success"][:200],
         "report_vs_cloud": report_vs_cloud(rows, images)[:50],
