@@ -539,6 +539,31 @@ class EcsHook(AliyunBaseHook):
             out.extend(self._pages_by_token("ListTagResources", region, make, ("TagResources", "TagResource")))
         return out
 
+    # -- network ----------------------------------------------------------------------------
+    def default_network(self, region: str | None = None, zone: str | None = None) -> tuple[str, str]:
+        """``(vswitch_id, security_group_id)`` of the region's default VPC: DescribeVSwitches (VPC SDK,
+        ``IsDefault``, in ``zone`` if given) and DescribeSecurityGroups of that VPC (a group named like
+        ``default`` first). ``ValueError`` naming what to pass when the region has no default network."""
+        from alibabacloud_vpc20160428 import models as vpc_models
+        from alibabacloud_vpc20160428.client import Client as VpcClient
+
+        m = _models()
+        region = self.resolve_region(region)
+        vpc = VpcClient(self.openapi_config(region))
+        resp = self.call("DescribeVSwitches", vpc.describe_vswitches, vpc_models.DescribeVSwitchesRequest(
+            region_id=region, is_default=True, zone_id=zone, page_size=50), region=region, service="VPC")
+        vswitches = _items(_body(resp), "VSwitches", "VSwitch")
+        if not vswitches:
+            raise ValueError(f"no default vSwitch in {region}{' zone ' + zone if zone else ''}: pass vswitch_id")
+        vsw = vswitches[0]
+        groups = _items(self._do("DescribeSecurityGroups", region, m.DescribeSecurityGroupsRequest(
+            region_id=region, vpc_id=vsw["VpcId"], page_size=50)), "SecurityGroups", "SecurityGroup")
+        if not groups:
+            raise ValueError(f"no security group in the default VPC {vsw['VpcId']} of {region}: pass "
+                             f"security_group_id")
+        default = next((g for g in groups if "default" in (g.get("SecurityGroupName") or "").lower()), groups[0])
+        return vsw["VSwitchId"], default["SecurityGroupId"]
+
     # -- Cloud Assistant --------------------------------------------------------------------
     def run_command(self, region: str | None, instance_ids: Sequence[str], content: str,
                     type: str = "RunShellScript", parameters: Mapping[str, Any] | None = None,

@@ -657,30 +657,8 @@ def _mask(secret: str) -> None:
 
 # -- temporary instances -----------------------------------------------------------------------------
 def default_network(hook: EcsHook, region: str, zone: str | None = None) -> tuple[str, str]:
-    """``(vswitch_id, security_group_id)`` of the region's default VPC (DescribeVSwitches, DescribeSecurityGroups).
-
-    Goes through the hook's ``call`` (rate limit, retries, logging) with the official VPC and ECS SDKs.
-    """
-    from alibabacloud_ecs20140526 import models as ecs_models
-    from alibabacloud_vpc20160428 import models as vpc_models
-    from alibabacloud_vpc20160428.client import Client as VpcClient
-
-    vpc = VpcClient(hook.openapi_config(region))
-    resp = hook.call("DescribeVSwitches", vpc.describe_vswitches, vpc_models.DescribeVSwitchesRequest(
-        region_id=region, is_default=True, zone_id=zone, page_size=50), region=region, service="VPC")
-    vswitches = resp.body.to_map().get("VSwitches", {}).get("VSwitch") or []
-    if not vswitches:
-        raise RuntimeError(f"no default vSwitch in {region}{' zone ' + zone if zone else ''}: pass vswitch_id")
-    vsw = vswitches[0]
-    client = hook.get_client(region)
-    resp = hook.call("DescribeSecurityGroups", client.describe_security_groups,
-                     ecs_models.DescribeSecurityGroupsRequest(region_id=region, vpc_id=vsw["VpcId"], page_size=50),
-                     region=region, service="ECS")
-    groups = resp.body.to_map().get("SecurityGroups", {}).get("SecurityGroup") or []
-    if not groups:
-        raise RuntimeError(f"no security group in the default VPC {vsw['VpcId']} of {region}: pass security_group_id")
-    default = next((g for g in groups if "default" in (g.get("SecurityGroupName") or "").lower()), groups[0])
-    return vsw["VSwitchId"], default["SecurityGroupId"]
+    """``(vswitch_id, security_group_id)`` of the region's default VPC: see :meth:`EcsHook.default_network`."""
+    return hook.default_network(region, zone)
 
 
 class RunInstancesOperator(_WaitMixin, AliyunBaseOperator):
