@@ -1,87 +1,15 @@
-"""The base every aliyun-ops operator and sensor builds on."""
+"""The base every aliyun-ops operator builds on (what sensors share with it is in :mod:`aliyun_ops.tasks`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from ..logic.naming import client_token
+from ..tasks import DEFAULT_CONN_ID, AliyunOperatorMixin, aliyun_template_fields, run_key
 
-DEFAULT_CONN_ID = "aliyun_default"
-
-
-def run_key(context: Any) -> str:
-    """What identifies "this run" for idempotency.
-
-    The logical date when the run has one, so that a re-run, a backfill or a second manual run of
-    the same night finds what the first one made instead of making it again; otherwise the run id.
-    """
-    logical = context.get("logical_date") if hasattr(context, "get") else None
-    if logical is not None:
-        return logical.isoformat()
-    return str(context["run_id"])
-
-
-class AliyunOperatorMixin:
-    """Connection, region, hook, idempotency tokens and resumable state for our operators.
-
-    Subclasses set ``hook_class``. Example::
-
-        class MyOperator(AliyunBaseOperator):
-            hook_class = EcsHook
-            def execute(self, context):
-                region = self.resolve_region()
-                token = self.client_token(context, "create-image", instance_id)
-    """
-
-    hook_class: type = None  # type: ignore[assignment]
-    aliyun_conn_id: str
-    region: str | None
-
-    @cached_property
-    def hook(self):
-        if self.hook_class is None:
-            raise TypeError(f"{type(self).__name__} must set hook_class")
-        return self.hook_class(aliyun_conn_id=self.aliyun_conn_id, region=self.region)
-
-    def resolve_region(self, region: str | None = None) -> str:
-        """The explicit region, else the operator's, else the connection's default region."""
-        resolved = region or self.region or self.hook.region
-        if not resolved:
-            raise ValueError(f"{type(self).__name__}: no region given and connection "
-                             f"{self.aliyun_conn_id!r} has no default region")
-        return resolved
-
-    @staticmethod
-    def client_token(context: Any, *parts: str) -> str:
-        """Stable per (DAG, run key, task, map index, parts): a retried try or a re-run sends the same token."""
-        ti = context["ti"]
-        return client_token(ti.dag_id, run_key(context), ti.task_id, str(getattr(ti, "map_index", -1)), *parts)
-
-    @staticmethod
-    def recall(context: Any, key: str, default: Any = None) -> Any:
-        """Read what an earlier try of this task stored (Airflow's task state store), if available."""
-        store = context.get("task_state_store") if hasattr(context, "get") else None
-        if store is None:
-            return default
-        try:
-            return store.get(key, default)
-        except Exception:  # state store unavailable (e.g. dag.test without the supervisor)
-            return default
-
-    @staticmethod
-    def remember(context: Any, key: str, value: Any) -> None:
-        """Store ``value`` so a retried try can pick up where this one stopped."""
-        store = context.get("task_state_store") if hasattr(context, "get") else None
-        if store is None or value is None:
-            return
-        try:
-            store.set(key, value)
-        except Exception:
-            pass
+__all__ = ["DEFAULT_CONN_ID", "AliyunBaseOperator", "AliyunOperatorMixin", "aliyun_template_fields", "run_key"]
 
 
 class AliyunBaseOperator(AliyunOperatorMixin, BaseOperator):
@@ -96,7 +24,7 @@ class AliyunBaseOperator(AliyunOperatorMixin, BaseOperator):
                 ...
     """
 
-    template_fields: Sequence[str] = ("aliyun_conn_id", "region")
+    template_fields: Sequence[str] = aliyun_template_fields()
     ui_color = "#ffd8b5"
 
     def __init__(self, *, aliyun_conn_id: str = DEFAULT_CONN_ID, region: str | None = None, **kwargs: Any) -> None:

@@ -11,7 +11,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from aliyun_ops.hooks.ecs import EcsHook
-from aliyun_ops.operators.base import DEFAULT_CONN_ID, AliyunOperatorMixin
+from aliyun_ops.tasks import DEFAULT_CONN_ID, AliyunOperatorMixin, aliyun_template_fields
 from aliyun_ops.triggers.ecs_images import ImagesAvailableTrigger
 from aliyun_ops.waiting.images import MISSING, ResourceWatch, normalize_items
 
@@ -35,7 +35,7 @@ class WaitForImageAvailableSensor(AliyunOperatorMixin, BaseSensorOperator):
                                     timeout=4 * 3600)
     """
 
-    template_fields = ("aliyun_conn_id", "region", "image_ids", "images")
+    template_fields = aliyun_template_fields("image_ids", "images")
     hook_class = EcsHook
 
     def __init__(self, *, image_ids: str | Sequence[str] | None = None, images: Sequence[Mapping] | None = None,

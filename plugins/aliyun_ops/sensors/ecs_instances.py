@@ -11,7 +11,7 @@ from airflow.sdk import BaseSensorOperator
 
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic.targets import by_region, normalize_instances
-from aliyun_ops.operators.base import DEFAULT_CONN_ID, AliyunOperatorMixin
+from aliyun_ops.tasks import DEFAULT_CONN_ID, AliyunOperatorMixin, aliyun_template_fields
 from aliyun_ops.triggers.ecs_instances import InstanceStatusTrigger
 from aliyun_ops.waiting.instances import INSTANCE_TARGETS, InstanceWatch
 
@@ -31,7 +31,7 @@ class WaitForInstanceStatusSensor(AliyunOperatorMixin, BaseSensorOperator):
                                     target_status="Running", poke_interval=10, timeout=1800)
     """
 
-    template_fields: Sequence[str] = ("aliyun_conn_id", "region", "instance_ids", "target_status")
+    template_fields: Sequence[str] = aliyun_template_fields("instance_ids", "target_status")
     hook_class = EcsHook
 
     def __init__(self, *, instance_ids: Any, target_status: str = "Running", region: str | None = None,
