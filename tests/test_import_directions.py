@@ -61,3 +61,13 @@ def test_lower_layers_do_not_import_upper_ones(layer, forbidden):
     for path in files(layer):
         for module, _ in imports(path):
             assert not module.startswith(forbidden), f"{layer}/{path.name} imports {module}"
+
+
+@pytest.mark.parametrize("root", ["plugins/aliyun_ops", "emulator"])
+def test_no_function_longer_than_80_lines(root):
+    long = []
+    for path in sorted((LIB.parent.parent / root).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long

@@ -150,7 +150,6 @@ class CreateImageOperator(BatchImageOperator):
         if not items:
             self.log.info("No instances to image")
             return []
-        info = run_info(context)
         hook = self.hook
         by_region: dict[str, list[dict]] = {}
         for item in items:
@@ -161,22 +160,8 @@ class CreateImageOperator(BatchImageOperator):
         for region, group in by_region.items():
             for rec in hook.describe_instances(region, instance_ids=[i["instance_id"] for i in group]):
                 found[rec["InstanceId"]] = rec
-        # 2. what earlier tries of this task made: tags (per region) + the task state store
-        remembered: dict[str, str] = dict(self.recall(context, STATE_CREATE) or {})
-        existing: dict[str, list[dict]] = {}
-        for region in by_region:
-            for rec in hook.describe_images(region, tags={pv.RUN_KEY: info["run_key"], pv.DAG_ID: info["dag_id"],
-                                                          pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}):
-                src = pv.tags_from_api(rec.get("Tags")).get(pv.SOURCE_INSTANCE)
-                if src:
-                    existing.setdefault(f"{region}/{src}", []).append(rec)
-        missing_remembered: dict[str, list[str]] = {}
-        for key, image_id in remembered.items():
-            if not any(r["ImageId"] == image_id for r in existing.get(key, [])):
-                missing_remembered.setdefault(key.split("/", 1)[0], []).append(image_id)
-        for image_id, rec in describe_by_region(hook, missing_remembered).items():
-            key = next(k for k, v in remembered.items() if v == image_id)
-            existing.setdefault(key, []).append(rec)
+        # 2. what earlier tries of this task made
+        existing = self._made_before(context, list(by_region))
 
         results: list[dict] = []
         to_create: list[dict] = []
@@ -212,6 +197,28 @@ class CreateImageOperator(BatchImageOperator):
         if self.resume_paused_after_snapshots:  # images of an earlier try, and instances that get no image
             self._resume_after_snapshots(context, [r for r in results if r["status"] != QUEUED])
         return self._wait_then_finish(context, results)
+
+    def _made_before(self, context: Any, regions: list[str]) -> dict[str, list[dict]]:
+        """``{"region/instance": [image records]}`` that earlier tries of this run made: found by the run's
+        provenance tags (one DescribeImages per region), plus ids kept in the task state store."""
+        info = run_info(context)
+        hook = self.hook
+        remembered: dict[str, str] = dict(self.recall(context, STATE_CREATE) or {})
+        existing: dict[str, list[dict]] = {}
+        for region in regions:
+            for rec in hook.describe_images(region, tags={pv.RUN_KEY: info["run_key"], pv.DAG_ID: info["dag_id"],
+                                                          pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}):
+                src = pv.tags_from_api(rec.get("Tags")).get(pv.SOURCE_INSTANCE)
+                if src:
+                    existing.setdefault(f"{region}/{src}", []).append(rec)
+        missing_remembered: dict[str, list[str]] = {}
+        for key, image_id in remembered.items():
+            if not any(r["ImageId"] == image_id for r in existing.get(key, [])):
+                missing_remembered.setdefault(key.split("/", 1)[0], []).append(image_id)
+        for image_id, rec in describe_by_region(hook, missing_remembered).items():
+            key = next(k for k, v in remembered.items() if v == image_id)
+            existing.setdefault(key, []).append(rec)
+        return existing
 
     def _submit(self, context: Any, batch: list[dict]) -> None:
         """CreateImage for each queued result of ``batch`` (in parallel); then, if asked, the early resume."""
