@@ -437,7 +437,6 @@ class CopyImageOperator(BatchImageOperator):
         if not pairs:
             self.log.info("No images to copy")
             return []
-        info = run_info(context)
         hook = self.hook
         now = time.time()
 
@@ -462,28 +461,7 @@ class CopyImageOperator(BatchImageOperator):
         for src, _, _ in live:
             wanted.setdefault(src["region"], []).append(src["image_id"])
         sources = describe_by_region(hook, wanted)
-        # copies made by earlier tries: tags in each destination + task state store
-        remembered: dict[str, str] = dict(self.recall(context, STATE_COPY) or {})
-        existing: dict[str, dict] = {}
-        failed_before: dict[str, set[str]] = {}  # copies of an earlier try that failed: the next one needs a new token
-        for dest in {d for _, _, d in live}:
-            for rec in hook.describe_images(dest, tags={pv.RUN_KEY: info["run_key"], pv.DAG_ID: info["dag_id"],
-                                                        pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}):
-                src_id = pv.tags_from_api(rec.get("Tags")).get(pv.SOURCE_IMAGE)
-                if src_id and rec.get("Status") not in ("CreateFailed", "UnAvailable"):
-                    existing[f"{src_id}/{dest}"] = rec
-                elif src_id:
-                    failed_before.setdefault(f"{src_id}/{dest}", set()).add(rec["ImageId"])
-        lost: dict[str, list[str]] = {}
-        for key, copy_id in remembered.items():
-            if key not in existing:
-                lost.setdefault(key.split("/", 1)[1], []).append(copy_id)
-        for copy_id, rec in describe_by_region(hook, lost).items():
-            key = next(k for k, v in remembered.items() if v == copy_id)
-            if rec.get("Status") not in ("CreateFailed", "UnAvailable"):
-                existing[key] = rec
-            else:
-                failed_before.setdefault(key, set()).add(copy_id)
+        existing, failed_before = self._made_before(context, sorted({d for _, _, d in live}))
 
         to_copy: list[tuple[dict, dict, str, dict]] = []
         for src, res, dest in live:
@@ -514,6 +492,34 @@ class CopyImageOperator(BatchImageOperator):
                        _src_tags=pv.tags_from_api(rec.get("Tags")),
                        _attempt=len(failed_before.get(f"{src['image_id']}/{dest}", ())))
         return self._wait_then_finish(context, results)
+
+    def _made_before(self, context: Any, destinations: list[str]) -> tuple[dict[str, dict], dict[str, set[str]]]:
+        """Copies earlier tries of this run made, by ``"source/destination"``: the live ones, and the ids of
+        those that failed (the next attempt needs a new token). Run tags in each destination + state store."""
+        info = run_info(context)
+        hook = self.hook
+        remembered: dict[str, str] = dict(self.recall(context, STATE_COPY) or {})
+        existing: dict[str, dict] = {}
+        failed_before: dict[str, set[str]] = {}  # copies of an earlier try that failed: the next one needs a new token
+        for dest in destinations:
+            for rec in hook.describe_images(dest, tags={pv.RUN_KEY: info["run_key"], pv.DAG_ID: info["dag_id"],
+                                                        pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}):
+                src_id = pv.tags_from_api(rec.get("Tags")).get(pv.SOURCE_IMAGE)
+                if src_id and rec.get("Status") not in ("CreateFailed", "UnAvailable"):
+                    existing[f"{src_id}/{dest}"] = rec
+                elif src_id:
+                    failed_before.setdefault(f"{src_id}/{dest}", set()).add(rec["ImageId"])
+        lost: dict[str, list[str]] = {}
+        for key, copy_id in remembered.items():
+            if key not in existing:
+                lost.setdefault(key.split("/", 1)[1], []).append(copy_id)
+        for copy_id, rec in describe_by_region(hook, lost).items():
+            key = next(k for k, v in remembered.items() if v == copy_id)
+            if rec.get("Status") not in ("CreateFailed", "UnAvailable"):
+                existing[key] = rec
+            else:
+                failed_before.setdefault(key, set()).add(copy_id)
+        return existing, failed_before
 
     def _submit(self, context: Any, batch: list[dict]) -> None:
         """CopyImage for each queued result of ``batch`` (in parallel, in queue order)."""
