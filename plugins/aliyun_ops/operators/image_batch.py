@@ -17,13 +17,14 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException
 
 from aliyun_ops.batch import errors_exceeded, run_batch
-from aliyun_ops.exceptions import AliyunApiError, TooManyItemFailures
+from aliyun_ops.exceptions import TooManyItemFailures
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.budget import ErrorBudget, check_concurrency, resolve_concurrency
 from aliyun_ops.operators.base import AliyunBaseOperator, run_key
 from aliyun_ops.triggers.ecs_images import ImagesAvailableTrigger, SnapshotsReadyTrigger
 from aliyun_ops.waiting import deadline_from
+from aliyun_ops.waiting.drivers import drive
 from aliyun_ops.waiting.images import PROGRESS, PollPlan, ResourceWatch, probe_request, total_count
 
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
@@ -273,24 +274,7 @@ class BatchImageOperator(AliyunBaseOperator):
                 return hook.describe_images(region, image_ids=arg)
             return hook.describe_snapshots(region, snapshot_ids=arg)
 
-        try:
-            while True:
-                due = plan.due(time.time())
-                for region in due:
-                    plan.drive(region, answer)
-                now = time.time()
-                if due:
-                    watch.polls += 1
-                    self.log.info("%s wait: %s", self.watch_kind, watch.summary(now))
-                if watch.done:
-                    return watch.event("success")
-                if return_when == "first" and watch.any_terminal:
-                    return watch.event(PROGRESS)
-                if plan.expired(now):
-                    return watch.event("timeout", message=f"deadline passed: {watch.summary(now)}")
-                time.sleep(plan.wait(now))
-        except AliyunApiError as err:
-            return watch.event("error", message=str(err), error=err.to_dict())
+        return drive(plan, answer, log=self.log, label=f"{self.watch_kind} wait", return_when=return_when)
 
     def execute_complete(self, context: Any, event: Mapping | None = None) -> list[dict]:
         if event is None:

@@ -1,8 +1,10 @@
-"""Base class of our triggers: serialisation from declared fields, deadline, adaptive polling."""
+"""Base class of our triggers: serialisation from declared fields, connection, region, poll interval, deadline.
+
+The waiting itself is :func:`aliyun_ops.waiting.drivers.adrive` over a plan of :mod:`aliyun_ops.waiting`.
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger
@@ -41,19 +43,3 @@ class AliyunBaseTrigger(BaseTrigger):
         cls = type(self)
         fields = {name: getattr(self, name) for name in (*self.base_fields, *self.serialized_fields)}
         return f"{cls.__module__}.{cls.__qualname__}", fields
-
-    def time_left(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.time()
-
-    def expired(self) -> bool:
-        left = self.time_left()
-        return left is not None and left <= 0
-
-    def next_wait(self, eta_seconds: float | None = None) -> float:
-        """Sleep until the estimated completion, but never longer than ``poll_interval`` or the deadline."""
-        floor = min(1.0, self.poll_interval)
-        wait = self.poll_interval if eta_seconds is None else max(floor, min(self.poll_interval, eta_seconds))
-        left = self.time_left()
-        if left is not None:
-            wait = max(0.0, min(wait, left))
-        return wait

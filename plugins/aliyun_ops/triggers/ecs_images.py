@@ -44,15 +44,13 @@ The watch logic (:class:`ResourceWatch`) is plain Python shared with the operato
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow.triggers.base import TriggerEvent
 
-from aliyun_ops.exceptions import AliyunApiError
 from aliyun_ops.triggers.base import AliyunBaseTrigger
+from aliyun_ops.waiting.drivers import adrive
 from aliyun_ops.waiting.images import (
     MISSING,
     PROGRESS,
@@ -60,7 +58,6 @@ from aliyun_ops.waiting.images import (
     PollPlan,
     Request,
     ResourceWatch,
-    _human,
     normalize_items,
     probe_request,
     total_count,
@@ -106,56 +103,28 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
     async def run(self):
         watch = ResourceWatch(self.items, kind=self.kind, missing_polls=self.missing_polls)
         if not self.items:
-            yield TriggerEvent(self._event(watch, "success", message="nothing to wait for"))
+            yield TriggerEvent(self._echo(watch.event("success", message="nothing to wait for")))
             return
         plan = PollPlan(watch, poll_interval=self.poll_interval, deadline=self.deadline, probe_tags=self.probe_tags)
-        started = time.time()
         try:
             hook = self.make_hook()
             await hook.asettings()
             clients: dict[str, Any] = {}
 
-            async def answer(request: Request) -> Any:
+            async def fetch(request: Request) -> Any:
                 what, region, arg = request
-                client = clients.get(region)
-                if client is None:
-                    client = clients[region] = hook.get_async_client(region)
+                client = clients.get(region) or clients.setdefault(region, hook.get_async_client(region))
                 if what == "count":
                     return await self.count(hook, client, region, arg)
                 return await self.fetch(hook, client, region, arg)
 
-            while True:
-                due = plan.due(time.time())
-                for region in due:
-                    await plan.adrive(region, answer)
-                now = time.time()
-                if due:
-                    watch.polls += 1
-                    self.log.info("%s wait: %s (next look in %s)", self.kind, watch.summary(now),
-                                  _human(plan.wait(now)))
-                if watch.done:
-                    yield TriggerEvent(self._event(watch, "success"))
-                    return
-                slot_free = self.return_when == "first" and watch.any_terminal
-                if slot_free and now - started >= self.min_partial_seconds:
-                    yield TriggerEvent(self._event(watch, PROGRESS))
-                    return
-                if self.expired():
-                    yield TriggerEvent(self._event(watch, "timeout", message=f"deadline passed: {watch.summary(now)}"))
-                    return
-                wait = plan.wait(now)
-                if slot_free:  # only the minimum time in deferral is left to wait for
-                    wait = min(wait, max(0.0, started + self.min_partial_seconds - now))
-                await asyncio.sleep(wait)
-        except AliyunApiError as err:
-            self.log.error("%s wait stopped by a permanent API error: %s", self.kind, err)
-            yield TriggerEvent(self._event(watch, "error", message=str(err), error=err.to_dict()))
+            event = await adrive(plan, fetch, log=self.log, label=f"{self.kind} wait", return_when=self.return_when,
+                                 min_partial_seconds=self.min_partial_seconds)
         except ValueError as err:  # e.g. a broken connection definition
-            yield TriggerEvent(self._event(watch, "error", message=str(err),
-                                           error={"code": "ValueError", "message": str(err)}))
+            event = watch.event("error", message=str(err), error={"code": "ValueError", "message": str(err)})
+        yield TriggerEvent(self._echo(event))
 
-    def _event(self, watch: ResourceWatch, status: str, **kwargs: Any) -> dict:
-        event = watch.event(status, **kwargs)
+    def _echo(self, event: dict) -> dict:
         if self.echo is not None:
             event["echo"] = self.echo
         return event

@@ -23,14 +23,13 @@ The watch classes are plain Python, shared with the operators' in-process (non-d
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow.triggers.base import TriggerEvent
 
-from aliyun_ops.exceptions import AliyunApiError
 from aliyun_ops.triggers.base import AliyunBaseTrigger
+from aliyun_ops.waiting.drivers import adrive, instance_plan, invocation_plan
 from aliyun_ops.waiting.instances import (
     DELETED,
     INSTANCE_TARGETS,
@@ -57,34 +56,24 @@ class _EcsWaitTrigger(AliyunBaseTrigger):
 
         return EcsHook(aliyun_conn_id=self.aliyun_conn_id, region=self.region)
 
-    async def _wait(self, watch: Any, one_round: Any, label: str):
-        """Poll with ``one_round(hook, client_for)`` until ``watch`` is done, the deadline passes or the API
-        fails for good; yields the one event. Transient errors were already retried by the hook."""
+    async def _run(self, plan: Any, label: str):
+        """Drive ``plan`` with the async hook (one client per region); yields the one event."""
         try:
             hook = self.make_hook()
             await hook.asettings()
             clients: dict[str, Any] = {}
 
-            def client_for(region: str) -> Any:
-                return clients.get(region) or clients.setdefault(region, hook.get_async_client(region))
+            async def fetch(request: tuple) -> Any:
+                what, region, arg = request
+                client = clients.get(region) or clients.setdefault(region, hook.get_async_client(region))
+                if what == "instances":
+                    return await hook.describe_instances_async(region, arg, client=client)
+                return await hook.describe_invocations_async(region, arg, client=client)
 
-            while True:
-                await one_round(hook, client_for)
-                watch.polls += 1
-                self.log.info("%s: %s", label, watch.summary())
-                if watch.done:
-                    yield self._event(watch.event("success"))
-                    return
-                if self.expired():
-                    yield self._event(watch.event("timeout", message=f"deadline passed: {watch.summary()}"))
-                    return
-                await asyncio.sleep(self.next_wait())
-        except AliyunApiError as err:
-            self.log.error("%s: wait stopped by a permanent API error: %s", label, err)
-            yield self._event(watch.event("error", message=str(err), error=err.to_dict()))
-        except ValueError as err:
-            yield self._event(watch.event("error", message=str(err), error={"code": "ValueError",
-                                                                           "message": str(err)}))
+            event = await adrive(plan, fetch, log=self.log, label=label)
+        except ValueError as err:  # e.g. a broken connection definition
+            event = plan.watch.event("error", message=str(err), error={"code": "ValueError", "message": str(err)})
+        yield self._event(event)
 
 
 class InstanceStatusTrigger(_EcsWaitTrigger):
@@ -116,15 +105,8 @@ class InstanceStatusTrigger(_EcsWaitTrigger):
         if not watch.items:
             yield self._event(watch.event("success", message="nothing to wait for"))
             return
-        async def one_round(hook: Any, client_for: Any) -> None:
-            for region, ids in watch.pending_by_region().items():
-                for start in range(0, len(ids), MAX_IDS):
-                    batch = ids[start:start + MAX_IDS]
-                    records = await hook.describe_instances_async(region, batch, client=client_for(region))
-                    watch.api_calls += 1
-                    watch.update(region, batch, records)
-
-        async for event in self._wait(watch, one_round, f"instances -> {self.target_status}"):
+        plan = instance_plan(watch, poll_interval=self.poll_interval, deadline=self.deadline)
+        async for event in self._run(plan, f"instances -> {self.target_status}"):
             yield event
 
 
@@ -148,13 +130,7 @@ class InvocationTrigger(_EcsWaitTrigger):
         if not watch.items:
             yield self._event(watch.event("success", message="nothing to wait for"))
             return
-        async def one_round(hook: Any, client_for: Any) -> None:
-            for invoke_id in watch.pending():
-                region = watch.items[invoke_id]["region"]
-                records = await hook.describe_invocations_async(region, invoke_id, client=client_for(region))
-                watch.api_calls += 1
-                watch.update(invoke_id, records)
-
-        async for event in self._wait(watch, one_round, "Cloud Assistant"):
+        async for event in self._run(invocation_plan(watch, poll_interval=self.poll_interval, deadline=self.deadline),
+                                     "Cloud Assistant"):
             yield event
 

@@ -1,66 +1,176 @@
-"""Sync drivers: in-worker waiting for the non-deferrable mode of the instance and Cloud Assistant operators.
+"""The two drivers of every wait: :func:`drive` (sync, in the worker) and :func:`adrive` (async, in a trigger).
 
-The same watches as the triggers in :mod:`aliyun_ops.triggers.ecs_instances`, driven synchronously:
-one batched round per ``poll_interval`` until every item is final, the deadline passes or the API fails.
+A wait is a *watch* (what is known: :class:`~aliyun_ops.waiting.images.ResourceWatch`,
+:class:`~aliyun_ops.waiting.instances.InstanceWatch`, :class:`~aliyun_ops.waiting.instances.InvocationWatch`)
+and a *plan* (when to look and what to ask: :class:`~aliyun_ops.waiting.images.PollPlan` polls by prediction,
+:class:`IntervalPlan` every ``poll_interval``). A plan's ``look(key)`` is a generator of requests; the driver
+answers each with ``fetch(request)``, its only I/O. Both drivers end the same way, with the watch's event:
+``success`` (all final), ``progress`` (``return_when="first"``: some final, after ``min_partial_seconds``),
+``timeout`` (deadline) or ``error`` (a permanent API error; the hook already retried the transient ones).
+
+Example (sync)::
+
+    watch = InstanceWatch({"cn-hangzhou": ["i-1"]}, "Running")
+    event = drive(IntervalPlan(watch, instance_requests(watch), poll_interval=10, deadline=time.time() + 600),
+                  lambda req: hook.describe_instances(req[1], instance_ids=req[2]))
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any
 
 from aliyun_ops.exceptions import AliyunApiError
+from aliyun_ops.waiting.images import PROGRESS, Request
 from aliyun_ops.waiting.instances import MAX_IDS, InstanceWatch, InvocationWatch
 
 
-def poll_in_worker(watch: Any, one_round: Callable[[], None], *, poll_interval: float, deadline: float | None,
-                   log: Any = None, label: str = "") -> dict:
-    """Run ``one_round`` until ``watch`` is done or the deadline passes; returns the watch's event.
+class IntervalPlan:
+    """Look at everything every ``poll_interval`` seconds (first look at once), never past ``deadline``.
 
-    Example::
-
-        event = poll_in_worker(watch, lambda: refresh(watch), poll_interval=10, deadline=time.time() + 600)
+    ``requests()`` gives one round's requests; each answer is handed to ``apply(request, answer)``.
     """
+
+    def __init__(self, watch: Any, requests: Callable[[], Iterable[Request]], apply: Callable[[Request, Any], None],
+                 *, poll_interval: float, deadline: float | None = None) -> None:
+        self.watch = watch
+        self.requests = requests
+        self.apply = apply
+        self.poll_interval = float(poll_interval)
+        self.deadline = deadline
+        self.next_at = 0.0
+
+    def due(self, now: float) -> list[str]:
+        return ["all"] if not self.watch.done and (now >= self.next_at or self.expired(now)) else []
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+    def wait(self, now: float) -> float:
+        wait = max(0.0, self.next_at - now)
+        return wait if self.deadline is None else max(0.0, min(wait, self.deadline - now))
+
+    def look(self, key: str) -> Generator[Request, Any, None]:
+        for request in list(self.requests()):
+            answer = yield request
+            self.watch.api_calls += 1
+            self.apply(request, answer)
+        self.next_at = time.time() + self.poll_interval
+
+
+def _step(plan: Any, watch: Any, due: list[str], started: float, now: float, log: Any, label: str,
+          return_when: str, min_partial_seconds: float) -> dict | None:
+    """After a round: the event to end with, or None to wait ``plan.wait(now)`` more."""
+    if due:
+        watch.polls += 1
+        if log is not None:
+            log.info("%s: %s", label, watch.summary())
+    if watch.done:
+        return watch.event("success")
+    if return_when == "first" and getattr(watch, "any_terminal", False) and now - started >= min_partial_seconds:
+        return watch.event(PROGRESS)
+    if plan.expired(now):
+        return watch.event("timeout", message=f"deadline passed: {watch.summary()}")
+    return None
+
+
+def _pause(plan: Any, watch: Any, started: float, now: float, return_when: str, min_partial_seconds: float) -> float:
+    wait = plan.wait(now)
+    if return_when == "first" and getattr(watch, "any_terminal", False):  # only the minimum dwell is left
+        wait = min(wait, max(0.0, started + min_partial_seconds - now))
+    return wait
+
+
+def drive(plan: Any, fetch: Callable[[Request], Any], *, log: Any = None, label: str = "wait",
+          return_when: str = "all", min_partial_seconds: float = 0.0) -> dict:
+    """Run ``plan`` in this thread until its watch ends; returns the event."""
+    watch, started = plan.watch, time.time()
     try:
         while True:
-            one_round()
-            watch.polls += 1
-            if log is not None:
-                log.info("%s: %s", label, watch.summary())
-            if watch.done:
-                return watch.event("success")
-            if deadline is not None and time.time() >= deadline:
-                return watch.event("timeout", message=f"deadline passed: {watch.summary()}")
-            time.sleep(poll_interval if deadline is None else max(0.0, min(poll_interval, deadline - time.time())))
+            due = plan.due(time.time())
+            for key in due:
+                look, answer = plan.look(key), None
+                try:
+                    while True:
+                        answer = fetch(look.send(answer))
+                except StopIteration:
+                    pass
+            now = time.time()
+            event = _step(plan, watch, due, started, now, log, label, return_when, min_partial_seconds)
+            if event is not None:
+                return event
+            time.sleep(_pause(plan, watch, started, now, return_when, min_partial_seconds))
     except AliyunApiError as err:
         return watch.event("error", message=str(err), error=err.to_dict())
 
 
+async def adrive(plan: Any, fetch: Callable[[Request], Awaitable[Any]], *, log: Any = None, label: str = "wait",
+                 return_when: str = "all", min_partial_seconds: float = 0.0) -> dict:
+    """:func:`drive` for a trigger: ``fetch`` is a coroutine function, sleeping does not block the triggerer."""
+    watch, started = plan.watch, time.time()
+    try:
+        while True:
+            due = plan.due(time.time())
+            for key in due:
+                look, answer = plan.look(key), None
+                try:
+                    while True:
+                        answer = await fetch(look.send(answer))
+                except StopIteration:
+                    pass
+            now = time.time()
+            event = _step(plan, watch, due, started, now, log, label, return_when, min_partial_seconds)
+            if event is not None:
+                return event
+            await asyncio.sleep(_pause(plan, watch, started, now, return_when, min_partial_seconds))
+    except AliyunApiError as err:
+        if log is not None:
+            log.error("%s: wait stopped by a permanent API error: %s", label, err)
+        return watch.event("error", message=str(err), error=err.to_dict())
+
+
+# -- the interval plans of instances and invocations ----------------------------------------------
+def instance_plan(watch: InstanceWatch, *, poll_interval: float, deadline: float | None) -> IntervalPlan:
+    """Every round: DescribeInstances for the pending ids, 100 a request: ``("instances", region, ids)``."""
+    def requests() -> list[Request]:
+        return [("instances", region, ids[n:n + MAX_IDS])
+                for region, ids in watch.pending_by_region().items() for n in range(0, len(ids), MAX_IDS)]
+
+    return IntervalPlan(watch, requests, lambda req, records: watch.update(req[1], req[2], records),
+                        poll_interval=poll_interval, deadline=deadline)
+
+
+def invocation_plan(watch: InvocationWatch, *, poll_interval: float, deadline: float | None) -> IntervalPlan:
+    """Every round: DescribeInvocations per pending invoke id: ``("invocations", region, invoke_id)``."""
+    def requests() -> list[Request]:
+        return [("invocations", watch.items[i]["region"], i) for i in watch.pending()]
+
+    return IntervalPlan(watch, requests, lambda req, records: watch.update(req[2], records),
+                        poll_interval=poll_interval, deadline=deadline)
+
+
+def sync_fetch(hook: Any) -> Callable[[Request], Any]:
+    """Answer instance/invocation requests with the hook's sync methods."""
+    def fetch(request: Request) -> Any:
+        what, region, arg = request
+        if what == "instances":
+            return hook.describe_instances(region, instance_ids=arg)
+        return hook.describe_invocations(region, arg)
+
+    return fetch
+
+
 def poll_instances(hook: Any, watch: InstanceWatch, *, poll_interval: float, deadline: float | None,
                    log: Any = None) -> dict:
-    """Synchronous twin of :class:`InstanceStatusTrigger`: DescribeInstances for up to 100 ids a call."""
-
-    def one_round() -> None:
-        for region, ids in watch.pending_by_region().items():
-            for start in range(0, len(ids), MAX_IDS):
-                batch = ids[start:start + MAX_IDS]
-                watch.update(region, batch, hook.describe_instances(region, instance_ids=batch))
-                watch.api_calls += 1
-
-    return poll_in_worker(watch, one_round, poll_interval=poll_interval, deadline=deadline, log=log,
-                          label=f"instances -> {watch.target}")
+    """Wait in the worker for instances (the sync twin of ``InstanceStatusTrigger``)."""
+    return drive(instance_plan(watch, poll_interval=poll_interval, deadline=deadline), sync_fetch(hook), log=log,
+                 label=f"instances -> {watch.target}")
 
 
 def poll_invocations(hook: Any, watch: InvocationWatch, *, poll_interval: float, deadline: float | None,
                      log: Any = None) -> dict:
-    """Synchronous twin of :class:`InvocationTrigger`: one DescribeInvocations per pending invoke id."""
-
-    def one_round() -> None:
-        for invoke_id in watch.pending():
-            region = watch.items[invoke_id]["region"]
-            watch.update(invoke_id, hook.describe_invocations(region, invoke_id))
-            watch.api_calls += 1
-
-    return poll_in_worker(watch, one_round, poll_interval=poll_interval, deadline=deadline, log=log,
-                          label="Cloud Assistant")
+    """Wait in the worker for Cloud Assistant invocations (the sync twin of ``InvocationTrigger``)."""
+    return drive(invocation_plan(watch, poll_interval=poll_interval, deadline=deadline), sync_fetch(hook), log=log,
+                 label="Cloud Assistant")
