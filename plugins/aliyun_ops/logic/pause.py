@@ -24,7 +24,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 PAUSED_BY = "ops:paused-by"
@@ -58,7 +59,19 @@ def pause_tags(*, run_key: str, dag_id: str, mode: str, at: datetime) -> dict[st
     if mode not in MODES:
         raise ValueError(f"pause mode must be one of {MODES}, got {mode!r}")
     return {PAUSED_BY: str(run_key)[:128], PAUSED_DAG: str(dag_id)[:128], PAUSED_MODE: mode,
-            PAUSED_AT: at.isoformat(timespec="seconds")}
+            PAUSED_AT: at.isoformat(timespec="seconds"),
+            RESUMED_AT: "", THAW_INVOKE: ""}  # a new pause forgets an earlier resume (a re-run of the night)
+
+
+def pause_digest(paused: Iterable[Mapping[str, str]]) -> str:
+    """A short digest of these pauses (instance and ``paused_at``): part of a thaw's ClientToken, so that a
+    thaw is sent again for a new pause (a re-run) and never answered by the invocation of an earlier one.
+
+    >>> pause_digest([{"instance_id": "i-1", "paused_at": "t"}]) == pause_digest([{"instance_id": "i-1", "paused_at": "u"}])
+    False
+    """
+    text = ",".join(sorted(f"{p['instance_id']}@{p.get('paused_at') or ''}" for p in paused))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def plan_resume(mode: str, status: str | None) -> str:

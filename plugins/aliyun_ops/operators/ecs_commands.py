@@ -286,7 +286,8 @@ class RunCommandOperator(AliyunBaseOperator):
                         invoke_id = hook.run_command(
                             region, chunk, self.command_content, type=self.command_type, parameters=params,
                             timeout=self.timeout, name=name,
-                            client_token=self.client_token(context, "run-command", key),
+                            # the run id too: a re-run of the same night runs the command again
+                            client_token=self.client_token(context, "run-command", str(context["run_id"]), key),
                             working_dir=self.working_dir or None, username=self.username or None)
                     except AliyunApiError as err:
                         for iid in chunk:

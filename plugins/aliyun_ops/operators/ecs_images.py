@@ -195,6 +195,7 @@ class CreateImageOperator(BatchImageOperator):
         for n, res in enumerate(to_create):
             res.update(status=QUEUED, _order=n)
         if self.resume_paused_after_snapshots:  # images of an earlier try, and instances that get no image
+            self._resume_others(context, items)
             self._resume_after_snapshots(context, [r for r in results if r["status"] != QUEUED])
         return self._wait_then_finish(context, results)
 
@@ -274,6 +275,27 @@ class CreateImageOperator(BatchImageOperator):
         if self.resume_paused_after_snapshots:
             self._resume_after_snapshots(context, batch)
 
+    def _released(self, context: Any, results: list[dict]) -> None:
+        """Queued instances that will get no image this time: resume them now, not after the whole task."""
+        if self.resume_paused_after_snapshots:
+            self._resume_after_snapshots(context, results)
+
+    def _resume_others(self, context: Any, items: list[dict]) -> None:
+        """Instances this run paused that this task does not image (their preparation failed): resume now."""
+        info = run_info(context)
+        mine = {i["instance_id"] for i in items}
+        others = []
+        tags = {pause.PAUSED_BY: info["run_key"][:128], pause.PAUSED_DAG: info["dag_id"][:128]}
+        for region in sorted({i["region"] for i in items}):
+            for rec in self.hook.describe_instances(region, tags=tags):
+                paused = pause.paused_info(pv.tags_from_api(rec.get("Tags"))) or {}
+                if rec["InstanceId"] not in mine and not paused.get("resumed_at"):
+                    others.append({"instance_id": rec["InstanceId"], "region": region, "mode": paused.get("mode", ""),
+                                   "status": rec.get("Status"), "paused_at": paused.get("paused_at", "")})
+        if others:
+            self.log.info("%d paused instance(s) get no image from this task: resuming them now", len(others))
+            resume_early(self.hook, context, others, thaw_command=self.thaw_command, log=self.log)
+
     def _resume_after_snapshots(self, context: Any, results: list[dict]) -> None:
         """Resume each instance this run paused once its image's point in time is taken (or it has no image)."""
         this_run = run_info(context)["run_key"]
@@ -288,12 +310,17 @@ class CreateImageOperator(BatchImageOperator):
             info = pause.paused_info(pv.tags_from_api(rec.get("Tags")))
             if info and info["run_key"] == this_run and not info["resumed_at"]:
                 paused[res["instance_id"]] = {"instance_id": res["instance_id"], "region": res["region"],
-                                              "mode": info["mode"], "status": rec.get("Status")}
+                                              "mode": info["mode"], "status": rec.get("Status"),
+                                              "paused_at": info["paused_at"]}
         if not paused:
             return
         waiting = {r["instance_id"]: r for r in results if r["instance_id"] in paused and r["status"] == "pending"}
         ready = [paused[i] for i in paused if i not in waiting]
-        deadline = time.time() + min(self._timeout_seconds, SNAPSHOT_PHASE_MAX_SECONDS)
+        deadline = time.time() + SNAPSHOT_PHASE_MAX_SECONDS
+        task_deadline = getattr(self, "_deadline", None)  # the whole task's, set by the window
+        if task_deadline is not None:
+            deadline = min(deadline, task_deadline)
+        misses: dict[str, int] = {}
         self.log.info("%d paused instance(s): resuming each once its image's snapshots are taken", len(paused))
         while True:
             if ready:
@@ -307,14 +334,18 @@ class CreateImageOperator(BatchImageOperator):
             images = describe_by_region(self.hook, wanted)
             for iid, res in list(waiting.items()):
                 rec = images.get(res["image_id"])
+                if rec is None:  # not listed (yet): a lagging read must not resume before the point in time
+                    misses[iid] = misses.get(iid, 0) + 1
+                    if misses[iid] < 2:
+                        continue
                 if rec is None or pause.image_point_in_time_taken(rec) or rec.get("Status") != "Creating":
                     ready.append(paused[iid])
                     del waiting[iid]
             if waiting and not ready:
                 time.sleep(min(float(self.poll_interval), SNAPSHOT_POLL_SECONDS))
         if waiting:
-            self.log.warning("snapshots of %d image(s) not taken in time: %s stay paused until the images are done",
-                             len(waiting), ", ".join(sorted(waiting)))
+            self.log.warning("snapshots of %d image(s) not taken in time: %s stay paused until this task ends and "
+                             "the resume teardown runs", len(waiting), ", ".join(sorted(waiting)))
 
 
 # -- CopyImage ------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ teardown whatever happened upstream, and as the first task of the next run to fi
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -209,14 +208,18 @@ class ResumePausedOperator(AliyunBaseOperator):
                 results[item["instance_id"]].update(action="thaw", reason="frozen, but no thaw_command was given")
             return
         invocations: dict[str, tuple[str, list[str]]] = {}
+        by_id = {i["instance_id"]: i for i in items}
+        try_number = str(getattr(context["ti"], "try_number", 1))
         for region, ids in by_region(items).items():
             for n in range(0, len(ids), MAX_INSTANCES_PER_CALL):
                 chunk = ids[n:n + MAX_INSTANCES_PER_CALL]
-                digest = hashlib.sha256(",".join(sorted(chunk)).encode()).hexdigest()[:16]
+                # new per pause and per try: a retried teardown sends the thaw again, never gets an old answer
+                token = self.client_token(context, "thaw", region, try_number,
+                                          pause.pause_digest(by_id[i] for i in chunk))
                 try:
                     invoke_id = hook.run_command(region, chunk, self.thaw_command, type=self.thaw_command_type,
                                                  timeout=600, name=f"aliyun-ops-thaw-{context['ti'].dag_id}"[:128],
-                                                 client_token=self.client_token(context, "thaw", region, digest))
+                                                 client_token=token)
                 except AliyunApiError as err:
                     for iid in chunk:
                         results[iid].update(action="thaw", reason=f"thaw command not sent: {error_reason(err)}")
@@ -318,7 +321,7 @@ def resume_early(hook: EcsHook, context: Any, paused: Sequence[Mapping[str, Any]
     for region, ids in (by_region(frozen).items() if thaw_command else ()):
         for n in range(0, len(ids), MAX_INSTANCES_PER_CALL):
             chunk = ids[n:n + MAX_INSTANCES_PER_CALL]
-            digest = hashlib.sha256(",".join(sorted(chunk)).encode()).hexdigest()[:16]
+            digest = pause.pause_digest(p for p in frozen if p["instance_id"] in chunk)
             ti = context["ti"]
             try:
                 invoke_id = hook.run_command(region, chunk, thaw_command, timeout=600,

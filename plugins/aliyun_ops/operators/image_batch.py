@@ -207,6 +207,9 @@ class BatchImageOperator(AliyunBaseOperator):
         """Start the queued items of ``batch`` (subclasses): each ends ``pending`` (with its id) or final."""
         raise NotImplementedError(f"{type(self).__name__} queues items but cannot submit them")
 
+    def _released(self, context: Any, results: list[dict]) -> None:
+        """Hook: these queued items will never be submitted (error budget or timeout)."""
+
     def _window(self, results: Sequence[Mapping]) -> int:
         """Items in flight at once: ``concurrency`` (a percentage of all items, rounded up); everything
         when not waiting (nothing would ever free a slot)."""
@@ -218,11 +221,13 @@ class BatchImageOperator(AliyunBaseOperator):
         """``concurrency`` bounds the items in flight (submitted and not final), not only the call rate: queued
         items are submitted as slots free, in their ``_order``; once failures exceed ``max_errors`` the rest
         are skipped. Waits are deferred with ``return_when="first"`` while items are queued."""
+        self._deadline = deadline
         while True:
             queued = sorted((r for r in results if r.get("status") == QUEUED), key=lambda r: r.get("_order", 0))
             if queued and deadline is not None and time.time() >= deadline:
                 for r in queued:
                     r.update(status=FAILED, reason=f"not started: the {self._timeout_seconds:.0f}s timeout passed")
+                self._released(context, queued)
                 queued = []
             if queued:
                 budget = ErrorBudget.of(self.max_errors, len(results))
@@ -230,6 +235,7 @@ class BatchImageOperator(AliyunBaseOperator):
                 if budget.exhausted:
                     for r in queued:
                         r.update(status=SKIPPED, reason=f"not started: more than {budget.allowed} errors (max_errors)")
+                    self._released(context, queued)
                     queued = []
             in_flight = sum(1 for r in results if r.get("status") == "pending")
             batch = queued[:max(0, self._window(results) - in_flight)]
