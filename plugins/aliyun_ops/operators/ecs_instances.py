@@ -307,6 +307,17 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
             return None
         return mark_paused(hook, context, region, ids, self.pause_mode, f"not {self.target_status.lower()}")
 
+    def _unmark_refused(self, hook: EcsHook, region: str, ids: list[str]) -> None:
+        """Instances whose stop was refused and that never left ``from_status`` were not paused: drop the tags,
+        so that no resume ever acts on them (someone may stop them on purpose later)."""
+        if not (ids and self.mark_paused and self.pause_mode):
+            return
+        try:
+            hook.untag_resources(region, "instance", ids, pause.PAUSE_TAG_KEYS)
+        except AliyunApiError as err:
+            self.log.warning("could not remove the pause tags of %s (%s): the resume will find them %s and leave "
+                             "them alone", ", ".join(ids), err.code, self.from_status)
+
     def _call_idempotent(self, hook: EcsHook, region: str, ids: list[str]) -> dict[str, dict]:
         """Call the API; an instance whose answer is an error (or no answer: a dropped connection, a retried
         call that finds it already moving) is described again, and counts as accepted when it is already
@@ -385,6 +396,8 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
                         results[item["instance_id"]] = result(item, FAILED, item["status"], not_marked)
                     continue
                 answered = self._call_idempotent(hook, region, ids)
+                self._unmark_refused(hook, region, [i for i in ids if str(answered[i].get("Code")) != "200"
+                                                    and answered[i].get("CurrentStatus") == self.from_status])
                 for item in (i for i in wave_items if i["region"] == region and i["instance_id"] in ids):
                     resp = answered.get(item["instance_id"], {"Code": "NoResponse", "Message": "no answer"})
                     if str(resp.get("Code")) == "200":
@@ -475,7 +488,8 @@ class StopInstancesOperator(_PowerOperator):
     ``mark_paused=True`` tags each instance ``ops:paused-by``/``ops:paused-mode=stop`` (see
     :mod:`aliyun_ops.logic.pause`) *before* stopping it, so that
     :class:`~aliyun_ops.operators.ecs_pause.ResumePausedOperator` starts exactly what this run stopped,
-    whatever fails later (pair them as setup and teardown). An instance that cannot be tagged is not stopped.
+    whatever fails later (as a teardown whose setup runs before the stop: see its example). An instance
+    that cannot be tagged is not stopped; one whose stop is refused and stays Running is untagged again.
     The per-instance results are also pushed as XCom ``results`` before the task fails on ``max_errors``.
     A StopInstances answer lost to the network, or a retried call answered ``IncorrectInstanceStatus``,
     is checked with DescribeInstances: an instance already Stopping or Stopped counts as stopped.

@@ -65,11 +65,18 @@ class ResumePausedOperator(AliyunBaseOperator):
     The task fails (after writing the results) when any instance is still paused: a resume is an
     undo, there is no error budget for it.
 
-    Example (teardown of a cold backup)::
+    Example (teardown of a cold backup). The setup must be a step that succeeds before anything is paused,
+    not the stop itself: Airflow skips a teardown whose setups all failed, which is the case of a stop that
+    failed half-way::
 
+        @task
+        def begin(regions):                         # setup: nothing paused yet
+            return regions
+
+        scope = begin(["cn-hangzhou"])
         stop = StopInstancesOperator(task_id="stop", instances=select.output, mark_paused=True)
-        resume = ResumePausedOperator(task_id="resume", regions=["cn-hangzhou"])
-        stop >> create_images >> resume.as_teardown(setups=stop)
+        resume = ResumePausedOperator(task_id="resume", regions=scope).as_teardown(setups=scope)
+        scope >> stop >> create_images >> resume
     """
 
     template_fields = ("aliyun_conn_id", "region", "regions", "scope", "thaw_command", "dag_id_filter",
@@ -112,17 +119,32 @@ class ResumePausedOperator(AliyunBaseOperator):
         return tags
 
     def find_paused(self, hook: EcsHook, context: Any) -> list[dict]:
-        regions = normalize_regions(self.regions) or [r["RegionId"] for r in hook.describe_regions()]
+        """Instances carrying this scope's pause tags. Given ``regions`` must all be readable; when scanning
+        every region of the account, a region that refuses (a RAM policy limited to the regions in use, a
+        region not open to the account) is skipped with a warning and pushed as XCom ``unscanned_regions``."""
+        explicit = normalize_regions(self.regions)
+        regions = explicit or [r["RegionId"] for r in hook.describe_regions()]
         tags = self.search_tags(context)
         found: list[dict] = []
+        unscanned: list[str] = []
         for region in regions:
-            for rec in hook.describe_instances(region, tags=tags):
+            try:
+                records = hook.describe_instances(region, tags=tags)
+            except AliyunApiError as err:
+                if explicit:
+                    raise
+                self.log.warning("cannot look for paused instances in %s (%s): skipped", region, error_reason(err))
+                unscanned.append(region)
+                continue
+            for rec in records:
                 info = pause.paused_info(tags_from_api(rec.get("Tags"))) or {}
                 found.append({"instance_id": rec["InstanceId"], "region": region, "status": rec.get("Status", ""),
                               "mode": info.get("mode", ""), "paused_by": info.get("run_key", ""),
                               "paused_at": info.get("paused_at", ""), "resumed_at": info.get("resumed_at", ""),
                               "thaw_invoke": info.get("thaw_invoke", "")})
-        self.log.info("%d paused instance(s) found with tags %s in %d region(s)", len(found), tags, len(regions))
+        self.log.info("%d paused instance(s) found with tags %s in %d region(s)", len(found), tags,
+                      len(regions) - len(unscanned))
+        context["ti"].xcom_push(key="unscanned_regions", value=unscanned)
         return found
 
     # -- flow ---------------------------------------------------------------------------------------------
@@ -279,9 +301,11 @@ class ResumePausedOperator(AliyunBaseOperator):
     @staticmethod
     def _done(res: dict, action: str, reason: str, status: str | None = None) -> None:
         """Mark resumed; the resume time is the early resume's (``ops:resumed-at``) when there was one."""
-        when = pause.parse_time(res.get("_early")) or datetime.now(UTC)
+        early = pause.parse_time(res.get("_early"))
+        when = early or datetime.now(UTC)
+        resumed = action in ("start", "thaw") or early is not None   # "done" with no resume: nothing was down
         res.update(status=SUCCESS, action=action, reason=reason, resumed_at=when.isoformat(timespec="seconds"),
-                   paused_seconds=pause.paused_seconds(res.get("paused_at"), when))
+                   paused_seconds=pause.paused_seconds(res.get("paused_at"), when) if resumed else None)
         if status:
             res["instance_status"] = status
 
@@ -313,6 +337,10 @@ def resume_early(hook: EcsHook, context: Any, paused: Sequence[Mapping[str, Any]
     for region, ids in by_region([p for p in paused if plans[p["instance_id"]] == pause.START]).items():
         try:
             accepted = [r["InstanceId"] for r in hook.start_instances(region, ids) if str(r.get("Code")) == "200"]
+            doubtful = [i for i in ids if i not in accepted]  # a lost answer, a retry told "already Starting"
+            if doubtful:
+                current = describe_targets(hook, [{"instance_id": i, "region": region} for i in doubtful])
+                accepted += [i for i in doubtful if (current.get(i) or {}).get("Status") in ("Starting", "Running")]
             hook.tag_resources(region, "instance", accepted, {pause.RESUMED_AT: now})
             done.update(dict.fromkeys(accepted, "start"))
         except AliyunApiError as err:

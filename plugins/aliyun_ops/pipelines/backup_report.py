@@ -71,6 +71,9 @@ def finish_backup(context: Mapping[str, Any], config: Mapping[str, Any], selecte
     meta = {"dag": ti.dag_id, "run": context["run_id"], "sources": ", ".join(config.get("source_regions") or []),
             "destinations": ", ".join(destinations)}
     meta.update(resume_notes(resumed, resumed_earlier))
+    resume_unknown = bool(config.get("pauses")) and selected is not None and resumed is None
+    if resume_unknown:
+        meta["paused by this run"] = "UNKNOWN: the resume task left no results (see resume_instances' log)"
     report = Report.build(rows, title=f"ECS cross-region backup {context.get('ds') or context['run_id']}",
                           meta=meta)
     paths = write_artifacts(report, ti.dag_id, context["run_id"])
@@ -90,10 +93,12 @@ def finish_backup(context: Mapping[str, Any], config: Mapping[str, Any], selecte
     budget.fail(len(failed_instances))
     not_resumed = sorted(r["instance_id"] for r in [*(resumed or []), *(resumed_earlier or [])]
                          if r.get("status") != "success")
-    if not_resumed or upstream_error or budget.exhausted or (report.rows and report.outcome == "failure"):
+    if not_resumed or resume_unknown or upstream_error or budget.exhausted or \
+            (report.rows and report.outcome == "failure"):
         from airflow.sdk.exceptions import AirflowException
 
-        still = f"; STILL PAUSED (stopped or frozen): {', '.join(not_resumed)}" if not_resumed else ""
+        still = f"; STILL PAUSED (stopped or frozen): {', '.join(not_resumed)}" if not_resumed else \
+            "; whether paused instances were resumed is UNKNOWN" if resume_unknown else ""
         why = f" ({upstream_error}: see its task log)" if upstream_error else ""
         raise AirflowException(f"backup {report.outcome}{why}: {len(failed_instances)} instance(s) failed "
                                f"(max_errors={config.get('max_errors', 0)}){still}; report: {paths.get('txt')}")
