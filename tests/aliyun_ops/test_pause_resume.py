@@ -92,3 +92,23 @@ def test_resume_rejects_bad_input_before_any_call(emu):
         with pytest.raises(ValueError):
             ResumePausedOperator(task_id="r", **kwargs).execute({"ti": FakeTI("r"), "run_id": "x"})
     assert not emu.admin.calls()["counters"]
+
+
+def test_safety_net_leaves_pauses_of_runs_still_in_progress_alone(emu):
+    """Backfills run several nights at once: the safety net must not start what a live run just stopped."""
+    emu.admin.load_fleet({"instances": [{"region": HZ, "count": 2, "status": "Running"}]})
+    live, dead = ids_of(emu)
+    StopInstancesOperator(task_id="stop", instances=[live], region=HZ, mark_paused=True, poll_interval=0.2,
+                          deferrable=False).execute(ctx("stop", run_id="backfill__2026-11-01"))
+    StopInstancesOperator(task_id="stop", instances=[dead], region=HZ, mark_paused=True, poll_interval=0.2,
+                          deferrable=False).execute(ctx("stop", run_id="manual__crashed"))
+
+    class LiveRuns(FakeTI):
+        @staticmethod
+        def get_dr_count(dag_id, logical_dates=None, run_ids=None, states=None):
+            return int(run_ids == ["backfill__2026-11-01"] and "running" in states)
+
+    context = {"ti": LiveRuns("net"), "run_id": "scheduled__now", "task_state_store": None}
+    result = ResumePausedOperator(task_id="net", scope="dag", regions=[HZ], poll_interval=0.2).execute(context)
+    assert [r["instance_id"] for r in result] == [dead]
+    assert statuses(emu)[live] == "Stopped" and tags(emu, live)[pause.PAUSED_BY] == "backfill__2026-11-01"

@@ -153,6 +153,12 @@ class ResumePausedOperator(AliyunBaseOperator):
         hook = self.hook
         deadline = deadline_from(float(self.timeout))
         items = self.find_paused(hook, context)
+        if self.scope == "dag":
+            busy = self.runs_in_progress(context, {i["paused_by"] for i in items})
+            for item in (i for i in items if i["paused_by"] in busy):
+                self.log.warning("%s: paused by run %s, which is still in progress: left to it", item["instance_id"],
+                                 item["paused_by"])
+            items = [i for i in items if i["paused_by"] not in busy]
         results: dict[str, dict] = {}
         for item in items:
             results[item["instance_id"]] = {**{k: item[k] for k in ("instance_id", "region", "mode", "paused_by",
@@ -174,6 +180,26 @@ class ResumePausedOperator(AliyunBaseOperator):
         self.thaw(context, hook, self.thawed_early(hook, groups.get(pause.THAW, []), results), results, deadline)
         self.untag(hook, [results[i["instance_id"]] for i in items if plans[i["instance_id"]] != pause.GONE])
         return self.finish(context, [results[i["instance_id"]] for i in items])
+
+    def runs_in_progress(self, context: Any, run_keys: set[str]) -> set[str]:
+        """Run keys (logical dates, else run ids) of other runs of the DAG still queued or running: their pauses
+        are theirs to undo (backfills run several at once). Without the Task SDK's DagRun look-up (e.g. an
+        operator run outside a task runner) nothing is considered in progress."""
+        ti, this_run = context["ti"], run_key(context)
+        dag_id = str(self.dag_id_filter or ti.dag_id)
+        busy: set[str] = set()
+        for key in sorted(k for k in run_keys if k and k != this_run):
+            try:
+                when = datetime.fromisoformat(key)
+                query = {"logical_dates": [when]} if when.tzinfo else {"run_ids": [key]}
+            except ValueError:
+                query = {"run_ids": [key]}
+            try:
+                if ti.get_dr_count(dag_id=dag_id, states=["queued", "running"], **query):
+                    busy.add(key)
+            except Exception as exc:  # noqa: BLE001 - no supervisor to ask: resume (the safe default for an undo)
+                self.log.info("cannot tell whether run %s is in progress (%s): treating it as finished", key, exc)
+        return busy
 
     def settle(self, hook: EcsHook, items: list[dict], deadline: float | None) -> dict[str, str]:
         """Plan every instance; wait (polling) while any is in a transition, until the deadline."""
