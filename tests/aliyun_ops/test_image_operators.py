@@ -501,3 +501,13 @@ def test_copies_are_submitted_largest_first_and_waited_for_by_probe(aliyun_conn,
     # 2 look-ups, then a few reads per copy; this only guards the in-worker path's wiring (the economy of
     # the plan is shown on 200 copies in test_image_triggers.py)
     assert calls(emulator, "DescribeImages") <= 7 * 8
+
+
+def test_a_run_that_pauses_never_images_a_running_instance_it_did_not_pause(aliyun_conn, emulator):
+    """With resume_paused_after_snapshots (consistency stop/command), a Running instance without this run's pause
+    (a retry after the early resume already started it) is refused: its image would not be consistent."""
+    ids = fleet(emulator, 1)
+    results = run_op(CreateImageOperator(task_id="create", instances=ids, resume_paused_after_snapshots=True,
+                                         max_errors=1, **FAST), make_context())
+    assert results[0]["status"] == "failed" and "not be consistent" in results[0]["reason"]
+    assert calls(emulator, "CreateImage") == 0

@@ -75,6 +75,8 @@ class CreateImageOperator(BatchImageOperator):
         ``thaw_command`` to what was frozen. This short phase polls in the worker (at most every 5 s) before
         the deferred wait; an instance whose image failed is resumed at once. Nothing is awaited or
         untagged here: :class:`~aliyun_ops.operators.ecs_pause.ResumePausedOperator` verifies, as teardown.
+        With it, a Running instance this run did not pause (or already resumed: a retry of this task) is not
+        imaged but reported failed, since its image would not be consistent.
 
     Returns ``[{"instance_id", "instance_name", "region", "image_id", "image_name", "status", "reason",
     "image_status", "size_gib", "seconds", "snapshot_ids"}]``.
@@ -189,6 +191,10 @@ class CreateImageOperator(BatchImageOperator):
             if inst.get("Status") not in ("Running", "Stopped"):
                 res["reason"] = f"instance {iid} is {inst.get('Status')}; CreateImage needs Running or Stopped"
                 continue
+            if self.resume_paused_after_snapshots and not self._still_paused(context, inst):
+                res["reason"] = (f"instance {iid} is Running and not (or no longer) paused by this run: its image would "
+                                 f"not be consistent; re-run the DAG run from its preparation")
+                continue
             res["_attempt"] = len(prior)  # earlier CreateFailed images: a new, still stable, token
             to_create.append(res)
 
@@ -274,6 +280,16 @@ class CreateImageOperator(BatchImageOperator):
         self.remember(context, STATE_CREATE, remembered)
         if self.resume_paused_after_snapshots:
             self._resume_after_snapshots(context, batch)
+
+    @staticmethod
+    def _still_paused(context: Any, instance: Mapping[str, Any]) -> bool:
+        """Stopped (cold, consistent), or paused by this run and not resumed yet (e.g. a retry of this task
+        after an early resume must not image a running instance as if it were quiesced)."""
+        if instance.get("Status") == "Stopped":
+            return True
+        info, paused = run_info(context), pause.paused_info(pv.tags_from_api(instance.get("Tags"))) or {}
+        return (paused.get("run_key") == info["run_key"][:128] and paused.get("dag_id") == info["dag_id"][:128]
+                and not paused.get("resumed_at"))
 
     def _released(self, context: Any, results: list[dict]) -> None:
         """Queued instances that will get no image this time: resume them now, not after the whole task."""
