@@ -182,8 +182,10 @@ with DAG(
         missing = ti.xcom_pull(task_ids="select_instances", key="missing") or []
         if selected is not None:
             selected = list(selected) + [{"instance_id": i, "status": "missing"} for i in missing]
-        return finish_backup(context, config, selected, ti.xcom_pull(task_ids="create_images"),
-                             ti.xcom_pull(task_ids="copy_images"), prepared,
+        # per-item results, also when the task failed past max_errors (pushed under "results" first)
+        created = ti.xcom_pull(task_ids="create_images") or ti.xcom_pull(task_ids="create_images", key="results")
+        copies = ti.xcom_pull(task_ids="copy_images") or ti.xcom_pull(task_ids="copy_images", key="results")
+        return finish_backup(context, config, selected, created, copies, prepared,
                              resumed=ti.xcom_pull(task_ids="resume_instances", key="results"),
                              resumed_earlier=ti.xcom_pull(task_ids="resume_earlier_runs", key="results"))
 

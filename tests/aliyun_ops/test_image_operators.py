@@ -38,7 +38,8 @@ class FakeStore:
 
 
 def make_context(run_id="manual__2024-05-01", task_id="task", try_number=1, store=None):
-    ti = SimpleNamespace(dag_id="dag_images", task_id=task_id, map_index=-1, try_number=try_number)
+    ti = SimpleNamespace(dag_id="dag_images", task_id=task_id, map_index=-1, try_number=try_number, xcoms={})
+    ti.xcom_push = lambda key, value: ti.xcoms.__setitem__(key, value)
     ctx = {"ti": ti, "run_id": run_id}
     if store is not None:
         ctx["task_state_store"] = store

@@ -102,6 +102,9 @@ def test_failure_past_max_errors_fails_the_run(run_dag, emulator, fleet):
     assert dag_run.state == "failed"
     report = report_of(dag_run)
     assert report is not None and report["counts"]["failed"] >= 2 * len(DESTS)
+    # the real reason, although create_images failed as a whole (its results are pushed before it raises)
+    broken = {r["reason"] for r in report["rows"] if r["instance_id"] in fleet["cn-hangzhou"][:2]}
+    assert broken and all(reason.startswith("image:") and "CreateFailed" in reason for reason in broken), broken
 
 
 def test_throttling_and_server_errors_are_survived(run_dag, emulator, ecs_client, fleet):

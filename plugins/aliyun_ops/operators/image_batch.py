@@ -329,10 +329,14 @@ class BatchImageOperator(AliyunBaseOperator):
                 r["status"] = FAILED
                 r["reason"] = state.get("reason") or f"{self.watch_kind} is {status}"
 
-    def _conclude(self, results: list[dict]) -> list[dict]:
+    def _conclude(self, results: list[dict], context: Any = None) -> list[dict]:
+        """Log the counts; with a ``context``, push the results as XCom ``results`` (readable when the task
+        then fails); raise :class:`TooManyItemFailures` past ``max_errors``."""
         for r in results:
             for key in [k for k in r if k.startswith("_")]:
                 del r[key]
+        if context is not None:
+            context["ti"].xcom_push(key="results", value=results)
         counts = {s: sum(1 for r in results if r.get("status") == s) for s in (SUCCESS, FAILED, SKIPPED)}
         self.log.info("%s: %d succeeded, %d failed, %d skipped", self.task_id, counts[SUCCESS], counts[FAILED],
                       counts[SKIPPED])
@@ -345,7 +349,7 @@ class BatchImageOperator(AliyunBaseOperator):
 
     def _finish(self, context: Any, results: list[dict], event: Mapping | None) -> list[dict]:
         self._apply_event(results, event)
-        return self._conclude(results)
+        return self._conclude(results, context)
 
 
 class StatusView:
