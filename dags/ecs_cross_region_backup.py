@@ -97,6 +97,15 @@ with DAG(
         return [step, "ready_instances"] if step else ["ready_instances"]
 
     prepare = choose_preparation(config["consistency"])
+
+    @task
+    def to_prepare(selected: list[dict], **context) -> list[dict]:
+        """The selected instances this run has not imaged yet: a re-run of the night pauses nothing twice."""
+        from aliyun_ops.pipelines.backup_prepare import still_to_image
+
+        return still_to_image(selected, context)
+
+    todo = to_prepare(select.output)
     # every batch step shares the run's OOS-style concurrency, error budget and polling
     batch_args = {"concurrency": config["concurrency"], "max_errors": config["max_errors"],
                   "poll_interval": config["poll_interval"]}
@@ -104,29 +113,30 @@ with DAG(
     # both tag each instance ops:paused-by=<run key> before touching it: the resume below works from the tags
     pre_command = RunCommandOperator(
         task_id="pre_command",
-        instances=select.output,
+        instances=todo,
         command_content="{% include 'scripts/pre_backup.sh' %}",
         mark_paused=True,
         **batch_args,
     )
     stop = StopInstancesOperator(
         task_id="stop_instances",
-        instances=select.output,
+        instances=todo,
         mark_paused=True,
         **batch_args,
     )
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-    def ready_instances(selected: list[dict], **context) -> list[dict]:
-        """Instances to image: those whose preparation (if any) succeeded."""
+    def ready_instances(selected: list[dict], todo: list[dict], **context) -> list[dict]:
+        """Instances to image: those whose preparation (if any) succeeded, and those already imaged by this run."""
         ti = context["ti"]
         prepared = ti.xcom_pull(task_ids="pre_command") or ti.xcom_pull(task_ids="stop_instances")
         if prepared is None:
             return selected
         ok = {r["instance_id"] for r in prepared if r.get("status") in ("success", "skipped")}
+        ok |= {i["instance_id"] for i in selected} - {i["instance_id"] for i in todo}
         return [i for i in selected if i["instance_id"] in ok]
 
-    ready = ready_instances(select.output)
+    ready = ready_instances(select.output, todo)
 
     create = CreateImageOperator(
         task_id="create_images",
@@ -192,6 +202,7 @@ with DAG(
     final = report(config)
 
     config >> resume_earlier >> select >> scope >> prepare >> [pre_command, stop, ready]
+    todo >> prepare
     pre_command >> ready
     stop >> ready
     [pre_command, stop, create] >> resume

@@ -188,3 +188,14 @@ def test_rerun_of_the_night_retries_failed_copies_with_a_new_token(run_dag, emul
         copies = images_from(ecs_client, DESTS[0], iid)
         assert sorted(c.status for c in copies) == ["Available", "CreateFailed"], iid
         assert len(images_from(ecs_client, "cn-hangzhou", iid)) == 1      # the image itself was not redone
+
+
+def test_rerun_of_the_night_does_not_stop_what_it_already_imaged(run_dag, emulator, fleet):
+    night = pendulum.datetime(2026, 11, 22, 18, tz="UTC")
+    conf = {**CONF, "consistency": "stop"}
+    assert run_dag(DAG_ID, conf=conf, logical_date=night).state == "success"
+    emulator.admin.clear_calls()
+    assert run_dag(DAG_ID, conf=conf, logical_date=night).state == "success"
+    counters = emulator.admin.calls()["counters"]
+    assert "ecs:StopInstances" not in counters and "ecs:CreateImage" not in counters
+    settle_and_check(emulator, fleet)
