@@ -102,6 +102,30 @@ def mark_paused(hook: EcsHook, context: Any, region: str, ids: list[str], mode: 
     return None
 
 
+def call_power(hook: EcsHook, call: Any, region: str, ids: list[str], done: set[str], log: Any) -> dict[str, dict]:
+    """Run a batched power call (``call()`` -> InstanceResponses); an instance whose answer is an error, or missing
+    (a dropped connection, a retry told "IncorrectInstanceStatus ... is Starting"), is described again and counts
+    as accepted (``Code == "200"``) when its status is in ``done``. Returns ``{instance_id: answer}`` for all ``ids``.
+    """
+    try:
+        answered = {r.get("InstanceId"): r for r in call()}
+    except AliyunApiError as err:
+        log.warning("power call in %s failed (%s): checking what actually happened", region, err)
+        answered = {i: {"InstanceId": i, "Code": err.code, "Message": err.message} for i in ids}
+    doubtful = [i for i in ids if str((answered.get(i) or {}).get("Code")) != "200"]
+    current = describe_targets(hook, [{"instance_id": i, "region": region} for i in doubtful]) if doubtful else {}
+    for iid in doubtful:
+        status = (current.get(iid) or {}).get("Status")
+        if status in done:
+            log.info("%s: answer was %s, but it is %s: accepted", iid, (answered.get(iid) or {}).get("Code", "missing"),
+                     status)
+            answered[iid] = {"InstanceId": iid, "Code": "200", "CurrentStatus": status}
+        else:
+            answered.setdefault(iid, {"InstanceId": iid, "Code": "NoResponse", "Message": "no answer"})
+            answered[iid].setdefault("CurrentStatus", status or "")
+    return answered
+
+
 def select_by_tags(hook: EcsHook, regions: Sequence[str], tags: Mapping[str, str]) -> list[dict]:
     out = []
     for region in regions:
@@ -319,27 +343,8 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
                              "them alone", ", ".join(ids), err.code, self.from_status)
 
     def _call_idempotent(self, hook: EcsHook, region: str, ids: list[str]) -> dict[str, dict]:
-        """Call the API; an instance whose answer is an error (or no answer: a dropped connection, a retried
-        call that finds it already moving) is described again, and counts as accepted when it is already
-        heading to the target status."""
-        try:
-            answered = {r.get("InstanceId"): r for r in self.call_api(hook, region, ids)}
-        except AliyunApiError as err:
-            self.log.warning("%s in %s failed (%s): checking what actually happened", type(self).__name__, region, err)
-            answered = {i: {"InstanceId": i, "Code": err.code, "Message": err.message} for i in ids}
-        doubtful = [i for i in ids if str((answered.get(i) or {}).get("Code")) != "200"]
-        if doubtful:
-            current = describe_targets(hook, [{"instance_id": i, "region": region} for i in doubtful])
-            for iid in doubtful:
-                status = (current.get(iid) or {}).get("Status")
-                if status == self.target_status or status in self.heading:
-                    self.log.info("%s: answer was %s, but it is %s: accepted", iid,
-                                  (answered.get(iid) or {}).get("Code", "missing"), status)
-                    answered[iid] = {"InstanceId": iid, "Code": "200", "CurrentStatus": status}
-                else:
-                    answered.setdefault(iid, {"InstanceId": iid, "Code": "NoResponse", "Message": "no answer"})
-                    answered[iid].setdefault("CurrentStatus", status or "")
-        return answered
+        return call_power(hook, lambda: self.call_api(hook, region, ids), region, ids,
+                          {self.target_status, *self.heading}, self.log)
 
     # -- flow ---------------------------------------------------------------------------------------
     def execute(self, context: Any) -> list[dict]:

@@ -25,6 +25,7 @@ from aliyun_ops.operators.ecs_instances import (
     SUCCESS,
     as_number,
     by_region,
+    call_power,
     describe_targets,
     log_results,
     normalize_regions,
@@ -34,6 +35,8 @@ from aliyun_ops.waiting.drivers import poll_instances, poll_invocations
 from aliyun_ops.waiting.instances import InstanceWatch, InvocationWatch
 
 SCOPES = ("run", "dag")
+STARTED = {"Starting", "Running"}
+"""Statuses that mean a StartInstances was applied, whatever its answer said."""
 
 
 class ResumePausedOperator(AliyunBaseOperator):
@@ -221,21 +224,11 @@ class ResumePausedOperator(AliyunBaseOperator):
         if not items:
             return
         for region, ids in by_region(items).items():
-            try:
-                answers = {r.get("InstanceId"): r for r in hook.start_instances(region, ids)}
-            except AliyunApiError as err:
-                self.log.warning("StartInstances in %s failed (%s): checking what actually happened", region, err)
-                answers = {i: {"Code": err.code, "Message": err.message} for i in ids}
-            refused = [i for i in ids if str((answers.get(i) or {}).get("Code")) != "200"]
-            if refused:
-                now = describe_targets(hook, [{"instance_id": i, "region": region} for i in refused])
-                for iid in refused:
-                    status = (now.get(iid) or {}).get("Status")
-                    if status not in ("Starting", "Running"):
-                        answer = answers.get(iid) or {}
-                        results[iid].update(action="start", instance_status=status or "",
-                                            reason=f"StartInstances refused: {answer.get('Code')}: "
-                                                   f"{answer.get('Message')}")
+            answers = call_power(hook, lambda r=region, i=ids: hook.start_instances(r, i), region, ids, STARTED, self.log)
+            for iid, answer in answers.items():
+                if str(answer.get("Code")) != "200":
+                    results[iid].update(action="start", instance_status=answer.get("CurrentStatus") or "",
+                                        reason=f"StartInstances refused: {answer.get('Code')}: {answer.get('Message')}")
         targets = {region: [i for i in ids if not results[i]["reason"]] for region, ids in by_region(items).items()}
         event = poll_instances(hook, InstanceWatch(targets, "Running"), poll_interval=float(self.poll_interval),
                                deadline=deadline, log=self.log)
@@ -362,11 +355,8 @@ def resume_early(hook: EcsHook, context: Any, paused: Sequence[Mapping[str, Any]
     plans = {p["instance_id"]: pause.plan_resume(p.get("mode", ""), p.get("status")) for p in paused}
     for region, ids in by_region([p for p in paused if plans[p["instance_id"]] == pause.START]).items():
         try:
-            accepted = [r["InstanceId"] for r in hook.start_instances(region, ids) if str(r.get("Code")) == "200"]
-            doubtful = [i for i in ids if i not in accepted]  # a lost answer, a retry told "already Starting"
-            if doubtful:
-                current = describe_targets(hook, [{"instance_id": i, "region": region} for i in doubtful])
-                accepted += [i for i in doubtful if (current.get(i) or {}).get("Status") in ("Starting", "Running")]
+            answers = call_power(hook, lambda r=region, i=ids: hook.start_instances(r, i), region, ids, STARTED, log)
+            accepted = [i for i, answer in answers.items() if str(answer.get("Code")) == "200"]
             hook.tag_resources(region, "instance", accepted, {pause.RESUMED_AT: now})
             done.update(dict.fromkeys(accepted, "start"))
         except AliyunApiError as err:
