@@ -288,20 +288,23 @@ class ResumePausedOperator(AliyunBaseOperator):
                                                               f": {rec.get('ErrorInfo') or ''} exit {rec.get('ExitCode')}")
 
     def thawed_early(self, hook: EcsHook, items: list[dict], results: dict[str, dict]) -> list[dict]:
-        """Check the thaw commands sent early (``ops:thaw-invoke``); returns the instances still to thaw."""
+        """Check the thaw commands sent early (``ops:thaw-invoke``, one DescribeInvocationResults per invocation:
+        an early thaw covers up to 100 instances); returns the instances still to thaw."""
+        invocations: dict[tuple[str, str], dict[str, dict]] = {}
+        for item in items:
+            if item.get("thaw_invoke"):
+                invocations.setdefault((item["region"], item["thaw_invoke"]), {})
+        for (region, invoke_id), records in invocations.items():
+            try:
+                records.update({r.get("InstanceId"): r for r in hook.describe_invocation_results(region, invoke_id)})
+            except AliyunApiError as err:
+                self.log.warning("early thaw %s unknown (%s): its instances are thawed again", invoke_id, err)
         todo = []
         for item in items:
-            invoke_id = item.get("thaw_invoke")
-            rec: dict = {}
-            if invoke_id:
-                try:
-                    rec = next(iter(hook.describe_invocation_results(item["region"], invoke_id,
-                                                                     instance_id=item["instance_id"])), {})
-                except AliyunApiError as err:
-                    self.log.warning("early thaw %s of %s unknown (%s): thawing again", invoke_id,
-                                     item["instance_id"], err)
+            key = (item["region"], item.get("thaw_invoke") or "")
+            rec = invocations.get(key, {}).get(item["instance_id"]) or {}
             if rec.get("InvocationStatus") == "Success":
-                self._done(results[item["instance_id"]], "thaw", f"thawed early ({invoke_id})")
+                self._done(results[item["instance_id"]], "thaw", f"thawed early ({item['thaw_invoke']})")
             else:
                 todo.append(item)
         return todo
