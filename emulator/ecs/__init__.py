@@ -1,6 +1,7 @@
-"""ECS: regions and networks, instances, disks, images, snapshots, tags, Cloud Assistant."""
+"""ECS: regions and networks, instances, disks, images, snapshots, tags, Cloud Assistant, account quotas."""
 
 from . import (  # noqa: F401
+    account,
     commands,
     common,
     disks,

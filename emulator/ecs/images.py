@@ -55,9 +55,14 @@ def _check_unique(state: State, region: str, name: str | None) -> None:
             raise ApiError("InvalidImageName.Duplicated", "The specified Image name has already bean used.", 400)
 
 
+def image_count(state: State, region: str) -> int:
+    """Custom images of the region that count against the quota (every status, copies included)."""
+    return sum(1 for _ in common.custom_images(state, region))
+
+
 def _check_quota(state: State, region: str, faults: dict) -> None:
     quota = timings.image_quota(state, region, faults)
-    if sum(1 for _ in common.custom_images(state, region)) >= quota:
+    if image_count(state, region) >= quota:
         raise ApiError("QuotaExceed.Image", f"The Image Quota exceeds (custom images per region: {quota}).", 403)
 
 

@@ -58,7 +58,8 @@ def slowness(state: State, region: str, faults: dict | None = None) -> float:
 
 def image_quota(state: State, region: str, faults: dict | None = None) -> int:
     cfg = faults if faults is not None else faults_cfg(state)
-    quota = (cfg.get("image_quota") or {})
+    quota = cfg.get("image_quota")
+    quota = {} if quota is None else quota
     if isinstance(quota, dict) and region in quota:
         return int(quota[region])
     if isinstance(quota, int | float) and not isinstance(quota, bool):

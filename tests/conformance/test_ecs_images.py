@@ -459,3 +459,58 @@ def test_timings_override_image_duration(frozen, ecs_client):
     image_id = create(client, iid, "quick")
     frozen.admin.advance(10)
     assert image(client, image_id).status == "Available"
+
+
+# -- DescribeAccountAttributes ---------------------------------------------------------------
+def account_attributes(client, region="cn-hangzhou", names=None) -> dict:
+    """``{attribute name: (Value, Count)}`` of DescribeAccountAttributes."""
+    body = client.describe_account_attributes(m.DescribeAccountAttributesRequest(
+        region_id=region, attribute_name=names)).body
+    out = {}
+    for item in body.account_attribute_items.account_attribute_item:
+        (value,) = item.attribute_values.value_item
+        out[item.attribute_name] = (value.value, value.count)
+    return out
+
+
+def test_account_attributes_image_quota_default_and_count(emulator, ecs_client):
+    client = ecs_client()
+    assert account_attributes(client, names=["max-image-count"]) == {"max-image-count": ("100", 0)}
+    fleet(emulator, images=[{"region": "cn-hangzhou", "name": "old-{n}", "count": 3},
+                            {"region": "cn-hangzhou", "name": "failed", "status": "CreateFailed"},
+                            {"region": "cn-shanghai", "name": "elsewhere"}])
+    got = account_attributes(client, names=["max-image-count", "used-image-count"])
+    assert got == {"max-image-count": ("100", 4), "used-image-count": ("4", 1)}
+    assert account_attributes(client, "cn-shanghai", ["max-image-count"]) == {"max-image-count": ("100", 1)}
+    (iid,) = fleet(emulator, instances=[{"region": "cn-hangzhou", "instance_type": "ecs.g7.xlarge"}])["instances"]
+    every = account_attributes(client)  # no names: every supported attribute
+    assert {"max-image-count", "max-security-groups", "max-elastic-network-interfaces",
+            "max-postpaid-instance-vcpu-count", "used-postpaid-instance-vcpu-count", "max-axt-command-count",
+            "max-axt-invocation-daily", "real-name-authentication"} <= set(every)
+    assert every["real-name-authentication"][0] == "yes"
+    assert every["used-postpaid-instance-vcpu-count"][0] == "4"
+    create(client, iid, "counted")
+    assert account_attributes(client, names=["max-image-count"]) == {"max-image-count": ("100", 5)}
+
+
+def test_account_attributes_image_quota_follows_the_fault(emulator, ecs_client):
+    emulator.admin.set_faults({"image_quota": {"cn-hangzhou": 7}})
+    client = ecs_client()
+    assert account_attributes(client, names=["max-image-count"])["max-image-count"][0] == "7"
+    assert account_attributes(client, "cn-shanghai", ["max-image-count"])["max-image-count"][0] == "100"
+    fleet(emulator, images=[{"region": "cn-hangzhou", "name": "old-{n}", "count": 7}])
+    (iid,) = fleet(emulator, instances=[{"region": "cn-hangzhou"}])["instances"]
+    assert api_error(create, client, iid, "over-the-advertised-quota") == ("QuotaExceed.Image", 403)
+    emulator.admin.set_faults({"image_quota": 12})
+    assert account_attributes(client, "cn-shanghai", ["max-image-count"])["max-image-count"][0] == "12"
+
+
+def test_account_attributes_bad_names(emulator, ecs_client):
+    client = ecs_client()
+    request = m.DescribeAccountAttributesRequest
+    assert api_error(client.describe_account_attributes, request(
+        region_id="cn-hangzhou", attribute_name=["max-image-count", "no-such-attribute"])) == ("InvalidParameter", 400)
+    assert api_error(client.describe_account_attributes, request(
+        region_id="cn-hangzhou", attribute_name=["max-image-count"] * 9)) == ("InvalidParameter", 400)
+    assert api_error(client.describe_account_attributes, request(region_id="xx-nowhere")) == \
+        ("InvalidRegionId.NotFound", 404)
