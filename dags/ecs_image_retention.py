@@ -1,21 +1,34 @@
-"""Prune old backup images (and their snapshots) by age, keeping the newest complete ones.
+"""Prune our backup images in every region, by age, count and calendar, never the wrong one.
 
-Only images carrying ``ops:managed-by=airflow-aliyun-ops`` (and, by default, the backup DAG's
-``ops:policy``) are ever considered; the newest ``keep_last`` complete backups of each instance in
-each region, images in use and shared images are always kept. ``dry_run`` reports the plan only.
+Each run plans first (read only), then deletes what the plan allows and sweeps the snapshots earlier runs
+failed to delete, then reports. The rules (see the README's retention table):
+
+* only images tagged ``ops:managed-by=airflow-aliyun-ops`` (and ``ops:policy``, when ``policy`` is set);
+* an image is old when older than ``max(retention_days, its own ops:retention-days tag)``;
+* per group (policy, source instance, region) the newest complete backup, the newest verified one, the newest
+  ``keep_last`` and the newest of each of the last ``keep_daily`` days / ``keep_weekly`` weeks /
+  ``keep_monthly`` months (in ``timezone``) are kept; images in use, shared or being copied always are;
+* a region whose plan deletes more than ``max_delete_fraction`` of its managed images is held: a manual run
+  asks for approval (Required Actions), a scheduled run fails with the plan in the report.
+
+``regions`` empty (the default) covers every region holding images we manage, DR copies included.
+Times come from the run's logical date, so a backfill plans as that night would have.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
-from airflow.sdk import DAG, CronTriggerTimetable, Param, task
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
 from aliyun_ops.logic import ids
-from aliyun_ops.operators.ecs import PruneBackupImagesOperator
+from aliyun_ops.operators.ecs import ApplyRetentionPlanOperator, PlanImageRetentionOperator
 
 with DAG(
     dag_id="ecs_image_retention",
-    description="Delete backup images older than the retention, never the newest complete ones",
+    description="Delete backup images past their retention in every region, never the newest or verified ones",
     schedule=CronTriggerTimetable("0 5 * * *", timezone="Asia/Shanghai"),
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
@@ -24,30 +37,75 @@ with DAG(
     tags=["aliyun", "ecs", "retention"],
     doc_md=__doc__,
     params={
-        "regions": Param([], type="array", items=ids.schema("region"), uniqueItems=True,
-                         title="Regions", description="Source and DR regions. Empty: the connection's region."),
-        "retention_days": Param(7, type="integer", minimum=1, maximum=3650, title="Retention days"),
+        "regions": Param([], type="array", items=ids.schema("region"), uniqueItems=True, title="Regions",
+                         description="Empty: every region holding images we manage (source and DR)."),
+        "retention_days": Param(7, type="integer", minimum=1, maximum=3650, title="Retention days",
+                                description="An image's own ops:retention-days tag can only lengthen this."),
         "keep_last": Param(3, type="integer", minimum=1, maximum=100, title="Keep at least",
-                           description="Newest complete backups kept per instance and region, whatever their age."),
+                           description="Newest complete backups kept per group, whatever their age."),
+        "keep_daily": Param(0, type="integer", minimum=0, maximum=366, title="Keep daily",
+                            description="Newest backup of each of the last N days that have one."),
+        "keep_weekly": Param(0, type="integer", minimum=0, maximum=520, title="Keep weekly"),
+        "keep_monthly": Param(0, type="integer", minimum=0, maximum=1200, title="Keep monthly"),
+        "timezone": Param("Asia/Shanghai", type="string", minLength=1, title="Calendar time zone",
+                          description="Days, weeks and months of the keep_* rules (IANA name)."),
         "policy": Param("ecs-cross-region-backup", type=["null", "string"], title="Policy",
                         description="Only images with this ops:policy tag (null: any image we manage)."),
         "delete_failed": Param(True, type="boolean", title="Delete failed builds"),
+        "max_delete_fraction": Param(0.5, type="number", exclusiveMinimum=0, maximum=1,
+                                     title="Max share deleted per region",
+                                     description="Above it a region's deletions need approval (1: no guard)."),
+        "orphan_grace_hours": Param(24, type="number", minimum=0, title="Snapshot sweep grace (hours)"),
+        "image_quota": Param(None, type=["null", "integer"], minimum=1, title="Custom-image quota",
+                             description="Per region, when the account cannot say (null: ask the API)."),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Report the plan, delete nothing."),
+        "notify_emails": Param([], type="array", items={"type": "string", "format": "idn-email"},
+                               title="Email the report to"),
     },
 ) as dag:
-
-    @task
-    def regions(**context) -> list[str]:
-        from aliyun_ops.hooks.ecs import EcsHook
-
-        return list(context["params"]["regions"]) or [EcsHook().resolve_region()]
-
-    PruneBackupImagesOperator(
-        task_id="prune",
-        regions=regions(),
+    plan = PlanImageRetentionOperator(
+        task_id="plan",
+        regions="{{ params.regions }}",
         retention_days="{{ params.retention_days }}",
         keep_last="{{ params.keep_last }}",
+        keep_daily="{{ params.keep_daily }}",
+        keep_weekly="{{ params.keep_weekly }}",
+        keep_monthly="{{ params.keep_monthly }}",
+        timezone="{{ params.timezone }}",
         policy="{{ params.policy }}",
         delete_failed="{{ params.delete_failed }}",
-        dry_run="{{ params.dry_run }}",
+        max_delete_fraction="{{ params.max_delete_fraction }}",
+        orphan_grace_hours="{{ params.orphan_grace_hours }}",
+        image_quota="{{ params.image_quota }}",
     )
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def ask_approval(survey: dict, **context) -> bool:
+        """Only a manual run with a held region asks; otherwise the approval step is skipped."""
+        from aliyun_ops.pipelines.retention_report import needs_approval
+
+        return needs_approval(survey, context)
+
+    approve = ApprovalOperator(
+        task_id="approve",
+        subject="ecs_image_retention would delete more than max_delete_fraction of a region's backups",
+        body="{{ ti.xcom_pull(task_ids='plan')['summary'] }}",
+        defaults="Reject",
+        response_timeout=timedelta(hours=12),
+    )
+
+    apply = ApplyRetentionPlanOperator(
+        task_id="apply",
+        plan=plan.output,
+        approved="{{ ((ti.xcom_pull(task_ids='approve') or {}).get('chosen_options') or []) == ['Approve'] }}",
+        dry_run="{{ params.dry_run }}",
+        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+    )
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def report(**context) -> dict:
+        from aliyun_ops.pipelines.retention_report import finish_retention_run
+
+        return finish_retention_run(context)
+
+    ask_approval(plan.output) >> approve >> apply >> report()

@@ -1,4 +1,4 @@
-"""DAG integrity for every DAG in dags/, and end-to-end runs of the start/stop and retention DAGs."""
+"""DAG integrity for every DAG in dags/, and end-to-end runs of the start/stop, RDS archive and restore DAGs."""
 
 from __future__ import annotations
 
@@ -55,34 +55,6 @@ def test_stop_then_start_by_tag(run_dag, emulator):
 
 def iso_days_ago(days: float) -> str:
     return datetime.fromtimestamp(time.time() - days * 86400, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def test_retention_deletes_only_old_managed_images(run_dag, emulator, ecs_client):
-    images = [{"region": "cn-shanghai", "name": f"backup-web-{age}d", "creation_time": iso_days_ago(age),
-               "tags": {**MANAGED, "ops:source-instance": "i-web0001"}} for age in (1, 10, 20, 30, 40)]
-    images.append({"region": "cn-shanghai", "name": "hand-made-golden", "creation_time": iso_days_ago(90),
-                   "tags": {"role": "golden"}})
-    images.append({"region": "cn-shanghai", "name": "other-policy", "creation_time": iso_days_ago(90),
-                   "tags": {"ops:managed-by": "airflow-aliyun-ops", "ops:policy": "other",
-                            "ops:source-instance": "i-web0001"}})
-    emulator.admin.load_fleet({"images": images})
-
-    def names():
-        body = ecs_client("cn-shanghai").describe_images(m.DescribeImagesRequest(
-            region_id="cn-shanghai", image_owner_alias="self", page_size=100)).body
-        return sorted(i.image_name for i in body.images.image)
-
-    before = names()
-    dry = run_dag("ecs_image_retention", conf={"regions": ["cn-shanghai"], "keep_last": 2, "dry_run": True})
-    assert dry.state == "success"
-    assert names() == before
-    assert "ecs:DeleteImage" not in emulator.admin.calls()["counters"]
-    run = run_dag("ecs_image_retention", conf={"regions": ["cn-shanghai"], "keep_last": 2})
-    assert run.state == "success"
-    assert names() == ["backup-web-10d", "backup-web-1d", "hand-made-golden", "other-policy"]
-    snapshots = ecs_client("cn-shanghai").describe_snapshots(m.DescribeSnapshotsRequest(
-        region_id="cn-shanghai", max_results=100)).body.snapshots.snapshot
-    assert len(snapshots) == 4     # the deleted images' snapshots went with them
 
 
 def test_rds_backups_are_archived_to_oss_once(run_dag, emulator, oss_client):

@@ -186,6 +186,21 @@ class EcsHook(AliyunBaseHook):
         return _items(self._do("DescribeRegions", region or self.region_name or self.settings.region
                                or "cn-hangzhou", m.DescribeRegionsRequest()), "Regions", "Region")
 
+    def describe_account_attributes(self, region: str | None, names: Sequence[str]) -> dict[str, dict]:
+        """``{name: {"value": str, "count": int | None}}`` of DescribeAccountAttributes (first value per name)."""
+        m = _models()
+        region = self.resolve_region(region)
+        body = self._do("DescribeAccountAttributes", region, m.DescribeAccountAttributesRequest(
+            region_id=region, attribute_name=list(names)))
+        out: dict[str, dict] = {}
+        for item in _items(body, "AccountAttributeItems", "AccountAttributeItem"):
+            values = _items(item.get("AttributeValues") or {}, "ValueItem")
+            first = values[0] if values else {}
+            count = first.get("Count")
+            out[item.get("AttributeName", "")] = {"value": first.get("Value"),
+                                                  "count": int(count) if count is not None else None}
+        return out
+
     def describe_zones(self, region: str | None = None) -> list[dict]:
         m = _models()
         region = self.resolve_region(region)
@@ -353,6 +368,13 @@ class EcsHook(AliyunBaseHook):
             make = self._images_request(region, ids, status, owner, tags, image_name, page_size, extra)
             out.extend(self._pages_by_number("DescribeImages", region, make, ("Images", "Image"), page_size))
         return out
+
+    def count_images(self, region: str | None = None, tags: Mapping[str, str] | None = None,
+                     owner: str | None = "self") -> int:
+        """How many images match (every status): one DescribeImages call of page size 1, read ``TotalCount``."""
+        region = self.resolve_region(region)
+        make = self._images_request(region, None, ALL_IMAGE_STATUSES, owner, tags, None, 1, {})
+        return int(self._do("DescribeImages", region, make(1)).get("TotalCount") or 0)
 
     async def describe_images_async(self, region: str | None, image_ids: Sequence[str], *,
                                     status: str | None = ALL_IMAGE_STATUSES, owner: str | None = None,

@@ -22,6 +22,7 @@ POLICY = "ops:policy"
 RETENTION_DAYS = "ops:retention-days"
 COPY_STATUS = "ops:copy-status"
 COPY_COMPLETE = "complete"
+VERIFIED_AT = "ops:verified-at"  # written by the restore verification when a backup was booted and checked
 
 MAX_TAGS = 20
 MAX_KEY_LEN = 128

@@ -1,10 +1,11 @@
-"""The run report: one row per (instance, destination region), a summary, text and HTML tables."""
+"""Run reports: rows (one per backup (instance, destination) or per retention decision), a summary, text and
+HTML tables."""
 
 from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 COLUMNS = ("instance_id", "instance_name", "source_region", "destination_region", "image_id", "copy_image_id",
@@ -28,6 +29,28 @@ class ReportRow:
     status: str = SUCCESS
     reason: str = ""
 
+    def sort_key(self) -> tuple:
+        return (self.source_region, self.instance_id, self.destination_region)
+
+
+@dataclass
+class RetentionRow:
+    """One retention decision or swept snapshot: ``RetentionRow("cn-hangzhou", image_id="m-1", action="delete")``."""
+
+    region: str
+    group: str = ""
+    image_id: str = ""
+    name: str = ""
+    created: str = ""
+    action: str = "keep"            # keep | delete | held | sweep
+    rule: str = ""
+    status: str = SKIPPED
+    reason: str = ""
+    snapshots: str = ""
+
+    def sort_key(self) -> tuple:
+        return (self.region, self.action == "keep", self.group, self.image_id, self.snapshots)
+
 
 @dataclass
 class Report:
@@ -38,16 +61,19 @@ class Report:
         report.to_html()
     """
 
-    rows: list[ReportRow]
+    rows: list
     title: str = "Cross-region backup"
     meta: dict = field(default_factory=dict)
+    columns: tuple[str, ...] = COLUMNS
 
     @classmethod
-    def build(cls, rows: Iterable[ReportRow | Mapping], **kwargs) -> Report:
-        built = [r if isinstance(r, ReportRow) else ReportRow(**{k: v for k, v in r.items() if k in COLUMNS})
+    def build(cls, rows: Iterable, *, row_type: type = ReportRow, **kwargs) -> Report:
+        """Rows (``row_type`` instances or mappings) sorted by the row type's ``sort_key``."""
+        names = tuple(f.name for f in fields(row_type))
+        built = [r if isinstance(r, row_type) else row_type(**{k: v for k, v in r.items() if k in names})
                  for r in rows]
-        built.sort(key=lambda r: (r.source_region, r.instance_id, r.destination_region))
-        return cls(built, **kwargs)
+        built.sort(key=lambda r: r.sort_key())
+        return cls(built, columns=names, **kwargs)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -67,7 +93,7 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"title": self.title, "outcome": self.outcome, "counts": self.counts, "meta": self.meta,
-                "rows": [asdict(r) for r in self.rows]}
+                "columns": list(self.columns), "rows": [asdict(r) for r in self.rows]}
 
     @staticmethod
     def _cell(value) -> str:
@@ -78,8 +104,8 @@ class Report:
         return " ".join(str(value).splitlines())
 
     def to_text(self) -> str:
-        table = [list(COLUMNS)] + [[self._cell(getattr(r, c)) for c in COLUMNS] for r in self.rows]
-        widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+        table = [list(self.columns)] + [[self._cell(getattr(r, c)) for c in self.columns] for r in self.rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(self.columns))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
         lines.insert(1, "  ".join("-" * w for w in widths))
         c = self.counts
@@ -88,11 +114,11 @@ class Report:
 
     def to_html(self) -> str:
         c = self.counts
-        head = "".join(f"<th>{html.escape(col)}</th>" for col in COLUMNS)
+        head = "".join(f"<th>{html.escape(col)}</th>" for col in self.columns)
         body = []
         for r in self.rows:
             colour = {"success": "#e6f4ea", "failed": "#fce8e6"}.get(r.status, "#fef7e0")
-            cells = "".join(f"<td>{html.escape(self._cell(getattr(r, col)))}</td>" for col in COLUMNS)
+            cells = "".join(f"<td>{html.escape(self._cell(getattr(r, col)))}</td>" for col in self.columns)
             body.append(f'<tr style="background:{colour}">{cells}</tr>')
         meta = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in self.meta.items())
         return (f"<h2>{html.escape(self.title)}: {self.outcome}</h2>"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .ecs_commands import RunCommandOperator
-from .ecs_image_cleanup import DeleteImagesOperator, PruneBackupImagesOperator
+from .ecs_image_cleanup import DeleteImagesOperator
 from .ecs_images import CopyImageOperator, CreateImageOperator
 from .ecs_instances import (
     DeleteInstancesOperator,
@@ -14,14 +14,17 @@ from .ecs_instances import (
     StopInstancesOperator,
 )
 from .ecs_pause import ResumePausedOperator
+from .ecs_retention import ApplyRetentionPlanOperator, PlanImageRetentionOperator, PruneBackupImagesOperator
 from .ecs_snapshots import CreateSnapshotOperator
 
 __all__ = [
+    "ApplyRetentionPlanOperator",
     "CopyImageOperator",
     "CreateImageOperator",
     "CreateSnapshotOperator",
     "DeleteImagesOperator",
     "DeleteInstancesOperator",
+    "PlanImageRetentionOperator",
     "PruneBackupImagesOperator",
     "ReplaceSystemDiskOperator",
     "ResumePausedOperator",

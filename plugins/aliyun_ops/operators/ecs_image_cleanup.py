@@ -1,16 +1,11 @@
-"""Delete images with their snapshots, and prune backups by retention policy (never the wrong image)."""
+"""Delete images with their snapshots (never one that is not ours, in use, or being copied without ``force``)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from aliyun_ops.exceptions import AliyunApiError, ItemSkipped, error_reason
 from aliyun_ops.logic import provenance as pv
-from aliyun_ops.logic.retention import ImageFacts, RetentionPolicy
-from aliyun_ops.logic.retention import plan as retention_plan
 from aliyun_ops.operators.image_batch import (
     FAILED,
     SKIPPED,
@@ -18,7 +13,6 @@ from aliyun_ops.operators.image_batch import (
     SUCCESS,
     BatchImageOperator,
     all_static,
-    as_list,
     describe_by_region,
     normalize_images,
     run_items,
@@ -156,6 +150,7 @@ class DeleteImagesOperator(BatchImageOperator):
                 res.update(status=SKIPPED, reason=f"dry run: would delete {t['image_id']}{snaps}")
             else:
                 res["_delete_image"] = True
+                res["_snapshot_tags"] = snapshot_provenance(t["image_id"], tags)
                 jobs.append(res)
         if jobs:
             to_remember = {r["image_id"]: r["snapshot_ids"] for r in jobs if r["snapshot_ids"]}
@@ -173,6 +168,8 @@ class DeleteImagesOperator(BatchImageOperator):
         hook = self.hook
         region, image_id = res["region"], res["image_id"]
         if res.get("_delete_image"):
+            if self.delete_snapshots and res["snapshot_ids"] and res.get("_snapshot_tags"):
+                self._tag_snapshots(res)
             try:
                 hook.delete_image(region, image_id, force=self.force)
             except AliyunApiError as err:
@@ -207,6 +204,16 @@ class DeleteImagesOperator(BatchImageOperator):
         if problems:
             raise RuntimeError("image deleted, but snapshot(s) not: " + "; ".join(problems))
 
+    def _tag_snapshots(self, res: dict) -> None:
+        """Tag the image's snapshots with their provenance *before* the image goes: if a snapshot delete then
+        fails, the retention sweep of a later run still finds it (``ops:source-image`` names the lost image)."""
+        try:
+            self.hook.tag_resources(res["region"], "snapshot", res["snapshot_ids"], res["_snapshot_tags"])
+        except AliyunApiError as err:
+            if not err.is_not_found:
+                raise RuntimeError(f"not deleted: its snapshots could not be tagged for a later sweep "
+                                   f"({error_reason(err)})") from None
+
     def _cancel_copy(self, region: str, image_id: str) -> None:
         from alibabacloud_ecs20140526 import models
 
@@ -219,95 +226,12 @@ class DeleteImagesOperator(BatchImageOperator):
                 raise
 
 
-# -- PruneBackupImages ----------------------------------------------------------------------------
-class PruneBackupImagesOperator(DeleteImagesOperator):
-    """Delete our old backup images by retention policy (``logic.retention.plan``), then their snapshots.
-
-    Only images tagged ``ops:managed-by`` are considered; the newest ``keep_last`` complete backups per
-    (instance, region) are always kept, as are images in use or shared.
-
-    :param regions: regions to prune (one or a list)
-    :param retention_days: delete backups older than this; ``keep_last``: keep at least this many per instance
-    :param policy: only images tagged with this ``ops:policy`` (None: any of ours)
-    :param delete_failed: also delete ``CreateFailed`` leftovers
-    :param dry_run: report the plan, delete nothing
-    :param now: the time the plan is made at (epoch seconds; default now; tests against the emulator's clock)
-
-    Returns the delete results plus one ``{"image_id", "region", "status": "skipped", "reason": "kept: ..."}``
-    per kept image.
-
-    Example::
-
-        PruneBackupImagesOperator(task_id="prune", regions=["cn-hangzhou", "cn-shanghai"], retention_days=7,
-                                  keep_last=3, policy="nightly")
-    """
-
-    template_fields = ("aliyun_conn_id", "regions", "retention_days", "keep_last", "policy", "delete_failed", "dry_run",
-                       "concurrency", "max_errors")
-
-    def __init__(self, *, regions: str | Sequence[str], retention_days: int, keep_last: int = 1,
-                 policy: str | None = None, delete_failed: bool = False, dry_run: bool = False,
-                 now: float | None = None, **kwargs: Any) -> None:
-        super().__init__(images=[], dry_run=dry_run, **kwargs)
-        self.now = now
-        self.regions = regions
-        self.retention_days = retention_days
-        self.keep_last = keep_last
-        self.policy = policy
-        self.delete_failed = delete_failed
-        if all_static(retention_days, keep_last):
-            self._policy()
-
-    def _policy(self) -> RetentionPolicy:
-        try:
-            policy = RetentionPolicy(retention_days=int(self.retention_days), keep_last=int(self.keep_last),
-                                     delete_failed=bool(self.delete_failed), policy=self.policy or None)
-        except (TypeError, ValueError):
-            raise ValueError("retention_days and keep_last must be whole numbers") from None
-        policy.validate()
-        return policy
-
-    def execute(self, context: Any) -> list[dict]:
-        self._check_common()
-        policy = self._policy()
-        regions = [r for r in as_list(self.regions, "regions") if isinstance(r, str) and r]
-        if not regions:
-            raise ValueError("regions must be one region or a non-empty list")
-        now = float(self.now) if self.now is not None else time.time()
-        facts: list[ImageFacts] = []
-        for region in dict.fromkeys(regions):
-            filters = {pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}
-            if policy.policy:
-                filters[pv.POLICY] = policy.policy
-            for rec in self.hook.describe_images(region, tags=filters):
-                facts.append(ImageFacts(
-                    image_id=rec["ImageId"], region=region, created_at=parse_creation_time(rec.get("CreationTime")),
-                    status=rec.get("Status", ""), tags=pv.tags_from_api(rec.get("Tags")),
-                    in_use=rec.get("Usage") == "instance", shared=str(rec.get("IsSelfShared")) == "True"))
-        decisions = retention_plan(facts, policy, now)
-        kept = [{"image_id": d.image_id, "region": d.region, "status": SKIPPED, "reason": f"kept: {d.reason}",
-                 "snapshot_ids": [], "deleted_snapshots": [], "dry_run": self.dry_run}
-                for d in decisions if not d.delete]
-        doomed = [d for d in decisions if d.delete]
-        self.log.info("Retention plan: %d to delete, %d kept", len(doomed), len(kept))
-        results = self.delete_images(context, [{"image_id": d.image_id, "region": d.region} for d in doomed])
-        reasons = {d.image_id: d.reason for d in doomed}
-        for r in results:
-            r["reason"] = "; ".join(x for x in (reasons.get(r["image_id"], ""), r["reason"]) if x)
-        return self._conclude(results + kept)
-
-
-def parse_creation_time(value: Any) -> float:
-    """ECS ``CreationTime`` (``2024-01-01T00:00Z`` or with seconds) -> epoch seconds (0 if unreadable)."""
-    if not value:
-        return 0.0
-    text = str(value).replace("Z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return 0.0
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
+def snapshot_provenance(image_id: str, image_tags: dict[str, str]) -> dict[str, str] | None:
+    """The tags an image's snapshots get before it is deleted (None for an image that is not ours)."""
+    if not pv.is_managed(image_tags):
+        return None
+    tags = {pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE, pv.SOURCE_IMAGE: image_id}
+    for key in (pv.POLICY, pv.SOURCE_INSTANCE):
+        if image_tags.get(key):
+            tags[key] = image_tags[key]
+    return tags

@@ -1,0 +1,205 @@
+"""The retention planner: generated fleets (10,000 in the ci profile) and worked examples of every rule."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic import retention as rt
+from aliyun_ops.logic.retention import DAY, ImageFacts, RetentionPolicy, plan
+
+NOW = 1_800_000_000.0
+FLEETS = 10_000 if settings.get_current_profile_name() == "ci" else 500
+POLICIES = ["nightly", "monthly"]
+
+
+@st.composite
+def fleets(draw) -> list[ImageFacts]:
+    """Managed and unmanaged images of two policies, three instances (or none), two regions, odd tags."""
+    n = draw(st.integers(min_value=0, max_value=30))
+    images = []
+    for i in range(n):
+        managed = draw(st.integers(0, 9)) > 0
+        tags: dict[str, str] = {}
+        if managed:
+            tags = pv.provenance_tags(source_instance=draw(st.sampled_from(["i-a", "i-b", "i-c", None])),
+                                      policy=draw(st.sampled_from(POLICIES)))
+            if draw(st.integers(0, 4)) == 0:
+                tags[pv.RETENTION_DAYS] = draw(st.sampled_from(["3", "30", "90", "365", "abc", "-1", "0", "99999"]))
+            if draw(st.integers(0, 4)) == 0:
+                tags[pv.VERIFIED_AT] = "2026-11-01T00:00:00Z"
+            if draw(st.integers(0, 3)) == 0:
+                tags[pv.SOURCE_IMAGE] = f"m-{draw(st.integers(0, max(n - 1, 0))):03d}"
+                if draw(st.booleans()):
+                    tags[pv.COPY_STATUS] = pv.COPY_COMPLETE
+        age = draw(st.one_of(st.none(), st.floats(min_value=0, max_value=400, allow_nan=False)))
+        images.append(ImageFacts(
+            image_id=f"m-{i:03d}", region=draw(st.sampled_from(["cn-hangzhou", "cn-beijing"])),
+            created_at=None if age is None else NOW - age * DAY,
+            status=draw(st.sampled_from(["Available"] * 5 + ["Creating", "Waiting", "CreateFailed", "Deprecated"])),
+            tags=tags, in_use=draw(st.integers(0, 9)) == 0, shared=draw(st.integers(0, 9)) == 0))
+    if images and draw(st.booleans()):
+        images.append(images[draw(st.integers(0, len(images) - 1))])   # a page that shifted: listed twice
+    return images
+
+
+policies = st.builds(
+    RetentionPolicy, retention_days=st.integers(1, 60), keep_last=st.integers(1, 4), keep_daily=st.integers(0, 7),
+    keep_weekly=st.integers(0, 5), keep_monthly=st.integers(0, 12), delete_failed=st.booleans(),
+    policy=st.sampled_from([None, *POLICIES]), max_delete_fraction=st.sampled_from([0.25, 0.5, 1.0]),
+    timezone=st.sampled_from(["Asia/Shanghai", "UTC"]))
+
+
+def newest(members: list[ImageFacts]) -> ImageFacts | None:
+    ranked = sorted((m for m in members if m.created_at is not None),
+                    key=lambda m: (m.created_at, m.image_id), reverse=True)
+    return ranked[0] if ranked else None
+
+
+def check_never_deletes_the_wrong_image(images: list[ImageFacts], policy: RetentionPolicy, p: rt.RetentionPlan):
+    by_id = {i.image_id: i for i in images}
+    assert {d.image_id for d in p.decisions} == set(by_id)           # one decision per image, listed twice or not
+    copying = {i.tags.get(pv.SOURCE_IMAGE) for i in images if i.status in ("Creating", "Waiting")}
+    for d in p.decisions:
+        img = by_id[d.image_id]
+        if not d.delete:
+            assert d.reason and d.rule
+            continue
+        assert pv.is_managed(img.tags) and not img.in_use and not img.shared
+        assert policy.policy in (None, img.tags.get(pv.POLICY))
+        assert img.image_id not in copying and img.created_at is not None
+        assert img.status == "Available" or (img.status == "CreateFailed" and policy.delete_failed)
+        if img.status == "Available":
+            own = int(img.tags.get(pv.RETENTION_DAYS, "0"))            # a bad tag would have raised: kept
+            assert NOW - img.created_at > max(policy.retention_days, own) * DAY
+    groups: dict[str, list[ImageFacts]] = defaultdict(list)
+    for img in images:
+        if pv.is_managed(img.tags) and img.complete:
+            groups[img.group].append(img)
+    deleted = {d.image_id for d in p.decisions if d.delete}
+    for members in groups.values():
+        ranked = sorted((m for m in members if m.created_at is not None),
+                        key=lambda m: (m.created_at, m.image_id), reverse=True)
+        assert not deleted & {m.image_id for m in ranked[: policy.keep_last]}
+        top_verified = newest([m for m in members if m.verified])
+        assert top_verified is None or top_verified.image_id not in deleted
+
+
+def check_fraction_guard(p: rt.RetentionPlan, policy: RetentionPolicy):
+    per_region: dict[str, int] = defaultdict(int)
+    for d in p.deletions(approved=False):
+        per_region[d.region] += 1
+    for region, n in per_region.items():
+        assert n <= policy.max_delete_fraction * p.regions[region].managed
+
+
+@settings(max_examples=FLEETS, deadline=None)
+@given(fleets(), policies)
+def test_planner_never_deletes_the_wrong_image_and_is_idempotent(images, policy):
+    p = plan(images, policy, NOW)
+    check_never_deletes_the_wrong_image(images, policy, p)
+    check_fraction_guard(p, policy)
+    assert rt.RetentionPlan.from_dict(p.to_dict()) == p
+    gone = {d.image_id for d in p.deletions(approved=True)}
+    again = plan([i for i in images if i.image_id not in gone], policy, NOW)
+    assert again.deletions(approved=True) == []
+
+
+# -- worked examples --------------------------------------------------------------------------------
+def img(image_id: str, age_days: float | None, *, instance: str | None = "i-1", policy: str = "nightly",
+        region: str = "cn-hangzhou", status: str = "Available", **tags: str) -> ImageFacts:
+    t = pv.provenance_tags(source_instance=instance, policy=policy)
+    t.update({k.replace("_", "-") if k != "verified_at" else pv.VERIFIED_AT: v for k, v in tags.items()})
+    return ImageFacts(image_id, region, None if age_days is None else NOW - age_days * DAY, status, t)
+
+
+def decided(images, **policy) -> dict[str, rt.Decision]:
+    return {d.image_id: d for d in plan(images, RetentionPolicy(**policy), NOW).decisions}
+
+
+def test_an_image_tag_of_90_days_outlives_a_7_day_policy():
+    d = decided([img("m-new", 1), img("m-pre-upgrade", 30, **{"ops:retention-days": "90"}), img("m-old", 30)],
+                retention_days=7, max_delete_fraction=1.0)
+    assert not d["m-pre-upgrade"].delete and d["m-pre-upgrade"].rule == rt.OWN_TAG
+    assert d["m-old"].delete and d["m-old"].rule == rt.EXPIRED
+
+
+@pytest.mark.parametrize("bad", ["abc", "-5", "0", "1e9", "99999", " "])
+def test_a_malformed_retention_tag_fails_closed(bad):
+    d = decided([img("m-new", 1), img("m-bad", 400, **{"ops:retention-days": bad})], retention_days=7,
+                max_delete_fraction=1.0)
+    assert not d["m-bad"].delete
+    assert d["m-bad"].rule == rt.GUARD or bad.strip() == ""
+
+
+def test_unreadable_creation_time_is_kept_and_never_counts_as_newest():
+    d = decided([img("m-unknown", None), img("m-a", 1), img("m-b", 20)], retention_days=7, keep_last=1,
+                max_delete_fraction=1.0)
+    assert not d["m-unknown"].delete and "unreadable" in d["m-unknown"].reason
+    assert d["m-a"].rule == rt.NEWEST and d["m-b"].delete
+
+
+def test_images_without_a_source_instance_are_each_their_own_group():
+    d = decided([img("m-golden-1", 300, instance=None), img("m-golden-2", 200, instance=None)], retention_days=7)
+    assert not d["m-golden-1"].delete and not d["m-golden-2"].delete
+    assert d["m-golden-1"].group != d["m-golden-2"].group
+
+
+def test_groups_are_per_policy_instance_and_region():
+    images = [img("m-n1", 1), img("m-n2", 30), img("m-m1", 30, policy="monthly"),
+              img("m-dr", 30, region="cn-shanghai")]
+    d = decided(images, retention_days=7, max_delete_fraction=1.0)
+    assert d["m-n2"].delete
+    assert d["m-m1"].rule == rt.NEWEST and d["m-dr"].rule == rt.NEWEST
+
+
+def test_gfs_keeps_the_newest_of_each_day_week_and_month_over_100_nights():
+    zone = ZoneInfo("Asia/Shanghai")
+    images = [img(f"m-{n:03d}", n + 0.1) for n in range(100)]            # one backup a night, newest first
+    p = plan(images, RetentionPolicy(retention_days=7, keep_last=3, keep_daily=7, keep_weekly=4, keep_monthly=3,
+                                     max_delete_fraction=1.0), NOW)
+    kept = {d.image_id: d for d in p.decisions if not d.delete}
+
+    def local(d): return datetime.fromtimestamp(d.created_at, zone)
+    months = {local(d).strftime("%Y-%m") for d in kept.values() if d.rule == rt.MONTHLY}
+    weeks = {local(d).isocalendar()[:2] for d in kept.values() if d.rule == rt.WEEKLY}
+    all_months = sorted({local(d).strftime("%Y-%m") for d in p.decisions}, reverse=True)
+    assert len(months) + (all_months[0] not in months) == 3          # the current month may be kept as newest
+    assert 0 < len(weeks) <= 4
+    for d in kept.values():                                           # each kept monthly is its month's newest
+        if d.rule == rt.MONTHLY:
+            same = [x for x in p.decisions if local(x).strftime("%Y-%m") == local(d).strftime("%Y-%m")]
+            assert max(same, key=lambda x: x.created_at).image_id == d.image_id
+    assert len(kept) < 20 and all(d.rule in (rt.NEWEST, rt.LAST, rt.DAILY, rt.WEEKLY, rt.MONTHLY, rt.AGE)
+                                  for d in kept.values())
+
+
+def test_the_fraction_guard_holds_a_region_that_would_lose_most_of_its_backups():
+    images = [img(f"m-{n}", 10 + n) for n in range(10)] + [img("m-dr1", 1, region="cn-shanghai"),
+                                                           img("m-dr2", 30, region="cn-shanghai")]
+    p = plan(images, RetentionPolicy(retention_days=7, keep_last=1), NOW)
+    assert p.held_regions == ["cn-hangzhou"] and p.regions["cn-hangzhou"].deleting == 9
+    assert [d.image_id for d in p.deletions()] == ["m-dr2"]          # 1 of 2 is not above one half
+    assert len(p.deletions(approved=True)) == 10
+
+
+def test_a_copy_in_progress_protects_its_source_and_newest_verified_is_kept():
+    images = [img("m-src", 40), img("m-new", 1), img("m-verified", 20, verified_at="2026-11-01"),
+              img("m-copy", 0, region="cn-shanghai", status="Creating", **{"ops:source-image": "m-src"})]
+    d = decided(images, retention_days=7, max_delete_fraction=1.0)
+    assert "copy" in d["m-src"].reason and not d["m-src"].delete
+    assert d["m-verified"].rule == rt.VERIFIED
+
+
+@pytest.mark.parametrize("field,value", [("retention_days", 0), ("keep_last", 0), ("keep_weekly", -1),
+                                         ("max_delete_fraction", 0), ("timezone", "Mars/Olympus")])
+def test_bad_policies_are_refused_with_the_field_named(field, value):
+    kwargs = {"retention_days": 7, field: value}
+    with pytest.raises(ValueError, match=field.split("_")[0] if field != "timezone" else "timezone"):
+        RetentionPolicy(**kwargs).validate()
