@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from emulator.control import EmulatorProcess
 
@@ -44,6 +45,11 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_var, None)
 os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+
+# `make test` runs with --hypothesis-profile=ci (pyproject addopts): no per-example deadline on a busy 2-core CI
+# machine; tests that need more examples than the default ask the profile name (the retention planner: 10,000).
+settings.register_profile("ci", deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None)
 
 TIME_SCALE = float(os.environ.get("EMULATOR_TEST_TIME_SCALE", "1000"))
 
