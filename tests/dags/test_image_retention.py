@@ -60,7 +60,7 @@ def report_json(dag_run) -> dict:
 
 
 def delete_calls(emulator) -> int:
-    return emulator.admin.calls()["counters"].get("ecs:DeleteImage", 0)
+    return emulator.admin.calls()["counters"].get("ecs:DeleteImage", {}).get("calls", 0)
 
 
 @pytest.fixture
@@ -265,3 +265,22 @@ def test_the_quota_warning_appears_below_20_percent_headroom(run_dag, emulator, 
     assert len(summary["quota_warnings"]) == 1 and "QuotaExceed.Image" in summary["quota_warnings"][0]
     assert "WARNING" in report_json(run)["meta"][f"quota {SRC}"]
     assert Path(summary["files"]["html"]).exists()
+
+
+def test_throttling_server_errors_and_lost_answers_do_not_change_the_outcome(run_dag, emulator, ecs_client):
+    emulator.admin.load_fleet({"images": [
+        {"region": region, "name": f"web-{age}d", "creation_time": night(age), "tags": managed()}
+        for region in (SRC, DR) for age in (1, 2, 3, 20)]})
+    emulator.admin.set_faults({"seed": 3, "rules": [
+        {"action": "ecs:DeleteImage", "kind": "drop_after", "count": 1},        # deleted, answer lost: retried
+        {"action": "ecs:DeleteSnapshot", "kind": "drop", "count": 1},
+        {"action": "ecs:Describe*", "kind": "throttle", "rate": 0.2, "retry_after_ms": 50},
+        {"action": "ecs:*", "kind": "error", "status": 503, "rate": 0.1},
+    ]})
+    run = run_dag(DAG_ID, logical_date=NIGHT)
+    assert run.state == "success"
+    emulator.admin.set_faults({})                         # the checks below must not meet the faults
+    for region in (SRC, DR):
+        assert names(ecs_client, region) == ["web-1d", "web-2d", "web-3d"]
+        assert len(snapshot_ids(ecs_client, region)) == 3
+    assert delete_calls(emulator) == 3               # two deletions and the retry of the lost answer
