@@ -217,3 +217,11 @@ def test_bad_policies_are_refused_with_the_field_named(field, value):
     kwargs = {"retention_days": 7, field: value}
     with pytest.raises(ValueError, match=field.split("_")[0] if field != "timezone" else "timezone"):
         RetentionPolicy(**kwargs).validate()
+
+
+def test_copies_never_tagged_complete_still_keep_their_newest():
+    copies = [img(f"m-copy-{age}", age, region="cn-shanghai", **{"ops:source-image": f"m-src-{age}"})
+              for age in (20, 30, 40)]
+    d = decided(copies, retention_days=7, max_delete_fraction=1.0)
+    assert not d["m-copy-20"].delete and d["m-copy-20"].rule == rt.NEWEST
+    assert d["m-copy-30"].delete and d["m-copy-40"].delete

@@ -227,6 +227,11 @@ def _group_keeps(members: list[ImageFacts], policy: RetentionPolicy, zone: ZoneI
     keeps: dict[str, tuple[str, str]] = {}
     if ranked:
         keeps[ranked[0].image_id] = (NEWEST, "newest complete backup of its group")
+    else:   # no copy was ever tagged complete (tagging failed): still keep the newest usable one
+        usable = sorted((m for m in members if m.status == "Available" and m.created_at is not None),
+                        key=lambda m: (m.created_at, m.image_id), reverse=True)
+        if usable:
+            keeps[usable[0].image_id] = (NEWEST, "newest Available image of its group (none is tagged complete)")
     verified = [m for m in ranked if m.verified]
     if verified and verified[0].image_id not in keeps:
         keeps[verified[0].image_id] = (VERIFIED, "newest verified backup of its group")
