@@ -9,6 +9,7 @@ Fixtures:
     ecs_client    -- ``ecs_client(region="cn-hangzhou", **config)`` -> alibabacloud ECS client
     vpc_client, rds_client -- the same for VPC and RDS
     oss_client    -- ``oss_client(region="cn-hangzhou")`` -> alibabacloud_oss_v2 Client
+    smtp_server   -- a loopback SMTP server as ``smtp_default``: ``(received envelopes, threading.Event)``
 """
 
 from __future__ import annotations
@@ -158,3 +159,34 @@ def run_dag(airflow_db, aliyun_conn):
         raise LookupError(f"DAG {dag_id!r} not found in dags/ or tests/dag_files/")
 
     return run
+
+
+@pytest.fixture
+def smtp_server(monkeypatch):
+    """A real SMTP server on loopback, wired as ``smtp_default``; yields ``(received envelopes, got-one Event)``."""
+    import socket
+    import threading
+
+    from aiosmtpd.controller import Controller
+
+    received: list = []
+    got = threading.Event()
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            received.append(envelope)
+            got.set()
+            return "250 OK"
+
+    with socket.socket() as probe:           # a free port (aiosmtpd's readiness check cannot use port 0)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT",
+                       f'{{"conn_type": "smtp", "host": "127.0.0.1", "port": {port}, '
+                       f'"extra": {{"disable_tls": true, "disable_ssl": true}}}}')
+    try:
+        yield received, got
+    finally:
+        controller.stop()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-
 import pendulum
 import pytest
 from alibabacloud_ecs20140526 import models as m
@@ -184,33 +181,12 @@ def test_schema_rejects_malformed_params(run_dag, emulator):
     assert not any(k.startswith("ecs:") for k in emulator.admin.calls()["counters"])
 
 
-def test_report_email_reaches_a_real_smtp_server(run_dag, emulator, fleet, monkeypatch):
-    from aiosmtpd.controller import Controller
-
-    received = []
-    got = threading.Event()
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):
-            received.append(envelope)
-            got.set()
-            return "250 OK"
-
-    with socket.socket() as probe:           # a free port (aiosmtpd's readiness check cannot use port 0)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT",
-                           f'{{"conn_type": "smtp", "host": "127.0.0.1", "port": {port}, '
-                           f'"extra": {{"disable_tls": true, "disable_ssl": true}}}}')
-        emulator.admin.set_faults({"image_create_fail": {"instance_ids": [fleet["cn-beijing"][0]]}})
-        dag_run = run_dag(DAG_ID, conf={**BASE_CONF, "max_errors": 1, "notify_emails": ["ops@example.com"]})
-        assert dag_run.state == "success"
-        assert got.wait(10), "no email received"
-    finally:
-        controller.stop()
+def test_report_email_reaches_a_real_smtp_server(run_dag, emulator, fleet, smtp_server):
+    received, got = smtp_server
+    emulator.admin.set_faults({"image_create_fail": {"instance_ids": [fleet["cn-beijing"][0]]}})
+    dag_run = run_dag(DAG_ID, conf={**BASE_CONF, "max_errors": 1, "notify_emails": ["ops@example.com"]})
+    assert dag_run.state == "success"
+    assert got.wait(10), "no email received"
     import email
 
     msg = email.message_from_bytes(received[0].content)

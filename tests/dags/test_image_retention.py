@@ -4,6 +4,7 @@ logical date (the plan's clock)."""
 
 from __future__ import annotations
 
+import email
 import json
 import threading
 import time
@@ -254,13 +255,16 @@ def test_a_plan_above_the_fraction_guard_waits_for_approval_in_a_manual_run(run_
         assert delete_calls(emulator) == 0 and len(names(ecs_client, SRC)) == 7
 
 
-def test_the_quota_warning_appears_below_20_percent_headroom(run_dag, emulator, ecs_client):
+def test_the_quota_warning_appears_below_20_percent_headroom(run_dag, emulator, ecs_client, smtp_server):
     emulator.admin.set_faults({"image_quota": {SRC: 10}})
     emulator.admin.load_fleet({"images": [
         {"region": SRC, "name": f"web-{n}", "creation_time": night(n * 0.7), "tags": managed()}
         for n in range(1, 10)]})
-    run = run_dag(DAG_ID, logical_date=NIGHT)
+    run = run_dag(DAG_ID, logical_date=NIGHT, conf={"notify_emails": ["ops@example.com"]})
     assert run.state == "success"
+    received, got = smtp_server
+    assert got.wait(10), "no email received"
+    assert "QUOTA WARNING" in email.message_from_bytes(received[0].content)["Subject"]
     summary = xcom(run, "report")
     assert len(summary["quota_warnings"]) == 1 and "QuotaExceed.Image" in summary["quota_warnings"][0]
     assert "WARNING" in report_json(run)["meta"][f"quota {SRC}"]
