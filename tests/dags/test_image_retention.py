@@ -7,12 +7,13 @@ from __future__ import annotations
 import email
 import json
 import threading
-import time
 from pathlib import Path
 
 import pendulum
 import pytest
 from alibabacloud_ecs20140526 import models as m
+
+from tests.dags.hitl import respond, wait_for_input
 
 DAG_ID = "ecs_image_retention"
 POLICY = "ecs-cross-region-backup"
@@ -195,51 +196,15 @@ def test_a_plan_above_the_fraction_guard_fails_a_scheduled_run_with_the_plan(run
     assert len(held) == 4 and all("approve it in a manual run" in r["reason"] for r in held)
 
 
-def respond(dag_run_id: str, task_id: str, option: str) -> None:
-    """Answer a Required Action as the UI does (Core API ``update_hitl_detail``), for a run under dag.test()."""
-    from airflow.models.hitl import HITLDetail
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.trigger import handle_event_submit
-    from airflow.triggers.base import TriggerEvent
-    from airflow.utils import timezone
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        ti = session.query(TaskInstance).filter_by(dag_id=DAG_ID, run_id=dag_run_id, task_id=task_id).one()
-        detail = session.query(HITLDetail).filter_by(ti_id=ti.id).one()
-        detail.responded_by = {"id": "tester", "name": "tester"}
-        detail.responded_at = timezone.utcnow()
-        detail.chosen_options = [option]
-        detail.params_input = {}
-        session.add(detail)
-        handle_event_submit(TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session)
-
-
-def wait_for_input(task_id: str, timeout: float = 120) -> str:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with create_session() as session:
-            ti = session.query(TaskInstance).filter_by(dag_id=DAG_ID, task_id=task_id,
-                                                       state=TaskInstanceState.AWAITING_INPUT).first()
-            if ti is not None:
-                return ti.run_id
-        time.sleep(0.5)
-    raise AssertionError(f"{task_id} never waited for input")
-
-
 @pytest.mark.parametrize("answer", ["Approve", "Reject"])
 def test_a_plan_above_the_fraction_guard_waits_for_approval_in_a_manual_run(run_dag, emulator, ecs_client, answer):
     held_fleet(emulator)
     seen: dict = {}
 
     def human():                                   # dag.test() runs tasks in the main thread: answer from another
-        run_id = wait_for_input("approve")
+        run_id = wait_for_input(DAG_ID, "approve")
         seen["deletes_while_waiting"] = delete_calls(emulator)
-        respond(run_id, "approve", answer)
+        respond(DAG_ID, run_id, "approve", answer)
 
     responder = threading.Thread(target=human, daemon=True)
     responder.start()

@@ -1,12 +1,10 @@
-"""DAG integrity for every DAG in dags/, and end-to-end runs of the start/stop, RDS archive and restore DAGs."""
+"""DAG integrity for every DAG in dags/, and end-to-end runs of the start/stop and RDS archive DAGs."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-
-from alibabacloud_ecs20140526 import models as m
 
 DAGS = Path(__file__).resolve().parent.parent.parent / "dags"
 MANAGED = {"ops:managed-by": "airflow-aliyun-ops", "ops:policy": "ecs-cross-region-backup"}
@@ -77,25 +75,3 @@ def test_rds_backups_are_archived_to_oss_once(run_dag, emulator, oss_client):
     assert second.state == "success"
     assert "oss:PutObject" not in emulator.admin.calls()["counters"]
     assert "oss:UploadPart" not in emulator.admin.calls()["counters"]
-
-
-def test_restore_system_disk_from_newest_backup(run_dag, emulator, ecs_client):
-    emulator.admin.load_fleet({"instances": [{"region": "cn-hangzhou", "name": "web", "count": 1,
-                                              "status": "Running"}]})
-    instance_id = next(iter(emulator.admin.table("ecs.instances")))
-    tags = {"ops:managed-by": "airflow-aliyun-ops", "ops:source-instance": instance_id}
-    emulator.admin.load_fleet({"images": [
-        {"region": "cn-hangzhou", "name": "old", "creation_time": iso_days_ago(3), "tags": tags},
-        {"region": "cn-hangzhou", "name": "newest", "creation_time": iso_days_ago(1), "tags": tags}]})
-    newest = next(i["ImageId"] for i in emulator.admin.table("ecs.images").values() if i.get("ImageName") == "newest")
-
-    refused = run_dag("ecs_restore_system_disk", conf={"instance_id": instance_id, "confirm_instance_id": "i-typo"})
-    assert refused.state == "failed"
-    assert "ecs:ReplaceSystemDisk" not in emulator.admin.calls()["counters"]
-
-    run = run_dag("ecs_restore_system_disk", conf={"instance_id": instance_id, "confirm_instance_id": instance_id})
-    assert run.state == "success"
-    disks = ecs_client().describe_disks(m.DescribeDisksRequest(region_id="cn-hangzhou", instance_id=instance_id,
-                                                              disk_type="system")).body.disks.disk
-    assert [d.image_id for d in disks] == [newest]
-    assert statuses(emulator)[instance_id] == "Running"

@@ -53,6 +53,25 @@ class RetentionRow:
 
 
 @dataclass
+class RestoreRow:
+    """One restored instance: ``RestoreRow("i-1", image_id="m-1", status="success")``."""
+
+    instance_id: str
+    instance_name: str = ""
+    region: str = ""
+    was_status: str = ""
+    image_id: str = ""
+    undo_snapshot_id: str = ""
+    fallback_image_id: str = ""
+    health: str = ""
+    status: str = FAILED
+    reason: str = ""
+
+    def sort_key(self) -> tuple:
+        return (self.region, self.instance_id)
+
+
+@dataclass
 class Report:
     """Example::
 

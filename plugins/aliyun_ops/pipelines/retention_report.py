@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from ..logic.report import FAILED, Report, RetentionRow
 from ..logic.retention import RetentionPlan, decision_rows
+from .approval import approve_task_state, is_manual_run
 from .report_output import send_report_email, write_artifacts
 
 log = logging.getLogger(__name__)
@@ -102,12 +103,6 @@ def finish_retention(context: Mapping[str, Any], survey: Mapping[str, Any] | Non
     return summary
 
 
-def is_manual_run(context: Mapping[str, Any]) -> bool:
-    """A run someone triggered by hand (a scheduled run or a backfill never waits for a human)."""
-    run_type = getattr(context.get("dag_run"), "run_type", "")
-    return str(getattr(run_type, "value", run_type)) == "manual"
-
-
 def needs_approval(survey: Mapping[str, Any], context: Mapping[str, Any]) -> bool:
     """True when a region is held by the fraction guard, the run is manual and not a dry run."""
     held = RetentionPlan.from_dict(survey["plan"]).held_regions
@@ -130,18 +125,6 @@ def approval_state(survey: Mapping[str, Any] | None, answer: Mapping[str, Any] |
     if context["params"].get("dry_run"):
         return "not asked (dry run)"
     return "not asked (manual run: see the approve task)" if is_manual_run(context) else "not asked (scheduled run)"
-
-
-def approve_task_state(context: Mapping[str, Any]) -> str | None:
-    """The state of this run's ``approve`` task (None when unknown)."""
-    ti = context["ti"]
-    try:
-        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=["approve"], run_ids=[context["run_id"]])
-    except Exception as err:  # noqa: BLE001 - only the report's wording depends on it
-        log.info("could not read the approve task's state: %s", err)
-        return None
-    state = (states.get(context["run_id"]) or {}).get("approve")
-    return str(getattr(state, "value", state)) if state else None
 
 
 def finish_retention_run(context: Mapping[str, Any]) -> dict:

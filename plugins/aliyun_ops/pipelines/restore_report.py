@@ -1,0 +1,55 @@
+"""Finish a restore run: one report row per instance, files, email, and the run's outcome.
+
+Written whatever happened upstream; the run fails unless the restore itself succeeded (a fallback that saved
+the instance is still a failed restore, and a rejected approval restored nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ..logic.report import FAILED, SKIPPED, Report, RestoreRow
+from .report_output import send_report_email, write_artifacts
+
+log = logging.getLogger(__name__)
+
+
+def restore_row(plan: Mapping[str, Any] | None, results: list[dict] | None, params: Mapping[str, Any],
+                approve_state: str | None) -> RestoreRow:
+    """The instance's row from the check, the restore results and the approval."""
+    base = {"instance_id": params.get("instance_id") or "", "region": params.get("region") or ""}
+    if plan:
+        base.update(instance_id=plan["instance_id"], instance_name=plan.get("instance_name", ""),
+                    region=plan["region"], was_status=plan.get("was_status", ""), image_id=plan.get("image_id", ""))
+    if results:
+        r = results[0]
+        return RestoreRow(**base, undo_snapshot_id=r.get("undo_snapshot_id", ""),
+                          fallback_image_id=r.get("fallback_image_id", ""), health=r.get("health", ""),
+                          status=r.get("status", FAILED), reason=r.get("reason", ""))
+    if plan is None:
+        return RestoreRow(**base, reason="the check failed before any change (see the check task's log)")
+    if approve_state == "success":      # a Reject skips what follows: nothing was changed
+        return RestoreRow(**base, reason="not approved: nothing was changed")
+    return RestoreRow(**base, reason="the restore did not run or left no result (see its log)")
+
+
+def finish_restore(context: Mapping[str, Any], approve_state: str | None) -> dict:
+    """The DAG's report task: build, write and mail the report; raise unless the restore succeeded."""
+    ti = context["ti"]
+    params = context["params"]
+    plan = ti.xcom_pull(task_ids="check")
+    row = restore_row(plan, ti.xcom_pull(task_ids="restore", key="results"), params, approve_state)
+    resumed = ti.xcom_pull(task_ids="resume_instances", key="results") or []
+    meta = {"dag": ti.dag_id, "run": context["run_id"],
+            "current image": (plan or {}).get("current_image_id", ""),
+            "power state restored": ", ".join(f"{r.get('instance_id')}: {r.get('status')}" for r in resumed)
+            or "nothing was stopped by this run"}
+    report = Report.build([row], row_type=RestoreRow, title=f"ECS system disk restore {row.instance_id}", meta=meta)
+    paths = write_artifacts(report, ti.dag_id, context["run_id"])
+    log.info("restore report (%s):\n%s", report.outcome, report.to_text())
+    emailed = send_report_email(report, list(params.get("notify_emails") or []), context)
+    if row.status in (FAILED, SKIPPED):
+        raise RuntimeError(f"{row.instance_id}: {row.reason} (report: {paths['html']})")
+    return {"outcome": report.outcome, "row": report.to_dict()["rows"][0], "files": paths, "emailed": emailed}
