@@ -18,8 +18,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Param, TriggerRule, task
 
 from aliyun_ops.logic import ids
-from aliyun_ops.operators.ecs import ResumePausedOperator, StopInstancesOperator
-from aliyun_ops.operators.ecs_restore import RestoreSystemDiskOperator
+from aliyun_ops.operators.ecs import RestoreSystemDiskOperator, ResumePausedOperator, StopInstancesOperator
 
 INCLUDE = Path(__file__).resolve().parent.parent / "include"
 

@@ -14,6 +14,7 @@ from .ecs_instances import (
     StopInstancesOperator,
 )
 from .ecs_pause import ResumePausedOperator
+from .ecs_restore import RestoreSystemDiskOperator
 from .ecs_retention import ApplyRetentionPlanOperator, PlanImageRetentionOperator, PruneBackupImagesOperator
 from .ecs_snapshots import CreateSnapshotOperator
 
@@ -27,6 +28,7 @@ __all__ = [
     "PlanImageRetentionOperator",
     "PruneBackupImagesOperator",
     "ReplaceSystemDiskOperator",
+    "RestoreSystemDiskOperator",
     "ResumePausedOperator",
     "RunCommandOperator",
     "RunInstancesOperator",
