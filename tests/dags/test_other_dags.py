@@ -16,7 +16,8 @@ def test_every_dag_imports_cleanly_and_calls_nothing_at_parse_time(aliyun_conn):
     aliyun_conn.admin.clear_calls()
     bag = DagBag(dag_folder=str(DAGS))
     assert not bag.import_errors, bag.import_errors
-    assert {"ecs_cross_region_backup", "ecs_start_stop_by_tag", "ecs_image_retention"} <= set(bag.dags)
+    assert {"ecs_cross_region_backup", "ecs_start_stop_by_tag", "ecs_image_retention", "ecs_restore_system_disk",
+            "ecs_verify_backups"} <= set(bag.dags)
     assert aliyun_conn.admin.calls()["counters"] == {}
     for dag in bag.dags.values():
         assert dag.catchup is False

@@ -72,6 +72,23 @@ class RestoreRow:
 
 
 @dataclass
+class VerifyRow:
+    """One DR copy booted and checked: ``VerifyRow("cn-shanghai", instance_id="i-1", image_id="m-1")``."""
+
+    region: str
+    instance_id: str = ""
+    image_id: str = ""
+    image_name: str = ""
+    verify_instance: str = ""
+    boot_seconds: float | None = None
+    status: str = FAILED
+    reason: str = ""
+
+    def sort_key(self) -> tuple:
+        return (self.region, self.instance_id)
+
+
+@dataclass
 class Report:
     """Example::
 

@@ -17,6 +17,7 @@ from .ecs_pause import ResumePausedOperator
 from .ecs_restore import RestoreSystemDiskOperator
 from .ecs_retention import ApplyRetentionPlanOperator, PlanImageRetentionOperator, PruneBackupImagesOperator
 from .ecs_snapshots import CreateSnapshotOperator
+from .ecs_verify import VerifyBackupsOperator
 
 __all__ = [
     "ApplyRetentionPlanOperator",
@@ -35,4 +36,5 @@ __all__ = [
     "SelectInstancesOperator",
     "StartInstancesOperator",
     "StopInstancesOperator",
+    "VerifyBackupsOperator",
 ]

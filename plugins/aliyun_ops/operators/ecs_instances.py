@@ -795,8 +795,8 @@ class DeleteInstancesOperator(_WaitMixin, AliyunBaseOperator):
 
     ``instances``: ids or records (e.g. a :class:`RunInstancesOperator` output; ``None`` is accepted,
     which happens when a setup task failed before pushing its XCom). ``include_run_instances=True``
-    also deletes every instance in ``region`` carrying this DAG run's provenance tags, which is what a
-    teardown wants. ``force=True`` (default) releases Running instances too; with ``force=False`` a
+    also deletes every instance in ``region`` (or each of ``regions``) carrying this DAG run's provenance
+    tags, which is what a teardown wants. ``force=True`` (default) releases Running instances too; with ``force=False`` a
     Running instance fails. Deletion is per instance with ``max_errors``; the wait is deferred unless
     ``deferrable=False``.
 
@@ -807,16 +807,18 @@ class DeleteInstancesOperator(_WaitMixin, AliyunBaseOperator):
         create >> work >> delete.as_teardown(setups=create)
     """
 
-    template_fields = ("aliyun_conn_id", "region", "instances")
+    template_fields = ("aliyun_conn_id", "region", "regions", "instances")
     hook_class = EcsHook
 
     def __init__(self, *, instances: Any = None, force: bool = True, include_run_instances: bool = False,
+                 regions: Sequence[str] | None = None,
                  max_errors: int | str = 0, wait_for_deletion: bool = True, deferrable: bool = True,
                  poll_interval: float = 10.0, wait_timeout: float | None = 900.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.instances = instances
         self.force = force
         self.include_run_instances = include_run_instances
+        self.regions = regions
         self.max_errors = max_errors
         self.wait_for_deletion = wait_for_deletion
         self.deferrable = deferrable
@@ -829,12 +831,12 @@ class DeleteInstancesOperator(_WaitMixin, AliyunBaseOperator):
         hook = self.hook
         items = normalize_instances(self.instances, self.region or hook.region)
         if self.include_run_instances:
-            region = self.resolve_region()
             tags = {MANAGED_BY_KEY: MANAGED_BY_VALUE, RUN_ID: str(context["run_id"])[:128],
                     DAG_ID: context["ti"].dag_id}
             known = {i["instance_id"] for i in items}
-            items += [{"instance_id": r["InstanceId"], "region": region}
-                      for r in hook.describe_instances(region, tags=tags) if r["InstanceId"] not in known]
+            for region in list(self.regions or []) or [self.resolve_region()]:
+                items += [{"instance_id": r["InstanceId"], "region": region}
+                          for r in hook.describe_instances(region, tags=tags) if r["InstanceId"] not in known]
         if not items:
             self.log.info("nothing to delete")
             return []

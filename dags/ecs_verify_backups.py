@@ -1,0 +1,92 @@
+"""Prove that the backups restore: boot the newest DR copy of each instance and check it, every time copies land.
+
+Runs on the backup DAG's Asset events (each destination region with new copies) and on demand. For each chosen
+copy: RunInstances from it in its region (a small instance type, the region's default VPC unless given), wait
+Running, run the health command through Cloud Assistant, tag the image ``ops:verified-at=<UTC>`` (or
+``ops:verify-failed=<reason>``), release the instance. A teardown sweep releases any temporary instance of the
+run left behind (a killed task included). Retention never deletes a group's newest verified copy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import DAG, AssetAlias, Param, TriggerRule, task
+
+from aliyun_ops.logic import ids
+from aliyun_ops.operators.ecs import DeleteInstancesOperator, VerifyBackupsOperator
+from aliyun_ops.pipelines.backup_report import BACKUP_ASSET_ALIAS
+
+INCLUDE = Path(__file__).resolve().parent.parent / "include"
+
+with DAG(
+    dag_id="ecs_verify_backups",
+    description="Boot the newest DR copy of each instance, run a health check, tag it verified, release it",
+    schedule=[AssetAlias(BACKUP_ASSET_ALIAS)],
+    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    template_searchpath=[str(INCLUDE)],
+    tags=["aliyun", "ecs", "verify"],
+    doc_md=__doc__,
+    params={
+        "regions": Param([], type="array", items=ids.schema("region"), uniqueItems=True, title="DR regions",
+                         description="Empty: every region holding complete copies."),
+        "policy": Param("ecs-cross-region-backup", type=["null", "string"], title="Policy"),
+        "sample_percent": Param(100, type="number", exclusiveMinimum=0, maximum=100, title="Sample (%)",
+                                description="Share of the copies booted each run (at least one)."),
+        "instance_type": Param("ecs.t6-c1m1.large", type="string", pattern=r"^ecs\.[a-z0-9-]+\.[a-z0-9]+$",
+                               title="Temporary instance type"),
+        "health_command": Param(None, type=["null", "string"], title="Health command",
+                                description="Null: the bundled include/scripts/health_check.sh."),
+        "concurrency": Param(4, type="integer", minimum=1, maximum=20, title="Copies booted at once"),
+        "notify_emails": Param([], type="array", items={"type": "string", "format": "idn-email"},
+                               title="Email the report to"),
+    },
+) as dag:
+
+    @task
+    def regions(**context) -> list[str]:
+        """The DR regions to look in: given, or every region of the account (DescribeRegions)."""
+        from aliyun_ops.hooks.ecs import EcsHook
+
+        given = list(context["params"]["regions"])
+        return given or sorted(r["RegionId"] for r in EcsHook().describe_regions())
+
+    scope = regions()
+
+    @task
+    def select_copies(regions: list[str], **context) -> list[dict]:
+        from aliyun_ops.hooks.ecs import EcsHook
+        from aliyun_ops.operators.ecs_verify import newest_copies
+
+        params = context["params"]
+        return newest_copies(EcsHook(), regions, policy=params["policy"], sample_percent=params["sample_percent"],
+                             seed=context["run_id"])
+
+    copies = select_copies(scope)
+
+    verify = VerifyBackupsOperator(
+        task_id="verify",
+        copies=copies,
+        instance_type="{{ params.instance_type }}",
+        health_command="{% if params.health_command is none %}{% include 'scripts/health_check.sh' %}"
+                       "{% else %}{{ params.health_command }}{% endif %}",
+        concurrency="{{ params.concurrency }}",
+    )
+
+    sweep = DeleteInstancesOperator(
+        task_id="release_temporary_instances",
+        regions=scope,
+        include_run_instances=True,
+    ).as_teardown(setups=scope)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def report(**context) -> dict:
+        from aliyun_ops.pipelines.verify_report import finish_verify
+
+        return finish_verify(context)
+
+    copies >> verify >> sweep >> report()

@@ -1,0 +1,189 @@
+"""Prove that backups restore: boot each chosen DR copy as a temporary instance, run a health command on it,
+tag the image with the verdict, and delete the instance whatever happened.
+
+Temporary instances carry the run's provenance tags (``ops:managed-by``, ``ops:run-id``, ``ops:dag-id``) and
+``ops:verify-of=<image>``, so ``DeleteInstancesOperator(include_run_instances=True, regions=...)`` as a
+teardown removes any left behind by a killed task.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aliyun_ops.batch import run_batch
+from aliyun_ops.exceptions import AliyunApiError, error_reason
+from aliyun_ops.hooks.ecs import EcsHook
+from aliyun_ops.logic import provenance as pv
+from aliyun_ops.operators.base import AliyunBaseOperator
+from aliyun_ops.operators.image_batch import FAILED, SUCCESS, run_info
+
+VERIFY_OF = "ops:verify-of"
+VERIFY_FAILED = "ops:verify-failed"
+FINAL_INVOCATION = ("Success", "Failed", "Timeout", "Error", "Aborted", "Cancelled", "Terminated")
+
+
+class VerifyError(RuntimeError):
+    """The copy did not prove bootable and healthy (the message says at which step)."""
+
+
+def newest_copies(hook: EcsHook, regions: Sequence[str], *, policy: str | None = None,
+                  sample_percent: float = 100, seed: str = "") -> list[dict]:
+    """The newest complete *copy* (a DR backup: ``ops:source-image`` and ``ops:copy-status=complete``) of each
+    source instance in each region (``[{"region", "image_id", "instance_id", "created", "image_name"}]``),
+    sampled to ``sample_percent`` (at least one when any; the same sample for the same ``seed``)."""
+    tags = {pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE, **({pv.POLICY: policy} if policy else {})}
+    newest: dict[tuple[str, str], dict] = {}
+    for region in regions:
+        for img in hook.describe_images(region, status="Available", tags=tags):
+            t = pv.tags_from_api(img.get("Tags"))
+            instance = t.get(pv.SOURCE_INSTANCE)
+            if not instance or pv.SOURCE_IMAGE not in t or t.get(pv.COPY_STATUS) != pv.COPY_COMPLETE:
+                continue
+            row = {"region": region, "image_id": img["ImageId"], "instance_id": instance,
+                   "created": img.get("CreationTime", ""), "image_name": img.get("ImageName", "")}
+            key = (region, instance)
+            if key not in newest or (row["created"], row["image_id"]) > (newest[key]["created"], newest[key]["image_id"]):
+                newest[key] = row
+    chosen = sorted(newest.values(), key=lambda r: (r["region"], r["instance_id"]))
+    if sample_percent < 100 and chosen:
+        count = max(1, round(len(chosen) * sample_percent / 100))
+        chosen = sorted(random.Random(seed).sample(chosen, count), key=lambda r: (r["region"], r["instance_id"]))
+    return chosen
+
+
+class VerifyBackupsOperator(AliyunBaseOperator):
+    """Boot each copy in ``copies`` (``newest_copies`` output) as a temporary instance, run ``health_command``,
+    tag the image ``ops:verified-at=<UTC>`` or ``ops:verify-failed=<reason>``, delete the instance.
+
+    :param instance_type: the temporary instance's type (small is fine: it only has to boot)
+    :param vswitch_id, security_group_id: network in the copy's region; default the region's default VPC
+    :param concurrency: copies verified at once (every copy is tried; the report decides the run's outcome)
+
+    Returns one row per copy: ``status`` (success = verified), ``reason``, ``boot_seconds``, ``verify_instance``.
+
+    Example::
+
+        VerifyBackupsOperator(task_id="verify", copies=select.output, instance_type="ecs.t6-c1m1.large")
+    """
+
+    template_fields = ("aliyun_conn_id", "copies", "instance_type", "health_command", "vswitch_id",
+                       "security_group_id", "concurrency")
+    hook_class = EcsHook
+
+    def __init__(self, *, copies: Any, instance_type: str = "ecs.t6-c1m1.large", health_command: str = "true",
+                 vswitch_id: str | None = None, security_group_id: str | None = None, concurrency: int = 4,
+                 health_timeout: int = 600, poll_interval: float = 5.0,
+                 boot_timeout: float = 900.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.copies = copies
+        self.instance_type = instance_type
+        self.health_command = health_command
+        self.vswitch_id = vswitch_id
+        self.security_group_id = security_group_id
+        self.concurrency = concurrency
+        self.health_timeout = health_timeout
+        self.poll_interval = poll_interval
+        self.boot_timeout = boot_timeout
+
+    def execute(self, context: Any) -> list[dict]:
+        if isinstance(self.concurrency, bool) or not str(self.concurrency).isdigit() or int(self.concurrency) < 1:
+            raise ValueError(f"concurrency must be a whole number >= 1, got {self.concurrency!r}")
+        copies = [dict(c) for c in (self.copies or []) if isinstance(c, Mapping) and c.get("image_id")]
+        if not copies:
+            self.log.info("no copy to verify")
+            return []
+        hook = self.hook
+        batch = run_batch(copies, lambda c: self.verify_one(context, hook, c), key=lambda c: c["image_id"],
+                          concurrency=int(self.concurrency), max_errors="100%")
+        rows = []
+        for copy, res in zip(copies, batch, strict=True):
+            value = res.value or {}
+            rows.append({**copy, **value, "status": SUCCESS if res.status == SUCCESS else FAILED,
+                         "reason": value.get("reason") or res.error or ""})
+        context["ti"].xcom_push(key="results", value=rows)
+        self.log.info("verified %d of %d copies", sum(r["status"] == SUCCESS for r in rows), len(rows))
+        return rows
+
+    def verify_one(self, context: Any, hook: EcsHook, copy: dict) -> dict:
+        region, image_id = copy["region"], copy["image_id"]
+        out: dict[str, Any] = {"verify_instance": "", "boot_seconds": None}
+        try:
+            iid, started = self.boot(context, hook, copy), time.monotonic()
+            out["verify_instance"] = iid
+            self.wait_running(hook, region, iid)
+            out["boot_seconds"] = round(time.monotonic() - started, 1)
+            out["reason"] = self.health(context, hook, region, iid)
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            hook.tag_resources(region, "image", [image_id], {pv.VERIFIED_AT: now})
+            hook.untag_resources(region, "image", [image_id], [VERIFY_FAILED])
+            return out
+        except (VerifyError, AliyunApiError) as err:
+            reason = str(err) if isinstance(err, VerifyError) else error_reason(err)
+            self.tag_failed(hook, region, image_id, reason)
+            raise VerifyError(reason) from None
+        finally:
+            if out["verify_instance"]:
+                self.release(hook, region, out["verify_instance"])
+
+    def boot(self, context: Any, hook: EcsHook, copy: dict) -> str:
+        region, info = copy["region"], run_info(context)
+        vswitch, group = self.vswitch_id, self.security_group_id
+        if not vswitch or not group:
+            vswitch, group = hook.default_network(region)
+        tags = {pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE, pv.RUN_ID: info["run_id"][:128], pv.DAG_ID: info["dag_id"],
+                VERIFY_OF: copy["image_id"], pv.SOURCE_INSTANCE: copy["instance_id"]}
+        ids = hook.run_instances(region, copy["image_id"], self.instance_type, v_switch_id=vswitch,
+                                 security_group_id=group, instance_name=f"verify-{copy['image_id']}", tags=tags,
+                                 client_token=self.client_token(context, "boot", copy["image_id"]),
+                                 internet_max_bandwidth_out=0)
+        if not ids:
+            raise VerifyError("RunInstances returned no instance")
+        self.log.info("%s: booting %s in %s as %s", copy["instance_id"], copy["image_id"], region, ids[0])
+        return ids[0]
+
+    def wait_running(self, hook: EcsHook, region: str, iid: str) -> None:
+        deadline = time.monotonic() + self.boot_timeout
+        while True:
+            recs = hook.describe_instances(region, instance_ids=[iid])
+            status = recs[0].get("Status") if recs else "missing"
+            if status == "Running":
+                return
+            if time.monotonic() > deadline or status == "missing":
+                raise VerifyError(f"did not boot: temporary instance {iid} is {status} after {self.boot_timeout:.0f}s")
+            time.sleep(self.poll_interval)
+
+    def health(self, context: Any, hook: EcsHook, region: str, iid: str) -> str:
+        invoke = hook.run_command(region, [iid], self.health_command, timeout=self.health_timeout,
+                                  name="aliyun-ops-verify-health", client_token=self.client_token(context, "hc", iid))
+        deadline = time.monotonic() + self.health_timeout + 120
+        while True:
+            res = (hook.describe_invocation_results(region, invoke, iid) or [{}])[0]
+            status = res.get("InvocationStatus", "")
+            if status in FINAL_INVOCATION:
+                break
+            if time.monotonic() > deadline:
+                raise VerifyError(f"health command {invoke} still {status or 'pending'}")
+            time.sleep(self.poll_interval)
+        if status == "Success" and int(res.get("ExitCode") or 0) == 0:
+            return f"booted and healthy ({invoke})"
+        output = base64.b64decode(res.get("Output") or "").decode(errors="replace").strip()[-200:]
+        raise VerifyError(f"booted, but the health command {status} (exit code {res.get('ExitCode')}): {output}")
+
+    def tag_failed(self, hook: EcsHook, region: str, image_id: str, reason: str) -> None:
+        try:
+            hook.tag_resources(region, "image", [image_id], {VERIFY_FAILED: " ".join(reason.split())[:128]})
+        except AliyunApiError as err:
+            self.log.warning("could not tag %s %s: %s", image_id, VERIFY_FAILED, error_reason(err))
+
+    def release(self, hook: EcsHook, region: str, iid: str) -> None:
+        try:
+            hook.delete_instance(region, iid, force=True)
+            self.log.info("released temporary instance %s", iid)
+        except AliyunApiError as err:
+            if not err.is_not_found:
+                self.log.warning("could not release %s (%s): the teardown sweep will", iid, error_reason(err))

@@ -1,0 +1,58 @@
+"""Finish a backup verification run: one row per copy (verified, failed, not tried), files, email, outcome.
+
+The run fails when a copy did not prove restorable, when the verification itself did not run, or when a
+temporary instance could not be released: each is something an operator must look at.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ..logic.report import FAILED, SUCCESS, Report, VerifyRow
+from .report_output import send_report_email, write_artifacts
+
+log = logging.getLogger(__name__)
+
+
+def verify_rows(copies: list[dict] | None, results: list[dict] | None) -> list[VerifyRow]:
+    """Rows from the verify results; copies it never reported on are failed rows that say so."""
+    done = {(r["region"], r["image_id"]): r for r in results or []}
+    rows = []
+    for c in copies or []:
+        r = done.get((c["region"], c["image_id"]))
+        if r is None:
+            rows.append(VerifyRow(c["region"], c.get("instance_id", ""), c["image_id"], c.get("image_name", ""),
+                                  reason="not verified: the verify task left no result (see its log)"))
+            continue
+        rows.append(VerifyRow(r["region"], r.get("instance_id", ""), r["image_id"], r.get("image_name", ""),
+                              r.get("verify_instance", ""), r.get("boot_seconds"), r.get("status", FAILED),
+                              r.get("reason", "")))
+    return rows
+
+
+def finish_verify(context: Mapping[str, Any]) -> dict:
+    """The DAG's report task: build, write and mail the report; raise if anything promised did not happen."""
+    ti = context["ti"]
+    copies = ti.xcom_pull(task_ids="select_copies")
+    rows = verify_rows(copies, ti.xcom_pull(task_ids="verify", key="results"))
+    released = ti.xcom_pull(task_ids="release_temporary_instances") or []
+    left = [r for r in released if r.get("status") == FAILED]
+    meta = {"dag": ti.dag_id, "run": context["run_id"],
+            "temporary instances released": ", ".join(r.get("instance_id", "") for r in released) or "none left over"}
+    if left:
+        meta["NOT RELEASED"] = "; ".join(f"{r.get('instance_id')}: {r.get('reason')}" for r in left)
+    report = Report.build(rows, row_type=VerifyRow, title=f"ECS backup verification {context.get('ds', '')}",
+                          meta=meta)
+    paths = write_artifacts(report, ti.dag_id, context["run_id"])
+    log.info("verification report (%s):\n%s", report.outcome, report.to_text())
+    emailed = send_report_email(report, list(context["params"].get("notify_emails") or []), context)
+    problems = []
+    if copies is None:
+        problems.append("the copies could not be selected (see select_copies' log)")
+    problems += [f"{r.region} {r.image_id} ({r.instance_id}): {r.reason}" for r in rows if r.status != SUCCESS]
+    problems += [f"temporary instance {r.get('instance_id')} not released: {r.get('reason')}" for r in left]
+    if problems:
+        raise RuntimeError(f"{len(problems)} problem(s) (report: {paths['html']}):\n- " + "\n- ".join(problems))
+    return {"outcome": report.outcome, "verified": len(rows), "files": paths, "emailed": emailed}

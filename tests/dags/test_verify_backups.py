@@ -1,0 +1,65 @@
+"""End-to-end: ecs_verify_backups under dag.test() against the emulator: a bootable copy is tagged verified, a
+copy whose health command fails is tagged failed, and no temporary instance is left in any case."""
+
+from __future__ import annotations
+
+DAG_ID = "ecs_verify_backups"
+DR = "cn-shanghai"
+POLICY = "ecs-cross-region-backup"
+
+
+def load_copies(emulator, count: int = 2) -> dict[str, str]:
+    """``count`` complete DR copies (of instances i-web000N) plus an older copy and an incomplete one."""
+    images = []
+    for n in range(count):
+        tags = {"ops:managed-by": "airflow-aliyun-ops", "ops:policy": POLICY, "ops:source-instance": f"i-web000{n}",
+                "ops:source-image": f"m-src{n}", "ops:copy-status": "complete"}
+        images.append({"region": DR, "name": f"copy-{n}", "tags": tags, "creation_time": "2026-11-20T00:00:00Z"})
+        images.append({"region": DR, "name": f"older-{n}", "tags": tags, "creation_time": "2026-11-10T00:00:00Z"})
+    incomplete = {"ops:managed-by": "airflow-aliyun-ops", "ops:policy": POLICY, "ops:source-instance": "i-web0009",
+                  "ops:source-image": "m-src9"}
+    images.append({"region": DR, "name": "copy-incomplete", "tags": incomplete})
+    emulator.admin.load_fleet({"images": images})
+    return {i["ImageName"]: i["ImageId"] for i in emulator.admin.table("ecs.images").values() if i.get("ImageName")}
+
+
+def image_tags(emulator, image_id: str) -> dict:
+    return emulator.admin.table("ecs.images")[image_id].get("Tags") or {}
+
+
+def temporary_instances(emulator) -> list[str]:
+    return [i["InstanceId"] for i in emulator.admin.table("ecs.instances").values()
+            if "ops:verify-of" in (i.get("Tags") or {}) and i.get("Status") != "Deleted"]
+
+
+def test_bootable_copies_are_tagged_verified_and_nothing_is_left(run_dag, emulator):
+    ids = load_copies(emulator)
+    run = run_dag(DAG_ID)                                      # defaults: every region
+    assert run.state == "success"
+    for n in range(2):
+        assert "ops:verified-at" in image_tags(emulator, ids[f"copy-{n}"])
+        assert "ops:verified-at" not in image_tags(emulator, ids[f"older-{n}"])
+    assert "ops:verified-at" not in image_tags(emulator, ids["copy-incomplete"])
+    assert temporary_instances(emulator) == []
+
+
+def test_a_copy_whose_health_command_fails_is_tagged_failed(run_dag, emulator):
+    ids = load_copies(emulator, count=1)
+    emulator.admin.request("POST", "command-behaviour", {"rules": [
+        {"match": "healthy", "exit_code": 3, "output": "postgres did not start"}]})
+    run = run_dag(DAG_ID, conf={"regions": [DR]})
+    assert run.state == "failed"
+    tags = image_tags(emulator, ids["copy-0"])
+    assert "ops:verified-at" not in tags and "postgres did not start" in tags["ops:verify-failed"]
+    assert temporary_instances(emulator) == []
+
+
+def test_a_temporary_instance_the_verify_task_could_not_release_is_swept_by_the_teardown(run_dag, emulator):
+    ids = load_copies(emulator, count=1)
+    emulator.admin.set_faults({"rules": [{"action": "ecs:DeleteInstance", "kind": "error", "status": 403,
+                                          "code": "Forbidden", "count": 1}]})
+    run = run_dag(DAG_ID, conf={"regions": [DR]})
+    assert run.state == "success"                       # verified, and the teardown released what was left
+    assert "ops:verified-at" in image_tags(emulator, ids["copy-0"])
+    assert temporary_instances(emulator) == []
+    assert emulator.admin.calls()["counters"]["ecs:DeleteInstance"]["calls"] >= 2
