@@ -40,7 +40,7 @@ with DAG(
                         description="Empty: the connection's region."),
         "image_id": Param(None, type=["null", "string"], pattern=ids.pattern("image"), title="Image id",
                           description="Empty: the instance's newest complete backup in the region."),
-        "fallback_image_id": Param(None, type=["null", "string"], pattern=ids.pattern("image"),
+        "fallback_image_id": Param(None, type=["null", "string"], pattern=ids.pattern("any_image"),
                                    title="Fallback image id",
                                    description="Used when the restore fails. Empty: the undo snapshot."),
         "take_undo_snapshot": Param(True, type="boolean", title="Take an undo snapshot first"),

@@ -15,6 +15,8 @@ PATTERNS: dict[str, tuple[str, str]] = {
     "region": (r"^[a-z]{2,}(-[a-z0-9]+)+$", "an Alibaba Cloud region id (e.g. cn-hangzhou)"),
     "instance": (r"^i-[a-z0-9]+$", "an ECS instance id (i-...)"),
     "image": (r"^m-[a-z0-9]+$", "a custom image id (m-...)"),
+    "any_image": (r"^(m-[a-z0-9]+|[A-Za-z0-9][A-Za-z0-9_.-]{1,127})$",
+                  "an image id: custom (m-...) or public (e.g. aliyun_3_x64_20G_alibase_20250629.vhd)"),
     "snapshot": (r"^s-[a-z0-9]+$", "a snapshot id (s-...)"),
     "rds_instance": (r"^(rm|pgm|pc)-[a-z0-9]+$", "an RDS instance id (rm-, pgm- or pc-...)"),
     "oss_bucket": (r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",

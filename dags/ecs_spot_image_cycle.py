@@ -1,0 +1,119 @@
+"""Give spot (preemptible) instances a fresh system disk from their own image, on a timer (seed 000's OOS job).
+
+select (tags or ids) -> stop (tagged: a teardown restarts what was Running, whatever fails) -> CreateImage ->
+ReplaceSystemDisk with that image (the base image as fallback if the replace fails) -> start if it was Running
+-> report and email. If CreateImage fails, the disk is left as it was (the seed replaced it with the base image,
+losing the data). A re-run of the same logical date makes no second image (ClientTokens and provenance tags).
+Credentials come only from Airflow connections (the seed kept SMTP passwords in its template).
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
+
+from aliyun_ops.logic import ids
+from aliyun_ops.operators.ecs import (
+    CreateImageOperator,
+    RestoreSystemDiskOperator,
+    ResumePausedOperator,
+    SelectInstancesOperator,
+    StopInstancesOperator,
+)
+
+CRON = "0 12 * * *"          # daily 12:00, as the seed's default ("0 0 12 ? * *")
+POLICY = "ecs-spot-image-cycle"
+
+with DAG(
+    dag_id="ecs_spot_image_cycle",
+    description="Stop, image, put the image back on the system disk, start: spot instances on a timer",
+    schedule=CronTriggerTimetable(CRON, timezone="Asia/Shanghai"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    tags=["aliyun", "ecs", "spot"],
+    doc_md=__doc__,
+    params={
+        "region": Param(None, type=["null", "string"], pattern=ids.pattern("region"), title="Region",
+                        description="Empty: the connection's region."),
+        "tags": Param({"spot-image-cycle": "true"}, type=["null", "object"], title="Instance tags",
+                      description="Instances carrying all these tags (null: use instance_ids only)."),
+        "instance_ids": Param([], type="array", items=ids.schema("instance"), uniqueItems=True,
+                              title="Instance ids"),
+        "base_image_id": Param(None, type=["null", "string"], pattern=ids.pattern("any_image"), title="Base image",
+                               description="Put on the disk only if the replace with the fresh image fails."),
+        "retention_days": Param(3, type="integer", minimum=1, maximum=3650, title="Keep the images (days)"),
+        "concurrency": Param(10, type=["integer", "string"], title="Concurrency (number or %)"),
+        "max_errors": Param(0, type=["integer", "string"], title="Max errors (number or %)"),
+        "notify_emails": Param([], type="array", items={"type": "string", "format": "idn-email"},
+                               title="Email the report to"),
+    },
+) as dag:
+    @task
+    def check_params(**context) -> list[str]:
+        """Some instances must be named (tags or ids); the region (no API call). Nothing else runs if not."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from aliyun_ops.hooks.ecs import EcsHook
+
+        params = context["params"]
+        if not params["tags"] and not params["instance_ids"]:
+            raise AirflowFailException("give tags or instance_ids: this DAG never acts on every instance")
+        return [params["region"] or EcsHook().resolve_region()]
+
+    select = SelectInstancesOperator(
+        task_id="select_instances",
+        regions=check_params(),
+        tags="{{ params.tags }}",
+        instance_ids="{{ params.instance_ids }}",
+        statuses=["Running", "Stopped"],
+        allow_empty=True,
+    )
+
+    @task
+    def pause_scope(selected: list[dict]) -> list[str]:
+        """Setup of the power-state teardown, before anything is stopped (see the backup DAG)."""
+        return sorted({i["region"] for i in selected})
+
+    scope = pause_scope(select.output)
+    batch = {"concurrency": "{{ params.concurrency }}", "max_errors": "{{ params.max_errors }}"}
+    stop = StopInstancesOperator(task_id="stop_instances", instances=select.output, mark_paused=True, **batch)
+    create = CreateImageOperator(
+        task_id="create_images",
+        instances=select.output,
+        policy=POLICY,
+        retention_days="{{ params.retention_days }}",
+        image_name_template="spot-{instance_id}-{date}",
+        trigger_rule=TriggerRule.ALL_DONE,     # an instance its stop refused still gets an image (crash-consistent)
+        **batch,
+    )
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def plans(selected: list[dict], **context) -> list[dict]:
+        """One replace per instance whose fresh image is Available."""
+        from aliyun_ops.pipelines.spot_cycle import cycle_plans
+
+        created = context["ti"].xcom_pull(task_ids="create_images", key="results") or \
+            context["ti"].xcom_pull(task_ids="create_images")
+        return cycle_plans(selected, created, context["params"]["base_image_id"])
+
+    todo = plans(select.output)
+    replace = RestoreSystemDiskOperator.partial(
+        task_id="replace_system_disk",
+        take_undo_snapshot=False,              # the fresh image is the undo
+        max_active_tis_per_dagrun=10,
+    ).expand(plan=todo)
+
+    resume = ResumePausedOperator(task_id="resume_instances", scope="run", regions=scope) \
+        .as_teardown(setups=scope, on_failure_fail_dagrun=True)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def report(**context) -> dict:
+        from aliyun_ops.pipelines.spot_cycle import finish_cycle
+
+        params = context["params"]
+        return finish_cycle(context, params["max_errors"], params["notify_emails"])
+
+    scope >> stop >> create >> todo
+    replace >> resume >> report()

@@ -1,0 +1,85 @@
+"""The spot-instance image cycle (seed 000's OOS job): which instances get a new system disk from their own fresh
+image, and the report.
+
+Safer than the seed: when CreateImage fails the disk is **not** replaced (the seed put the base image on it, losing
+the data that exists nowhere else); the base image is only the fallback when ReplaceSystemDisk with the fresh
+image fails, and the fresh image still holds the data then.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..logic.budget import ErrorBudget
+from ..logic.report import FAILED, SUCCESS, Report, RestoreRow
+from .report_output import send_report_email, write_artifacts
+
+log = logging.getLogger(__name__)
+
+
+def cycle_plans(selected: Sequence[Mapping], created: Sequence[Mapping] | None, base_image_id: str | None) -> list[dict]:
+    """One RestoreSystemDiskOperator plan per instance whose fresh image is Available."""
+    images = {r["instance_id"]: r for r in created or [] if r.get("status") == SUCCESS and r.get("image_id")}
+    plans = []
+    for inst in selected:
+        made = images.get(inst["instance_id"])
+        if made is None:
+            continue
+        plans.append({"region": inst["region"], "instance_id": inst["instance_id"],
+                      "instance_name": inst.get("instance_name", ""), "was_status": inst.get("status", ""),
+                      "image_id": made["image_id"], "fallback_image_id": base_image_id or "", "current_disk_id": ""})
+    return plans
+
+
+def cycle_rows(selected: Sequence[Mapping], created: Sequence[Mapping] | None,
+               replaced: Sequence[Mapping] | None) -> list[RestoreRow]:
+    made = {r["instance_id"]: r for r in created or []}
+    done = {r["instance_id"]: r for r in replaced or []}
+    rows = []
+    for inst in selected:
+        iid = inst["instance_id"]
+        base = {"instance_id": iid, "instance_name": inst.get("instance_name", ""), "region": inst["region"],
+                "was_status": inst.get("status", "")}
+        image = made.get(iid) or {}
+        if image.get("status") != SUCCESS:
+            rows.append(RestoreRow(**base, image_id=image.get("image_id", ""), status=FAILED,
+                                   reason=f"image not made ({image.get('reason') or 'the image task left no result'}):"
+                                          " the disk was left as it was"))
+            continue
+        r = done.get(iid)
+        if r is None:
+            rows.append(RestoreRow(**base, image_id=image["image_id"], status=FAILED,
+                                   reason="the replace left no result (see its log); the fresh image holds the data"))
+            continue
+        rows.append(RestoreRow(**base, image_id=image["image_id"], fallback_image_id=r.get("fallback_image_id", ""),
+                               health=r.get("health", ""), status=r.get("status", FAILED), reason=r.get("reason", "")))
+    return rows
+
+
+def finish_cycle(context: Mapping[str, Any], max_errors: int | str, notify_emails: Sequence[str]) -> dict:
+    """The DAG's report task: rows per instance, files, email; raise past ``max_errors`` or if a power state
+    could not be restored."""
+    ti = context["ti"]
+    selected = ti.xcom_pull(task_ids="select_instances")
+    if selected is None:
+        raise RuntimeError("instance selection failed: nothing was changed")
+    replaced = ti.xcom_pull(task_ids="replace_system_disk", key="results")
+    if isinstance(replaced, list) and replaced and isinstance(replaced[0], list):   # one list per mapped task
+        replaced = [row for part in replaced if part for row in part]
+    rows = cycle_rows(selected, ti.xcom_pull(task_ids="create_images"), replaced)
+    resumed = ti.xcom_pull(task_ids="resume_instances", key="results") or []
+    not_resumed = [r for r in resumed if r.get("status") == FAILED]
+    meta = {"dag": ti.dag_id, "run": context["run_id"],
+            "power state restored": ", ".join(f"{r.get('instance_id')}: {r.get('status')}" for r in resumed) or "-"}
+    report = Report.build(rows, row_type=RestoreRow, title=f"ECS spot image cycle {context.get('ds', '')}", meta=meta)
+    paths = write_artifacts(report, ti.dag_id, context["run_id"])
+    log.info("spot image cycle report (%s):\n%s", report.outcome, report.to_text())
+    emailed = send_report_email(report, notify_emails, context)
+    budget = ErrorBudget.of(max_errors, len(rows))
+    budget.fail(sum(1 for r in rows if r.status == FAILED))
+    if budget.exhausted or not_resumed:
+        raise RuntimeError(f"{report.counts[FAILED]} instance(s) failed (max_errors={max_errors!r}), "
+                           f"{len(not_resumed)} not resumed; report: {paths['html']}")
+    return {"outcome": report.outcome, "counts": report.counts, "files": paths, "emailed": emailed}

@@ -1,0 +1,72 @@
+"""End-to-end: ecs_spot_image_cycle (seed 000's job) under dag.test() against the emulator."""
+
+from __future__ import annotations
+
+import pendulum
+from alibabacloud_ecs20140526 import models as m
+
+DAG_ID = "ecs_spot_image_cycle"
+REGION = "cn-hangzhou"
+NIGHT = pendulum.datetime(2026, 11, 20, 4, 0, tz="UTC")        # 12:00 Asia/Shanghai
+
+
+def fleet(emulator) -> dict[str, str]:
+    emulator.admin.load_fleet({"instances": [
+        {"region": REGION, "name": "spot", "count": 2, "status": "Running", "tags": {"spot-image-cycle": "true"}},
+        {"region": REGION, "name": "other", "count": 1, "status": "Running"}]})
+    return {i["InstanceName"]: i["InstanceId"] for i in emulator.admin.table("ecs.instances").values()}
+
+
+def system_image(ecs_client, iid: str) -> str:
+    return ecs_client(REGION).describe_disks(m.DescribeDisksRequest(
+        region_id=REGION, instance_id=iid, disk_type="system")).body.disks.disk[0].image_id
+
+
+def spot_images(emulator) -> list[dict]:
+    return [i for i in emulator.admin.table("ecs.images").values()
+            if (i.get("Tags") or {}).get("ops:policy") == "ecs-spot-image-cycle"]
+
+
+def test_each_instance_gets_a_disk_from_its_own_fresh_image_and_a_rerun_makes_nothing_twice(run_dag, emulator,
+                                                                                             ecs_client):
+    names = fleet(emulator)
+    run = run_dag(DAG_ID, logical_date=NIGHT)
+    assert run.state == "success"
+    images = {i["Tags"]["ops:source-instance"]: i["ImageId"] for i in spot_images(emulator)}
+    spot = [iid for name, iid in names.items() if name.startswith("spot")]
+    assert sorted(images) == sorted(spot)
+    for iid in spot:
+        assert system_image(ecs_client, iid) == images[iid]
+        assert emulator.admin.table("ecs.instances")[iid]["Status"] == "Running"
+    other = names["other-001"] if "other-001" in names else next(v for k, v in names.items() if k.startswith("other"))
+    assert emulator.admin.table("ecs.instances")[other]["Status"] == "Running"
+
+    again = run_dag(DAG_ID, logical_date=NIGHT)
+    assert again.state == "success"
+    assert len(spot_images(emulator)) == 2                      # no second image for the same night
+
+
+def test_a_failed_image_leaves_the_disk_alone_and_the_instance_running(run_dag, emulator, ecs_client):
+    names = fleet(emulator)
+    spot = sorted(iid for name, iid in names.items() if name.startswith("spot"))
+    before = system_image(ecs_client, spot[0])
+    emulator.admin.set_faults({"image_create_fail": {"instance_ids": [spot[0]]}})
+    run = run_dag(DAG_ID, logical_date=NIGHT, conf={"max_errors": 1})
+    assert run.state == "success"                               # one failure allowed
+    assert system_image(ecs_client, spot[0]) == before
+    assert all(emulator.admin.table("ecs.instances")[iid]["Status"] == "Running" for iid in spot)
+    fails = run_dag(DAG_ID, logical_date=NIGHT.add(days=1))     # max_errors 0: the run says so
+    assert fails.state == "failed"
+    assert all(emulator.admin.table("ecs.instances")[iid]["Status"] == "Running" for iid in spot)
+
+
+def test_a_failed_replace_falls_back_to_the_base_image(run_dag, emulator, ecs_client):
+    names = fleet(emulator)
+    spot = sorted(iid for name, iid in names.items() if name.startswith("spot"))
+    base = emulator.admin.table("ecs.instances")[spot[0]]["ImageId"]
+    emulator.admin.set_faults({"rules": [{"action": "ecs:ReplaceSystemDisk", "kind": "error", "status": 403,
+                                          "code": "OperationDenied", "count": 1}]})
+    run = run_dag(DAG_ID, logical_date=NIGHT, conf={"base_image_id": base, "max_errors": 1})
+    assert run.state == "success"
+    assert sorted(system_image(ecs_client, iid) == base for iid in spot) == [False, True]
+    assert all(emulator.admin.table("ecs.instances")[iid]["Status"] == "Running" for iid in spot)
