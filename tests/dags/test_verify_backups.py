@@ -3,6 +3,8 @@ copy whose health command fails is tagged failed, and no temporary instance is l
 
 from __future__ import annotations
 
+import pendulum
+
 DAG_ID = "ecs_verify_backups"
 DR = "cn-shanghai"
 POLICY = "ecs-cross-region-backup"
@@ -41,6 +43,15 @@ def test_bootable_copies_are_tagged_verified_and_nothing_is_left(run_dag, emulat
         assert "ops:verified-at" not in image_tags(emulator, ids[f"older-{n}"])
     assert "ops:verified-at" not in image_tags(emulator, ids["copy-incomplete"])
     assert temporary_instances(emulator) == []
+
+    # the next backup report shows the achieved RPO: the age of the newest verified copy per instance and region
+    from aliyun_ops.logic.report import ReportRow
+    from aliyun_ops.pipelines.backup_report import add_verified_rpo
+
+    rows = [ReportRow("i-web0000", destination_region=DR), ReportRow("i-web0007", destination_region=DR)]
+    line = add_verified_rpo(rows, [DR], POLICY, {"logical_date": pendulum.datetime(2026, 11, 21, tz="UTC")})
+    assert rows[0].verified_rpo_hours == 24.0 and rows[1].verified_rpo_hours is None
+    assert "worst 24.0 h" in line["achieved RPO (verified copies)"] and "never verified: 1" in str(line)
 
 
 def test_a_copy_whose_health_command_fails_is_tagged_failed(run_dag, emulator):

@@ -49,3 +49,18 @@ def test_backup_rows_explain_every_missing_result():
     assert "preparation failed: exit code 1" in by[("i-c", "cn-shanghai")].reason
     assert by[("i-gone", "cn-shanghai")].reason == "instance not found"
     assert all(r.status == "failed" for k, r in by.items() if k != ("i-a", "cn-shanghai"))
+
+
+def test_achieved_rpo_is_the_age_of_the_newest_verified_copy_per_instance_and_region():
+    from aliyun_ops.logic.report import achieved_rpo
+
+    now = 1_800_000_000.0
+    images = [
+        {"instance_id": "i-a", "region": "cn-shanghai", "created": now - 3 * 3600, "verified": True},
+        {"instance_id": "i-a", "region": "cn-shanghai", "created": now - 1 * 3600, "verified": False},
+        {"instance_id": "i-a", "region": "cn-shanghai", "created": now - 30 * 3600, "verified": True},
+        {"instance_id": "i-a", "region": "cn-shenzhen", "created": now - 50 * 3600, "verified": True},
+        {"instance_id": "i-b", "region": "cn-shanghai", "created": None, "verified": True},
+        {"instance_id": "", "region": "cn-shanghai", "created": now, "verified": True},
+    ]
+    assert achieved_rpo(images, now) == {("i-a", "cn-shanghai"): 3.0, ("i-a", "cn-shenzhen"): 50.0}

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 COLUMNS = ("instance_id", "instance_name", "source_region", "destination_region", "image_id", "copy_image_id",
-           "size_gib", "image_seconds", "copy_seconds", "paused_seconds", "status", "reason")
+           "size_gib", "image_seconds", "copy_seconds", "paused_seconds", "verified_rpo_hours", "status", "reason")
 
 
 @dataclass
@@ -26,6 +26,7 @@ class ReportRow:
     image_seconds: float | None = None
     copy_seconds: float | None = None
     paused_seconds: float | None = None     # downtime (stop) or freeze time (command) of the instance
+    verified_rpo_hours: float | None = None  # age of the newest copy in that region proven to boot (achieved RPO)
     status: str = SUCCESS
     reason: str = ""
 
@@ -221,3 +222,17 @@ def backup_rows(selected: Iterable[Mapping], created: Iterable[Mapping] | None,
                     row.reason = "; ".join(filter(None, [row.reason, f"NOT RESUMED: {resume.get('reason')}"]))
             rows.append(row)
     return rows
+
+
+def achieved_rpo(images: Iterable[Mapping], now: float) -> dict[tuple[str, str], float]:
+    """``{(source instance, region): hours}``: the age at ``now`` of the newest copy tagged ``ops:verified-at``.
+
+    ``images``: ``{"instance_id", "region", "created" (epoch s), "verified": bool}``.
+    """
+    newest: dict[tuple[str, str], float] = {}
+    for img in images:
+        if not img.get("verified") or img.get("created") is None or not img.get("instance_id"):
+            continue
+        key = (img["instance_id"], img["region"])
+        newest[key] = max(newest.get(key, float("-inf")), float(img["created"]))
+    return {key: round(max(now - created, 0.0) / 3600, 1) for key, created in newest.items()}

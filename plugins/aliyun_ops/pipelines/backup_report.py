@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk import Asset, AssetAlias
 
 from ..logic.budget import ErrorBudget
-from ..logic.report import FAILED, Report, backup_rows
+from ..logic.report import FAILED, Report, achieved_rpo, backup_rows
 from .report_output import send_report_email, write_artifacts
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def finish_backup(context: Mapping[str, Any], config: Mapping[str, Any], selecte
     meta = {"dag": ti.dag_id, "run": context["run_id"], "sources": ", ".join(config.get("source_regions") or []),
             "destinations": ", ".join(destinations)}
     meta.update(resume_notes(resumed, resumed_earlier))
+    meta.update(add_verified_rpo(rows, destinations, config.get("policy"), context))
     resume_unknown = bool(config.get("pauses")) and selected is not None and resumed is None
     if resume_unknown:
         meta["paused by this run"] = "UNKNOWN: the resume task left no results (see resume_instances' log)"
@@ -84,3 +85,40 @@ def resume_notes(resumed: Sequence[Mapping] | None, resumed_earlier: Sequence[Ma
             f"{what} ({r.get('mode') or '?'} since {r.get('paused_at') or '?'}, {r.get('action') or ''}: "
             f"{r.get('reason') or ''})")
     return notes
+
+
+def add_verified_rpo(rows: Sequence[Any], destinations: Sequence[str], policy: str | None,
+                     context: Mapping[str, Any]) -> dict[str, str]:
+    """Fill each row's ``verified_rpo_hours`` (age of the newest copy of that instance in that region that
+    ``ecs_verify_backups`` proved bootable) and return a summary line. Read only; a region that cannot be read
+    leaves blanks and says so, it never fails the report."""
+    from ..hooks.ecs import EcsHook
+    from ..logic import provenance as pv
+    from ..operators.ecs_retention import parse_creation_time
+    from ..operators.image_batch import run_date
+
+    if not rows or not destinations:
+        return {}
+    hook, found, unreadable = EcsHook(), [], []
+    tags = {pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE, **({pv.POLICY: policy} if policy else {})}
+    for region in destinations:
+        try:
+            for img in hook.describe_images(region, status="Available", tags=tags):
+                t = pv.tags_from_api(img.get("Tags"))
+                found.append({"instance_id": t.get(pv.SOURCE_INSTANCE, ""), "region": region,
+                              "created": parse_creation_time(img.get("CreationTime")),
+                              "verified": bool(t.get(pv.VERIFIED_AT))})
+        except Exception as err:  # noqa: BLE001 - the RPO line is informative; the backup's outcome is not
+            log.warning("achieved RPO: cannot read images in %s: %s", region, err)
+            unreadable.append(region)
+    rpo = achieved_rpo(found, run_date(context).timestamp())
+    for row in rows:
+        row.verified_rpo_hours = rpo.get((row.instance_id, row.destination_region))
+    never = sorted({f"{r.instance_id}->{r.destination_region}" for r in rows if r.verified_rpo_hours is None})
+    worst = max(rpo.values(), default=None)
+    line = f"worst {worst} h" if worst is not None else "no copy verified yet"
+    if never:
+        line += f"; never verified: {len(never)} (run ecs_verify_backups)"
+    if unreadable:
+        line += f"; not read: {', '.join(unreadable)}"
+    return {"achieved RPO (verified copies)": line}
