@@ -49,6 +49,7 @@ with DAG(
                                             "include/scripts/health_check.sh; empty: no check."),
         "allow_foreign_image": Param(False, type="boolean", title="Allow an image of another instance"),
         "require_approval": Param(True, type="boolean", title="Ask for approval (manual runs)"),
+        "poll_interval": Param(15, type="integer", minimum=1, maximum=600, title="Poll interval (seconds)"),
         "notify_emails": Param([], type="array", items={"type": "string", "format": "idn-email"},
                                title="Email the report to"),
     },
@@ -111,12 +112,14 @@ with DAG(
         instances=[{"instance_id": "{{ ti.xcom_pull(task_ids='check')['instance_id'] }}",
                     "region": "{{ ti.xcom_pull(task_ids='check')['region'] }}"}],
         mark_paused=True,
+        poll_interval="{{ params.poll_interval }}",
     )
 
     restore = RestoreSystemDiskOperator(
         task_id="restore",
         plan=plan,
         take_undo_snapshot="{{ params.take_undo_snapshot }}",
+        poll_interval="{{ params.poll_interval }}",
         health_command="{% if params.health_command is none %}{% include 'scripts/health_check.sh' %}"
                        "{% else %}{{ params.health_command }}{% endif %}",
     )
@@ -125,6 +128,7 @@ with DAG(
         task_id="resume_instances",
         scope="run",
         regions=scope,
+        poll_interval="{{ params.poll_interval }}",
     ).as_teardown(setups=scope, on_failure_fail_dagrun=True)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)

@@ -46,6 +46,7 @@ with DAG(
         "retention_days": Param(3, type="integer", minimum=1, maximum=3650, title="Keep the images (days)"),
         "concurrency": Param(10, type=["integer", "string"], title="Concurrency (number or %)"),
         "max_errors": Param(0, type=["integer", "string"], title="Max errors (number or %)"),
+        "poll_interval": Param(15, type="integer", minimum=1, maximum=600, title="Poll interval (seconds)"),
         "notify_emails": Param([], type="array", items={"type": "string", "format": "idn-email"},
                                title="Email the report to"),
     },
@@ -77,7 +78,8 @@ with DAG(
         return sorted({i["region"] for i in selected})
 
     scope = pause_scope(select.output)
-    batch = {"concurrency": "{{ params.concurrency }}", "max_errors": "{{ params.max_errors }}"}
+    batch = {"concurrency": "{{ params.concurrency }}", "max_errors": "{{ params.max_errors }}",
+             "poll_interval": "{{ params.poll_interval }}"}
     stop = StopInstancesOperator(task_id="stop_instances", instances=select.output, mark_paused=True, **batch)
     create = CreateImageOperator(
         task_id="create_images",
@@ -102,10 +104,12 @@ with DAG(
     replace = RestoreSystemDiskOperator.partial(
         task_id="replace_system_disk",
         take_undo_snapshot=False,              # the fresh image is the undo
+        poll_interval="{{ params.poll_interval }}",
         max_active_tis_per_dagrun=10,
     ).expand(plan=todo)
 
-    resume = ResumePausedOperator(task_id="resume_instances", scope="run", regions=scope) \
+    resume = ResumePausedOperator(task_id="resume_instances", scope="run", regions=scope,
+                                  poll_interval="{{ params.poll_interval }}") \
         .as_teardown(setups=scope, on_failure_fail_dagrun=True)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)

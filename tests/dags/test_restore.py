@@ -42,7 +42,8 @@ def web(emulator):
 
 
 def conf(web, **extra):
-    return {"instance_id": web["id"], "confirm_instance_id": web["id"], "require_approval": False, **extra}
+    return {"instance_id": web["id"], "confirm_instance_id": web["id"], "require_approval": False,
+            "poll_interval": 1, **extra}
 
 
 def system_disk(ecs_client, iid):

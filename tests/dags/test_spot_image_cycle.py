@@ -8,6 +8,7 @@ from alibabacloud_ecs20140526 import models as m
 DAG_ID = "ecs_spot_image_cycle"
 REGION = "cn-hangzhou"
 NIGHT = pendulum.datetime(2026, 11, 20, 4, 0, tz="UTC")        # 12:00 Asia/Shanghai
+FAST = {"poll_interval": 1}
 
 
 def fleet(emulator) -> dict[str, str]:
@@ -30,7 +31,7 @@ def spot_images(emulator) -> list[dict]:
 def test_each_instance_gets_a_disk_from_its_own_fresh_image_and_a_rerun_makes_nothing_twice(run_dag, emulator,
                                                                                              ecs_client):
     names = fleet(emulator)
-    run = run_dag(DAG_ID, logical_date=NIGHT)
+    run = run_dag(DAG_ID, logical_date=NIGHT, conf=FAST)
     assert run.state == "success"
     images = {i["Tags"]["ops:source-instance"]: i["ImageId"] for i in spot_images(emulator)}
     spot = [iid for name, iid in names.items() if name.startswith("spot")]
@@ -41,7 +42,7 @@ def test_each_instance_gets_a_disk_from_its_own_fresh_image_and_a_rerun_makes_no
     other = names["other-001"] if "other-001" in names else next(v for k, v in names.items() if k.startswith("other"))
     assert emulator.admin.table("ecs.instances")[other]["Status"] == "Running"
 
-    again = run_dag(DAG_ID, logical_date=NIGHT)
+    again = run_dag(DAG_ID, logical_date=NIGHT, conf=FAST)
     assert again.state == "success"
     assert len(spot_images(emulator)) == 2                      # no second image for the same night
 
@@ -51,11 +52,11 @@ def test_a_failed_image_leaves_the_disk_alone_and_the_instance_running(run_dag, 
     spot = sorted(iid for name, iid in names.items() if name.startswith("spot"))
     before = system_image(ecs_client, spot[0])
     emulator.admin.set_faults({"image_create_fail": {"instance_ids": [spot[0]]}})
-    run = run_dag(DAG_ID, logical_date=NIGHT, conf={"max_errors": 1})
+    run = run_dag(DAG_ID, logical_date=NIGHT, conf={**FAST, "max_errors": 1})
     assert run.state == "success"                               # one failure allowed
     assert system_image(ecs_client, spot[0]) == before
     assert all(emulator.admin.table("ecs.instances")[iid]["Status"] == "Running" for iid in spot)
-    fails = run_dag(DAG_ID, logical_date=NIGHT.add(days=1))     # max_errors 0: the run says so
+    fails = run_dag(DAG_ID, logical_date=NIGHT.add(days=1), conf=FAST)     # max_errors 0: the run says so
     assert fails.state == "failed"
     assert all(emulator.admin.table("ecs.instances")[iid]["Status"] == "Running" for iid in spot)
 
@@ -66,7 +67,7 @@ def test_a_failed_replace_falls_back_to_the_base_image(run_dag, emulator, ecs_cl
     base = emulator.admin.table("ecs.instances")[spot[0]]["ImageId"]
     emulator.admin.set_faults({"rules": [{"action": "ecs:ReplaceSystemDisk", "kind": "error", "status": 403,
                                           "code": "OperationDenied", "count": 1}]})
-    run = run_dag(DAG_ID, logical_date=NIGHT, conf={"base_image_id": base, "max_errors": 1})
+    run = run_dag(DAG_ID, logical_date=NIGHT, conf={**FAST, "base_image_id": base, "max_errors": 1})
     assert run.state == "success"
     assert sorted(system_image(ecs_client, iid) == base for iid in spot) == [False, True]
     assert all(emulator.admin.table("ecs.instances")[iid]["Status"] == "Running" for iid in spot)

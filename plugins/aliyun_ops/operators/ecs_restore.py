@@ -98,7 +98,7 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
         RestoreSystemDiskOperator(task_id="restore", plan=check.output, health_command="systemctl is-system-running")
     """
 
-    template_fields = ("aliyun_conn_id", "plan", "health_command", "take_undo_snapshot")
+    template_fields = ("aliyun_conn_id", "plan", "health_command", "take_undo_snapshot", "poll_interval")
     hook_class = EcsHook
 
     def __init__(self, *, plan: Any, health_command: str | None = None, take_undo_snapshot: bool | str = True,
@@ -117,6 +117,9 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
             raise ValueError("plan must be the output of the restore check")
         if not isinstance(self.take_undo_snapshot, bool):
             raise ValueError("take_undo_snapshot must be true or false")
+        self.poll_interval = float(self.poll_interval)
+        if self.poll_interval <= 0:
+            raise ValueError("poll_interval must be above 0")
         plan, hook = dict(self.plan), self.hook
         row = {"instance_id": plan["instance_id"], "instance_name": plan.get("instance_name", ""),
                "region": plan["region"], "image_id": plan["image_id"], "undo_snapshot_id": "", "disk_id": "",
