@@ -8,8 +8,6 @@ that was Running ends Running and one that was Stopped ends Stopped, whatever ha
 
 from __future__ import annotations
 
-import base64
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +16,7 @@ from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.operators.base import AliyunBaseOperator
 from aliyun_ops.operators.image_batch import FAILED, SUCCESS, run_date, run_info
+from aliyun_ops.operators.steps import run_health_command, wait_for_status
 
 UNDO_FOR = "ops:undo-for"
 UNDO_RETENTION_DAYS = 7
@@ -178,44 +177,26 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
                                    client_token=self.client_token(context, "undo", iid),
                                    retention_days=UNDO_RETENTION_DAYS)
         self.log.info("%s: undo snapshot %s of system disk %s", iid, sid, plan["current_disk_id"])
-        deadline = time.monotonic() + self.step_timeout
-        while True:
-            snaps = hook.describe_snapshots(region, [sid])
-            status = snaps[0].get("Status") if snaps else "missing"
-            if status == "accomplished":
-                return sid
-            if status in ("failed", "missing") or time.monotonic() > deadline:
-                raise RestoreError(f"undo snapshot {sid} is {status}: nothing was replaced")
-            time.sleep(self.poll_interval)
+        self.wait(lambda: _first_status(hook.describe_snapshots(region, [sid])), "accomplished",
+                  f"undo snapshot {sid} (nothing was replaced)", failed=("failed", "missing"))
+        return sid
 
     def undo_image(self, context: Any, hook: EcsHook, region: str, iid: str, snapshot_id: str) -> str:
         image_id = hook.create_image(region, None, image_name=f"undo-{iid}-{snapshot_id}"[:128], snapshot_id=snapshot_id,
                                      tags={pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE, UNDO_FOR: iid,
                                            pv.RETENTION_DAYS: str(UNDO_RETENTION_DAYS)},
                                      client_token=self.client_token(context, "undo-image", iid))
-        deadline = time.monotonic() + self.step_timeout
-        while True:
-            recs = hook.describe_images(region, image_ids=[image_id])
-            status = recs[0].get("Status") if recs else "missing"
-            if status == "Available":
-                return image_id
-            if status in ("CreateFailed", "missing") or time.monotonic() > deadline:
-                raise RestoreError(f"image {image_id} from the undo snapshot {snapshot_id} is {status}")
-            time.sleep(self.poll_interval)
+        self.wait(lambda: _first_status(hook.describe_images(region, image_ids=[image_id])), "Available",
+                  f"image {image_id} from the undo snapshot {snapshot_id}", failed=("CreateFailed", "missing"))
+        return image_id
 
     def replace(self, context: Any, hook: EcsHook, region: str, iid: str, image_id: str, step: str) -> str:
         disk_id = hook.replace_system_disk(region, iid, image_id,
                                            client_token=self.client_token(context, step, iid, image_id))
         self.log.info("%s: %s: new system disk %s from %s", iid, step, disk_id, image_id)
-        deadline = time.monotonic() + self.step_timeout
-        while True:
-            disks = hook.describe_disks(region, [disk_id])
-            status = disks[0].get("Status") if disks else "missing"
-            if status == "In_use":
-                return disk_id
-            if time.monotonic() > deadline:
-                raise RestoreError(f"new system disk {disk_id} is {status}, not In_use, after {self.step_timeout}s")
-            time.sleep(self.poll_interval)
+        self.wait(lambda: _first_status(hook.describe_disks(region, [disk_id])), "In_use",
+                  f"new system disk {disk_id}", failed=())
+        return disk_id
 
     def start(self, hook: EcsHook, region: str, iid: str) -> None:
         if self.status(hook, region, iid) == "Stopped":
@@ -226,30 +207,21 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
         """Run ``health_command``; ``RestoreError`` unless it exits 0 in time. Returns a short verdict."""
         if not self.health_command:
             return "not checked (no health_command)"
-        invoke = hook.run_command(region, [iid], self.health_command, timeout=self.health_timeout,
-                                  name="aliyun-ops-restore-health",
-                                  client_token=self.client_token(context, "health", iid))
-        deadline = time.monotonic() + self.health_timeout + 120
-        while True:
-            res = (hook.describe_invocation_results(region, invoke, iid) or [{}])[0]
-            status = res.get("InvocationStatus", "")
-            if status in ("Success", "Failed", "Timeout", "Error", "Aborted", "Cancelled", "Terminated"):
-                break
-            if time.monotonic() > deadline:
-                raise RestoreError(f"health command {invoke} still {status or 'pending'}")
-            time.sleep(self.poll_interval)
-        if status == "Success" and int(res.get("ExitCode") or 0) == 0:
-            return f"healthy ({invoke})"
-        output = base64.b64decode(res.get("Output") or "").decode(errors="replace").strip()[-300:]
-        raise RestoreError(f"health command {invoke} {status} (exit code {res.get('ExitCode')}): {output}")
+        return run_health_command(hook, region, iid, self.health_command, name="aliyun-ops-restore-health",
+                                  timeout=self.health_timeout, poll_interval=self.poll_interval,
+                                  client_token=self.client_token(context, "health", iid), error=RestoreError)
 
     def status(self, hook: EcsHook, region: str, iid: str) -> str:
         recs = hook.describe_instances(region, instance_ids=[iid])
         return recs[0].get("Status", "") if recs else "missing"
 
     def wait_status(self, hook: EcsHook, region: str, iid: str, target: str) -> None:
-        deadline = time.monotonic() + self.step_timeout
-        while (status := self.status(hook, region, iid)) != target:
-            if status == "missing" or time.monotonic() > deadline:
-                raise RestoreError(f"instance {iid} is {status}, not {target}")
-            time.sleep(self.poll_interval)
+        self.wait(lambda: self.status(hook, region, iid), target, f"instance {iid}")
+
+    def wait(self, fetch: Any, done: str, what: str, failed: tuple[str, ...] = ("missing",)) -> None:
+        wait_for_status(fetch, done=done, failed=failed, what=what, timeout=self.step_timeout,
+                        poll_interval=self.poll_interval, error=RestoreError)
+
+
+def _first_status(records: list[dict]) -> str:
+    return records[0].get("Status", "") if records else "missing"

@@ -8,7 +8,6 @@ teardown removes any left behind by a killed task.
 
 from __future__ import annotations
 
-import base64
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -21,10 +20,10 @@ from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.operators.base import AliyunBaseOperator
 from aliyun_ops.operators.image_batch import FAILED, SUCCESS, run_info
+from aliyun_ops.operators.steps import run_health_command, wait_for_status
 
 VERIFY_OF = "ops:verify-of"
 VERIFY_FAILED = "ops:verify-failed"
-FINAL_INVOCATION = ("Success", "Failed", "Timeout", "Error", "Aborted", "Cancelled", "Terminated")
 
 
 class VerifyError(RuntimeError):
@@ -147,32 +146,18 @@ class VerifyBackupsOperator(AliyunBaseOperator):
         return ids[0]
 
     def wait_running(self, hook: EcsHook, region: str, iid: str) -> None:
-        deadline = time.monotonic() + self.boot_timeout
-        while True:
+        def status() -> str:
             recs = hook.describe_instances(region, instance_ids=[iid])
-            status = recs[0].get("Status") if recs else "missing"
-            if status == "Running":
-                return
-            if time.monotonic() > deadline or status == "missing":
-                raise VerifyError(f"did not boot: temporary instance {iid} is {status} after {self.boot_timeout:.0f}s")
-            time.sleep(self.poll_interval)
+            return recs[0].get("Status", "") if recs else "missing"
+
+        wait_for_status(status, done="Running", what=f"temporary instance {iid} (did not boot)",
+                        timeout=self.boot_timeout, poll_interval=self.poll_interval, error=VerifyError)
 
     def health(self, context: Any, hook: EcsHook, region: str, iid: str) -> str:
-        invoke = hook.run_command(region, [iid], self.health_command, timeout=self.health_timeout,
-                                  name="aliyun-ops-verify-health", client_token=self.client_token(context, "hc", iid))
-        deadline = time.monotonic() + self.health_timeout + 120
-        while True:
-            res = (hook.describe_invocation_results(region, invoke, iid) or [{}])[0]
-            status = res.get("InvocationStatus", "")
-            if status in FINAL_INVOCATION:
-                break
-            if time.monotonic() > deadline:
-                raise VerifyError(f"health command {invoke} still {status or 'pending'}")
-            time.sleep(self.poll_interval)
-        if status == "Success" and int(res.get("ExitCode") or 0) == 0:
-            return f"booted and healthy ({invoke})"
-        output = base64.b64decode(res.get("Output") or "").decode(errors="replace").strip()[-200:]
-        raise VerifyError(f"booted, but the health command {status} (exit code {res.get('ExitCode')}): {output}")
+        verdict = run_health_command(hook, region, iid, self.health_command, name="aliyun-ops-verify-health",
+                                     timeout=self.health_timeout, poll_interval=self.poll_interval,
+                                     client_token=self.client_token(context, "hc", iid), error=VerifyError)
+        return f"booted and {verdict}"
 
     def tag_failed(self, hook: EcsHook, region: str, image_id: str, reason: str) -> None:
         try:
