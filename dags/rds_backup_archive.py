@@ -33,7 +33,7 @@ with DAG(
         "bucket": Param("ops-archive", type="string", pattern=ids.pattern("oss_bucket"),
                         title="OSS bucket"),
         "oss_region": Param(None, type=["null", "string"], title="Bucket region",
-                            description="Empty: the connection's region."),
+                            description="Empty: found with GetBucketLocation."),
         "key_template": Param("rds/{instance_id}/{date}/{backup_id}.tar", type="string", title="Object key"),
         "lookback_hours": Param(24, type="integer", minimum=1, maximum=24 * 366, title="Window (hours)",
                                 description="Backups started in the hours before the run's data interval end."),

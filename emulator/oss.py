@@ -288,13 +288,13 @@ def _error_response(emulator, request: web.Request, exc: ApiError, request_id: s
 
 
 # -- buckets --------------------------------------------------------------------------------
-def _bucket(ctx: Ctx, name: str | None = None, for_write: bool = False) -> dict:
+def _bucket(ctx: Ctx, name: str | None = None, for_write: bool = False, any_region: bool = False) -> dict:
     name = name or ctx.bucket
     bucket = ctx.state.table(BUCKETS).get(name)
     if bucket is None:
         raise no_such_bucket(name or "")
     region = ctx.identity.region
-    if region and bucket["region"] != region:
+    if region and bucket["region"] != region and not any_region:
         raise access_denied("The bucket you are attempting to access must be addressed using the specified "
                             f"endpoint. Please send all future requests to this endpoint. "
                             f"(bucket region {bucket['region']}, request signed for {region})")
@@ -403,7 +403,8 @@ async def head_bucket(ctx: Ctx) -> web.StreamResponse:
 
 
 async def get_bucket_location(ctx: Ctx) -> web.StreamResponse:
-    b = _bucket(ctx)
+    """Answered whatever region the request was signed for: it is how a client discovers the bucket's region."""
+    b = _bucket(ctx, any_region=True)
     return ctx.xml((f'<?xml version="1.0" encoding="UTF-8"?>\n<LocationConstraint>oss-{b["region"]}'
                     "</LocationConstraint>").encode())
 

@@ -162,11 +162,32 @@ def test_archive_replaces_a_partial_object_and_window(emu, oss_client):
 
 
 def test_archive_survives_throttling_and_reports_per_backup(emu):
-    emu.admin.set_faults({"rules": [{"action": "rds:DescribeBackups", "kind": "throttle", "count": 2}]})
-    op = ArchiveRdsBackupsToOssOperator(task_id="a", instance_ids=[DB], region=HZ, bucket="no-such-bucket",
-                                        max_errors=5)
+    emu.admin.set_faults({"rules": [{"action": "rds:DescribeBackups", "kind": "throttle", "count": 2},
+                                    {"action": "oss:PutObject", "kind": "error", "status": 403, "code": "AccessDenied",
+                                     "count": 50},
+                                    {"action": "oss:InitiateMultipartUpload", "kind": "error", "status": 403,
+                                     "code": "AccessDenied", "count": 50}]})
+    op = ArchiveRdsBackupsToOssOperator(task_id="a", instance_ids=[DB], region=HZ, bucket="db-archive",
+                                        start="2024-01-01T00:00Z", end="2024-01-31T00:00Z", max_errors=5)
     out = op.execute(ctx())
     assert len(out) == 2 and all(r["status"] == "failed" for r in out)
     with pytest.raises(TooManyItemFailures, match="failed to archive"):
+        ArchiveRdsBackupsToOssOperator(task_id="a", instance_ids=[DB], region=HZ, bucket="db-archive",
+                                       start="2024-01-01T00:00Z", end="2024-01-31T00:00Z").execute(ctx())
+
+
+def test_a_missing_bucket_is_a_clear_error_before_any_rds_call(emu):
+    with pytest.raises(ValueError, match="bucket 'no-such-bucket' does not exist"):
         ArchiveRdsBackupsToOssOperator(task_id="a", instance_ids=[DB], region=HZ,
                                        bucket="no-such-bucket").execute(ctx())
+    assert calls(emu, "rds:DescribeBackups") == 0
+
+
+def test_archive_finds_the_bucket_region_by_itself(emu, oss_client):
+    """The bucket is in cn-shanghai, the connection in cn-hangzhou, no oss_region: GetBucketLocation says where."""
+    emu.admin.load_fleet({"buckets": [{"name": "dr-archive", "region": "cn-shanghai"}]})
+    op = ArchiveRdsBackupsToOssOperator(task_id="a", instance_ids=[DB], region=HZ, bucket="dr-archive",
+                                        start="2024-01-01T00:00Z", end="2024-01-31T00:00Z", part_size=1024 * 1024)
+    out = op.execute(ctx())
+    assert len(out) == 2 and all(r["status"] == "success" for r in out)
+    assert calls(emu, "oss:GetBucketLocation") == 1

@@ -18,10 +18,13 @@ import os
 from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
+from aliyun_ops.exceptions import AliyunApiError
 from aliyun_ops.hooks.base import AliyunBaseHook
 
 if TYPE_CHECKING:
     import alibabacloud_oss_v2 as oss
+
+_BUCKET_REGIONS: dict[tuple[str, str], str] = {}   # (connection id, bucket) -> region, for the process' life
 
 
 class OssHook(AliyunBaseHook):
@@ -67,6 +70,28 @@ class OssHook(AliyunBaseHook):
     def _call(self, action: str, fn, request: Any = None, region: str | None = None):
         # The SDK already retried; we log, and convert errors.
         return self.call(action, fn, request, region=self.resolve_region(region), max_attempts=1)
+
+    def bucket_region(self, bucket: str) -> str:
+        """The bucket's region (GetBucketLocation, answered from any region's endpoint), cached per connection:
+        users should not have to know where a bucket lives."""
+        import alibabacloud_oss_v2 as oss
+
+        key = (self.aliyun_conn_id, bucket)
+        if key not in _BUCKET_REGIONS:
+            client = self.get_client()
+            try:
+                result = self._call("GetBucketLocation",
+                                    lambda: client.get_bucket_location(oss.GetBucketLocationRequest(bucket=bucket)))
+            except AliyunApiError as err:
+                if err.code == "NoSuchBucket":
+                    raise ValueError(f"OSS bucket {bucket!r} does not exist (create it, or check the name)") from None
+                raise
+            location = str(getattr(result, "location", "") or "")
+            if not location:
+                raise ValueError(f"OSS did not say where bucket {bucket!r} is; pass its region explicitly")
+            _BUCKET_REGIONS[key] = location.removeprefix("oss-")
+            self.log.info("bucket %s is in %s", bucket, _BUCKET_REGIONS[key])
+        return _BUCKET_REGIONS[key]
 
     def object_exists(self, bucket: str, key: str, *, region: str | None = None) -> bool:
         client = self.get_client(region)

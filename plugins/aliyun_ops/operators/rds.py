@@ -275,7 +275,8 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
     def execute(self, context: Any) -> list[dict]:
         ids, start, end = self.validate()
         region = self.resolve_region()
-        oss = OssHook(aliyun_conn_id=self.aliyun_conn_id, region=self.oss_region or region)
+        oss_region = self.oss_region or OssHook(aliyun_conn_id=self.aliyun_conn_id).bucket_region(self.bucket)
+        oss = OssHook(aliyun_conn_id=self.aliyun_conn_id, region=oss_region)
         backups: list[dict] = []
         for instance_id in ids:
             found = self.hook.describe_backups(instance_id, start=start, end=end, status=self.backup_status,
