@@ -62,13 +62,13 @@ def test_rds_backups_are_archived_to_oss_once(run_dag, emulator, oss_client):
                            "tags": {"backup": "archive"}, "backup_count": 2, "backup_size": 3 * 1024 * 1024},
                           {"region": "cn-hangzhou", "engine": "MySQL", "engine_version": "8.0",
                            "tags": {"backup": "none"}, "backup_count": 1, "backup_size": 1024}],
-        "buckets": [{"name": "ops-archive", "region": "cn-hangzhou"}]})
+        "buckets": [{"name": "ops-archive", "region": "cn-shanghai"}]})   # as on the demo: not the connection's
     conf = {"start": "2020-01-01T00:00Z", "end": "2035-01-01T00:00Z"}
     first = run_dag("rds_backup_archive", conf=conf)
     assert first.state == "success"
     import alibabacloud_oss_v2 as oss
 
-    listing = oss_client("cn-hangzhou").list_objects_v2(oss.ListObjectsV2Request(bucket="ops-archive", prefix="rds/"))
+    listing = oss_client("cn-shanghai").list_objects_v2(oss.ListObjectsV2Request(bucket="ops-archive", prefix="rds/"))
     objects = listing.contents or []
     assert len(objects) == 2 and all(o.size == 3 * 1024 * 1024 for o in objects)
     emulator.admin.clear_calls()
