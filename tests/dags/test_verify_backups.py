@@ -74,3 +74,50 @@ def test_a_temporary_instance_the_verify_task_could_not_release_is_swept_by_the_
     assert "ops:verified-at" in image_tags(emulator, ids["copy-0"])
     assert temporary_instances(emulator) == []
     assert emulator.admin.calls()["counters"]["ecs:DeleteInstance"]["calls"] >= 2
+
+
+KILLABLE_VERIFY = """
+import sys
+from types import SimpleNamespace
+sys.path[:0] = ["plugins", "."]
+from aliyun_ops.operators.ecs_verify import VerifyBackupsOperator
+
+ti = SimpleNamespace(dag_id="ecs_verify_backups", task_id="verify", map_index=-1, try_number=1)
+ti.xcom_push = lambda key, value: None
+copies = [{"region": sys.argv[1], "image_id": sys.argv[2], "instance_id": "i-web0000"}]
+VerifyBackupsOperator(task_id="verify", copies=copies, health_command="sleep 3600 # healthy", health_timeout=86400,
+                      poll_interval=0.2).execute({"ti": ti, "run_id": "manual__killed"})
+"""
+
+
+def test_a_verify_task_killed_mid_way_leaves_an_instance_the_teardown_releases(aliyun_conn, emulator):
+    """SIGKILL (no finally runs) while the health command runs, then the DAG's teardown step for that run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from types import SimpleNamespace
+
+    from aliyun_ops.operators.ecs import DeleteInstancesOperator
+
+    ids = load_copies(emulator, count=1)
+    emulator.admin.request("POST", "command-behaviour", {"rules": [{"match": "sleep 3600", "duration": 36000}]})
+    worker = subprocess.Popen([sys.executable, "-c", KILLABLE_VERIFY, DR, ids["copy-0"]], env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+                i.get("Status") == "Running" for i in emulator.admin.table("ecs.instances").values()
+                if "ops:verify-of" in (i.get("Tags") or {})):
+            time.sleep(0.2)
+        assert len(temporary_instances(emulator)) == 1, "the temporary instance never ran"
+        time.sleep(1)                                             # inside the health check now
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(30)
+    assert len(temporary_instances(emulator)) == 1                # killed: nobody released it
+    ti = SimpleNamespace(dag_id=DAG_ID, task_id="release_temporary_instances", map_index=-1, try_number=1)
+    ti.xcom_push = lambda key, value: None
+    DeleteInstancesOperator(task_id="release_temporary_instances", regions=[DR], include_run_instances=True,
+                            deferrable=False, poll_interval=0.5).execute({"ti": ti, "run_id": "manual__killed"})
+    assert temporary_instances(emulator) == []
