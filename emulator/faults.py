@@ -217,10 +217,10 @@ def _per_region(value: Any, where: str, check) -> None:
 
 
 def _known_actions() -> set[str]:
-    from . import oss, products, rpc
+    from . import products, registry, rpc
 
     products.load()
-    return {f"{product}:{name}" for product, name in rpc.ACTIONS} | {f"oss:{op}" for op in oss.HANDLERS}
+    return {f"{product}:{name}" for product, name in rpc.ACTIONS} | registry.REST_OPERATIONS
 
 
 def _action(value: Any, where: str) -> None:

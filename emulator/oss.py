@@ -37,6 +37,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from . import registry
 from .errors import ApiError
 from .faults import DROP, DROP_AFTER
 from .oss_auth import Identity, authenticate
@@ -1130,6 +1131,7 @@ HANDLERS = {
     "CompleteMultipartUpload": complete_multipart_upload, "AbortMultipartUpload": abort_multipart_upload,
     "ListParts": list_parts, "ListMultipartUploads": list_multipart_uploads,
 }
+registry.rest_operations("oss", HANDLERS)
 
 
 # -- fleet ------------------------------------------------------------------------------------

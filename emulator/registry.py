@@ -4,6 +4,7 @@
 * :func:`fleet_section` -- load one section of a fleet spec (``POST /_emulator/fleet``).
 * :func:`admin_route` -- an extra admin endpoint under ``/_emulator/``.
 * :func:`raw_route` -- a plain HTTP endpoint the emulator serves itself (e.g. backup downloads).
+* :func:`rest_operations` -- the operation names a REST product (OSS) serves, so fault rules can name them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ INIT_HOOKS: list[tuple[int, InitHook]] = []
 FLEET_LOADERS: dict[str, tuple[int, FleetLoader]] = {}
 ADMIN_ROUTES: dict[tuple[str, str], Callable[..., Any]] = {}
 RAW_ROUTES: list[tuple[str, str, Callable[..., Awaitable[Any]]]] = []
+REST_OPERATIONS: set[str] = set()        # "product:Operation" of REST products (RPC actions live in rpc.ACTIONS)
 
 
 def on_init(order: int = 100) -> Callable[[InitHook], InitHook]:
@@ -59,6 +61,11 @@ def raw_route(method: str, prefix: str):
         return fn
 
     return register
+
+
+def rest_operations(product: str, names) -> None:
+    """Declare the operations ``product`` serves over REST (e.g. ``rest_operations("oss", HANDLERS)``)."""
+    REST_OPERATIONS.update(f"{product}:{name}" for name in names)
 
 
 def initialise(state: State) -> None:
