@@ -1,7 +1,9 @@
 """Archive RDS backup sets to OSS every night (streamed, verified, idempotent).
 
-select RDS instances (ids or tags) -> backups of the window -> stream each into OSS
-(``rds/{instance_id}/{date}/{backup_id}.tar``), size and CRC-64 checked; what is already there is skipped.
+select RDS instances (ids or tags) -> every Success backup of the last ``lookback_days`` (7) -> stream each into
+OSS (``rds/{instance_id}/{date}/{backup_id}.tar``), size and CRC-64 checked; what is already there is skipped, so
+a backup still running at one run, or a night the scheduler missed, is archived by a later run. The bucket's
+region is found by itself (GetBucketLocation).
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ with DAG(
         "oss_region": Param(None, type=["null", "string"], title="Bucket region",
                             description="Empty: found with GetBucketLocation."),
         "key_template": Param("rds/{instance_id}/{date}/{backup_id}.tar", type="string", title="Object key"),
-        "lookback_hours": Param(24, type="integer", minimum=1, maximum=24 * 366, title="Window (hours)",
-                                description="Backups started in the hours before the run's data interval end."),
+        "lookback_days": Param(7, type="integer", minimum=1, maximum=366, title="Look back (days)",
+                               description="Every backup started in these days before the run's data interval end "
+                                           "and not archived yet is archived: a backup still running at one run, "
+                                           "or a night the scheduler missed, is picked up by a later run."),
         "start": Param(None, type=["null", "string"], title="Window start (UTC, optional)",
                        description="Overrides the window, e.g. 2026-11-01T00:00Z."),
         "end": Param(None, type=["null", "string"], title="Window end (UTC, optional)"),
@@ -59,7 +63,7 @@ with DAG(
                 raise ValueError("give instance_ids or selection tags")
             ids = [i["DBInstanceId"] for i in RdsHook().describe_db_instances(tags=params["tags"])]
         end = params["end"] or rds_time(context.get("data_interval_end") or pendulum.now("UTC"))
-        start = params["start"] or rds_time(pendulum.parse(end) - timedelta(hours=params["lookback_hours"]))
+        start = params["start"] or rds_time(pendulum.parse(end) - timedelta(days=params["lookback_days"]))
         return {"instance_ids": ids, "start": start, "end": end}
 
     window = plan()

@@ -76,3 +76,21 @@ def test_rds_backups_are_archived_to_oss_once(run_dag, emulator, oss_client):
     assert second.state == "success"
     assert "oss:PutObject" not in emulator.admin.calls()["counters"]
     assert "oss:UploadPart" not in emulator.admin.calls()["counters"]
+
+
+def test_rds_archive_defaults_pick_up_what_earlier_nights_missed(run_dag, emulator, oss_client):
+    """No window given: every backup of the last 7 days not archived yet, e.g. one still running on its night."""
+    import alibabacloud_oss_v2 as oss
+    import pendulum
+
+    night = pendulum.datetime(2026, 11, 20, 19, 0, tz="UTC")          # 03:00 Asia/Shanghai
+    backups = [{"size": 4096, "start_time": night.subtract(days=d).strftime("%Y-%m-%dT%H:%M:%SZ")} for d in (3, 10)]
+    emulator.admin.load_fleet({
+        "rds_instances": [{"region": "cn-hangzhou", "engine": "MySQL", "tags": {"backup": "archive"},
+                           "backups": backups}],
+        "buckets": [{"name": "ops-archive", "region": "cn-hangzhou"}]})
+    run = run_dag("rds_backup_archive", logical_date=night)
+    assert run.state == "success"
+    objects = oss_client("cn-hangzhou").list_objects_v2(
+        oss.ListObjectsV2Request(bucket="ops-archive", prefix="rds/")).contents or []
+    assert [o.key.split("/")[2] for o in objects] == [night.subtract(days=3).strftime("%Y-%m-%d")]

@@ -24,8 +24,6 @@ from aliyun_ops.hooks.base import AliyunBaseHook
 if TYPE_CHECKING:
     import alibabacloud_oss_v2 as oss
 
-_BUCKET_REGIONS: dict[tuple[str, str], str] = {}   # (connection id, bucket) -> region, for the process' life
-
 
 class OssHook(AliyunBaseHook):
     """OSS calls. ``region`` defaults to the hook's / connection's region (OSS signs with it).
@@ -72,12 +70,13 @@ class OssHook(AliyunBaseHook):
         return self.call(action, fn, request, region=self.resolve_region(region), max_attempts=1)
 
     def bucket_region(self, bucket: str) -> str:
-        """The bucket's region (GetBucketLocation, answered from any region's endpoint), cached per connection:
-        users should not have to know where a bucket lives."""
+        """The bucket's region (GetBucketLocation, answered from any region's endpoint), cached by this hook (one
+        call per task: a bucket deleted and made again elsewhere is found again by the next task). Users should not
+        have to know where a bucket lives."""
         import alibabacloud_oss_v2 as oss
 
-        key = (self.aliyun_conn_id, bucket)
-        if key not in _BUCKET_REGIONS:
+        cache = self.__dict__.setdefault("_bucket_regions", {})
+        if bucket not in cache:
             client = self.get_client()
             try:
                 result = self._call("GetBucketLocation",
@@ -89,9 +88,9 @@ class OssHook(AliyunBaseHook):
             location = str(getattr(result, "location", "") or "")
             if not location:
                 raise ValueError(f"OSS did not say where bucket {bucket!r} is; pass its region explicitly")
-            _BUCKET_REGIONS[key] = location.removeprefix("oss-")
-            self.log.info("bucket %s is in %s", bucket, _BUCKET_REGIONS[key])
-        return _BUCKET_REGIONS[key]
+            cache[bucket] = location.removeprefix("oss-")
+            self.log.info("bucket %s is in %s", bucket, cache[bucket])
+        return cache[bucket]
 
     def object_exists(self, bucket: str, key: str, *, region: str | None = None) -> bool:
         client = self.get_client(region)
