@@ -63,9 +63,10 @@ with DAG(
             raise AirflowFailException("give tags or instance_ids: this DAG never acts on every instance")
         return [params["region"] or EcsHook().resolve_region()]
 
+    target_regions = check_params()
     select = SelectInstancesOperator(
         task_id="select_instances",
-        regions=check_params(),
+        regions=target_regions,
         tags="{{ params.tags }}",
         instance_ids="{{ params.instance_ids }}",
         statuses=["Running", "Stopped"],
@@ -73,11 +74,11 @@ with DAG(
     )
 
     @task
-    def pause_scope(selected: list[dict]) -> list[str]:
-        """Setup of the power-state teardown, before anything is stopped (see the backup DAG)."""
-        return sorted({i["region"] for i in selected})
+    def pause_scope(regions: list[str]) -> list[str]:
+        """Setup of the power-state teardown, before anything is stopped (see the backup DAG): the run's region."""
+        return list(regions)
 
-    scope = pause_scope(select.output)
+    scope = pause_scope(target_regions)
     batch = {"concurrency": "{{ params.concurrency }}", "max_errors": "{{ params.max_errors }}",
              "poll_interval": "{{ params.poll_interval }}"}
     stop = StopInstancesOperator(task_id="stop_instances", instances=select.output, mark_paused=True, **batch)
@@ -119,5 +120,5 @@ with DAG(
         params = context["params"]
         return finish_cycle(context, params["max_errors"], params["notify_emails"])
 
-    scope >> stop >> create >> todo
+    select >> scope >> stop >> create >> todo
     replace >> resume >> report()

@@ -77,7 +77,7 @@ def finish_retention(context: Mapping[str, Any], survey: Mapping[str, Any] | Non
         "planned at": datetime.fromtimestamp(survey["now"], UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "policy": ", ".join(f"{k}={v}" for k, v in policy.items()),
         "regions": ", ".join(survey.get("regions") or []) or "none holds images we manage",
-        "dry run": dry_run, "approval": approval}
+        "dry run": dry_run, "approval": approval, "created (column)": f"local time in {policy.get('timezone')}"}
     if plan.held_regions:
         meta["held by max_delete_fraction"] = ", ".join(plan.held_regions)
     for region, reason in (survey.get("unscanned_regions") or {}).items():

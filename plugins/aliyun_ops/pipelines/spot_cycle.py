@@ -73,7 +73,10 @@ def finish_cycle(context: Mapping[str, Any], max_errors: int | str, notify_email
     not_resumed = [r for r in resumed if r.get("status") == FAILED]
     meta = {"dag": ti.dag_id, "run": context["run_id"],
             "power state restored": ", ".join(f"{r.get('instance_id')}: {r.get('status')}" for r in resumed) or "-"}
-    report = Report.build(rows, row_type=RestoreRow, title=f"ECS spot image cycle {context.get('ds', '')}", meta=meta)
+    if not selected:
+        meta["instances"] = "none matched the tags or ids given: nothing was done"
+    report = Report.build(rows, row_type=RestoreRow, title=f"ECS spot image cycle {context.get('ds') or context['run_id']}",
+                          meta=meta)
     paths = write_artifacts(report, ti.dag_id, context["run_id"])
     log.info("spot image cycle report (%s):\n%s", report.outcome, report.to_text())
     emailed = send_report_email(report, notify_emails, context)

@@ -43,7 +43,7 @@ def finish_verify(context: Mapping[str, Any]) -> dict:
             "temporary instances released": ", ".join(r.get("instance_id", "") for r in released) or "none left over"}
     if left:
         meta["NOT RELEASED"] = "; ".join(f"{r.get('instance_id')}: {r.get('reason')}" for r in left)
-    report = Report.build(rows, row_type=VerifyRow, title=f"ECS backup verification {context.get('ds', '')}",
+    report = Report.build(rows, row_type=VerifyRow, title=f"ECS backup verification {context.get('ds') or context['run_id']}",
                           meta=meta)
     paths = write_artifacts(report, ti.dag_id, context["run_id"])
     log.info("verification report (%s):\n%s", report.outcome, report.to_text())
