@@ -16,7 +16,7 @@ from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.operators.base import AliyunBaseOperator
 from aliyun_ops.operators.image_batch import FAILED, SUCCESS, run_date, run_info
-from aliyun_ops.operators.steps import run_health_command, wait_for_status
+from aliyun_ops.operators.steps import run_health_command, wait_for_instance, wait_for_status
 
 UNDO_FOR = "ops:undo-for"
 UNDO_RETENTION_DAYS = 7
@@ -216,7 +216,8 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
         return recs[0].get("Status", "") if recs else "missing"
 
     def wait_status(self, hook: EcsHook, region: str, iid: str, target: str) -> None:
-        self.wait(lambda: self.status(hook, region, iid), target, f"instance {iid}")
+        wait_for_instance(hook, region, iid, target, timeout=self.step_timeout, poll_interval=self.poll_interval,
+                          error=RestoreError, log=self.log)
 
     def wait(self, fetch: Any, done: str, what: str, failed: tuple[str, ...] = ("missing",)) -> None:
         wait_for_status(fetch, done=done, failed=failed, what=what, timeout=self.step_timeout,

@@ -20,7 +20,7 @@ from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.operators.base import AliyunBaseOperator
 from aliyun_ops.operators.image_batch import FAILED, SUCCESS, run_info
-from aliyun_ops.operators.steps import run_health_command, wait_for_status
+from aliyun_ops.operators.steps import run_health_command, wait_for_instance
 
 VERIFY_OF = "ops:verify-of"
 VERIFY_FAILED = "ops:verify-failed"
@@ -146,12 +146,8 @@ class VerifyBackupsOperator(AliyunBaseOperator):
         return ids[0]
 
     def wait_running(self, hook: EcsHook, region: str, iid: str) -> None:
-        def status() -> str:
-            recs = hook.describe_instances(region, instance_ids=[iid])
-            return recs[0].get("Status", "") if recs else "missing"
-
-        wait_for_status(status, done="Running", what=f"temporary instance {iid} (did not boot)",
-                        timeout=self.boot_timeout, poll_interval=self.poll_interval, error=VerifyError)
+        wait_for_instance(hook, region, iid, "Running", timeout=self.boot_timeout, poll_interval=self.poll_interval,
+                          error=VerifyError, log=self.log)
 
     def health(self, context: Any, hook: EcsHook, region: str, iid: str) -> str:
         verdict = run_health_command(hook, region, iid, self.health_command, name="aliyun-ops-verify-health",

@@ -1,21 +1,34 @@
-"""Small in-worker steps shared by the restore and verification operators: wait for a status, run a health
-command through Cloud Assistant. They poll in the worker (each step takes seconds to minutes)."""
+"""Small in-worker steps shared by the restore and verification operators: wait for an instance (the project's
+``InstanceWatch`` engine), wait for a snapshot/image/disk status, run a health command (``InvocationWatch``).
+They poll in the worker (each step takes seconds to minutes)."""
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable, Collection
+from typing import Any
 
 from aliyun_ops.hooks.ecs import EcsHook
+from aliyun_ops.operators.ecs_commands import decode_output
+from aliyun_ops.waiting import deadline_from
+from aliyun_ops.waiting.drivers import poll_instances, poll_invocations
+from aliyun_ops.waiting.instances import InstanceWatch, InvocationWatch
 
-FINAL_INVOCATION = ("Success", "Failed", "Timeout", "Error", "Aborted", "Cancelled", "Terminated")
+
+def wait_for_instance(hook: EcsHook, region: str, instance_id: str, target: str, *, timeout: float,
+                      poll_interval: float, error: type[Exception] = RuntimeError, log: Any = None) -> None:
+    """Wait until the instance is ``target`` (``InstanceWatch``); raise ``error`` if it does not get there."""
+    event = poll_instances(hook, InstanceWatch({region: [instance_id]}, target), poll_interval=poll_interval,
+                           deadline=deadline_from(timeout), log=log)
+    info = (event.get("instances") or {}).get(instance_id) or {}
+    if not info.get("reached"):
+        raise error(f"instance {instance_id} is {info.get('status') or 'unknown'}, not {target}: {event['message']}")
 
 
 def wait_for_status(fetch: Callable[[], str], *, done: str, failed: Collection[str] = ("missing",), what: str,
                     timeout: float, poll_interval: float, error: type[Exception] = RuntimeError) -> None:
-    """Poll ``fetch()`` until it returns ``done``; raise ``error`` naming ``what`` on a ``failed`` status or after
-    ``timeout`` seconds.
+    """Poll ``fetch()`` (one resource: an undo snapshot, its image, a new disk) until it returns ``done``; raise
+    ``error`` naming ``what`` on a ``failed`` status or after ``timeout`` seconds.
 
     Example: ``wait_for_status(lambda: disk_status(d), done="In_use", what=f"disk {d}", timeout=900, poll_interval=5)``
     """
@@ -32,16 +45,13 @@ def run_health_command(hook: EcsHook, region: str, instance_id: str, command: st
     """Run ``command`` on one instance and wait for it; returns a short verdict when it exits 0, raises ``error``
     with the exit code and the tail of its output otherwise."""
     invoke = hook.run_command(region, [instance_id], command, timeout=timeout, name=name, client_token=client_token)
-    deadline = time.monotonic() + timeout + 120
-    while True:
-        res = (hook.describe_invocation_results(region, invoke, instance_id) or [{}])[0]
-        status = res.get("InvocationStatus", "")
-        if status in FINAL_INVOCATION:
-            break
-        if time.monotonic() > deadline:
-            raise error(f"health command {invoke} still {status or 'pending'}")
-        time.sleep(poll_interval)
+    event = poll_invocations(hook, InvocationWatch({region: [invoke]}), poll_interval=poll_interval,
+                             deadline=deadline_from(timeout + 120))
+    if event.get("status") != "success":
+        raise error(f"health command {invoke} not finished: {event.get('message')}")
+    res = (hook.describe_invocation_results(region, invoke, instance_id) or [{}])[0]
+    status = res.get("InvocationStatus", "")
     if status == "Success" and int(res.get("ExitCode") or 0) == 0:
         return f"healthy ({invoke})"
-    output = base64.b64decode(res.get("Output") or "").decode(errors="replace").strip()[-200:]
+    output = decode_output(res.get("Output")).strip()[-200:]
     raise error(f"health command {invoke} {status} (exit code {res.get('ExitCode')}): {output}")
