@@ -190,10 +190,12 @@ def survey_account(hook: EcsHook, explicit: Sequence[str], policy: RetentionPoli
     something we manage (a region that refuses is listed in ``unscanned``)."""
     tags = managed_filter(policy)
     survey = Survey(regions=list(dict.fromkeys(explicit)))
+    orphans: dict[str, list[dict]] = {}
     if not explicit:
         for region in sorted(r["RegionId"] for r in hook.describe_regions()):
             try:
-                if hook.count_images(region, tags=tags) or find_orphans(hook, region, policy, orphan_before, log):
+                orphans[region] = find_orphans(hook, region, policy, orphan_before, log)
+                if orphans[region] or hook.count_images(region, tags=tags):
                     survey.regions.append(region)
             except AliyunApiError as err:
                 log.warning("cannot look for managed images in %s (%s): skipped", region, error_reason(err))
@@ -201,7 +203,8 @@ def survey_account(hook: EcsHook, explicit: Sequence[str], policy: RetentionPoli
         log.info("Regions holding images we manage: %s", ", ".join(survey.regions) or "none")
     for region in survey.regions:
         survey.facts.extend(image_facts(rec, region) for rec in hook.describe_images(region, tags=tags))
-        survey.orphans.extend(find_orphans(hook, region, policy, orphan_before, log))
+        survey.orphans.extend(orphans[region] if region in orphans else
+                              find_orphans(hook, region, policy, orphan_before, log))
     return survey
 
 
