@@ -1,4 +1,4 @@
-"""Fault injection: throttling, server errors, dropped connections, QPS limits, failing operations.
+"""Fault injection: throttling, server errors, dropped connections, corrupted uploads, QPS limits, failing operations.
 
 The configuration is plain data set through the admin API (``PUT /_emulator/faults``)::
 
@@ -8,7 +8,8 @@ The configuration is plain data set through the admin API (``PUT /_emulator/faul
         {"action": "ecs:CreateImage", "kind": "throttle", "count": 2, "retry_after_ms": 500},
         {"action": "ecs:Describe*", "kind": "error", "status": 503, "rate": 0.1},
         {"action": "*", "kind": "drop", "rate": 0.01},
-        {"action": "ecs:StartInstances", "kind": "drop_after", "count": 1}
+        {"action": "ecs:StartInstances", "kind": "drop_after", "count": 1},
+        {"action": "oss:UploadPart", "kind": "corrupt", "count": 1}
       ],
       "qps": {"ecs:DescribeImages": 20, "ecs:*": 100},
       "image_create_fail": {"rate": 0.0, "instance_ids": ["i-..."]},
@@ -39,6 +40,14 @@ Top-level keys (every one optional; any other key is rejected):
     * ``drop_after``: the call **is** executed (its state changes apply, as when the real cloud
       answers but the answer is lost), then the connection is closed without an answer (call log
       code ``ConnectionDroppedAfter``). OSS GetObject is cut before its body is sent.
+    * ``corrupt``: the body of an OSS upload (``oss:PutObject``, ``oss:UploadPart``,
+      ``oss:AppendObject``) is damaged in transit: its first byte arrives inverted (XOR 0xFF) and
+      is stored so; ETag, ``x-oss-hash-crc64ecma`` and ``Content-MD5`` of the answer are those of
+      the stored bytes, so the SDK's CRC64 check fails (``InconsistentError``, which it retries);
+      a request that sent ``Content-MD5`` gets ``InvalidDigest`` (400) instead. The call log
+      gives a damaged upload code ``BodyCorrupted`` (status 200). An empty body stays empty (the
+      rule still counts the call). The rule's ``action`` must match at least one of those three
+      (``oss:*`` and ``*`` do); calls it cannot damage never consume it.
 
     A rule key that its kind does not use (e.g. ``status`` on a throttle) is rejected.
 ``qps`` (object)
@@ -74,6 +83,9 @@ from .errors import ApiError
 
 DROP = "drop"
 DROP_AFTER = "drop_after"
+CORRUPT = "corrupt"
+# the calls whose request body a ``corrupt`` rule can damage (OSS uploads)
+CORRUPT_ACTIONS = ("oss:PutObject", "oss:UploadPart", "oss:AppendObject")
 
 _CODES = {
     500: ("InternalError", "The request processing has failed due to some unknown error."),
@@ -86,6 +98,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "error": ("status", "code", "message"),
     DROP: (),
     DROP_AFTER: (),
+    CORRUPT: (),
 }
 
 
@@ -126,12 +139,16 @@ class Faults:
         return rate > 0 and self.rng.random() < rate
 
     def before_call(self, action: str) -> str | None:
-        """Raise the fault's error, return ``DROP``/``DROP_AFTER`` to cut the connection, or None."""
+        """Raise the fault's error, return ``DROP``/``DROP_AFTER`` (cut the connection) or ``CORRUPT``
+        (damage the upload body; only ever for :data:`CORRUPT_ACTIONS`), or None."""
         for pattern, bucket in self.buckets.items():
             if fnmatch.fnmatchcase(action, pattern) and not bucket.take():
                 raise throttled(1000)
         for rule in self.cfg["rules"]:
             if not fnmatch.fnmatchcase(action, rule.get("action", "*")):
+                continue
+            kind = rule.get("kind", "error")
+            if kind == CORRUPT and action not in CORRUPT_ACTIONS:  # nothing to corrupt: not even counted
                 continue
             count = rule.get("count")
             if count is not None:
@@ -140,10 +157,9 @@ class Faults:
                 rule["count"] = count - 1
             elif not self.roll(float(rule.get("rate", 0))):
                 continue
-            kind = rule.get("kind", "error")
             if kind == "throttle":
                 raise throttled(int(rule.get("retry_after_ms", 1000)))
-            if kind in (DROP, DROP_AFTER):
+            if kind in (DROP, DROP_AFTER, CORRUPT):
                 return kind
             status = int(rule.get("status", 503))
             code, message = _CODES.get(status, ("InternalError", "Injected server error."))
@@ -242,6 +258,9 @@ def _rule(rule: Any, where: str) -> None:
     if "action" not in rule:
         raise InvalidFaultConfig(f"{where}.action is required ('*' matches every call)")
     _action(rule["action"], f"{where}.action")
+    if kind == CORRUPT and not any(fnmatch.fnmatchcase(name, rule["action"]) for name in CORRUPT_ACTIONS):
+        raise InvalidFaultConfig(f"{where}.action {rule['action']!r} matches no call kind corrupt can act on: "
+                                 f"it damages upload bodies, only of {', '.join(CORRUPT_ACTIONS)}")
     if ("count" in rule) == ("rate" in rule):
         raise InvalidFaultConfig(f"{where} needs exactly one of count (fires that many times) "
                                  f"or rate (probability per call), got {'both' if 'count' in rule else 'neither'}")

@@ -8,7 +8,9 @@ endpoint, as OSS does for a wrong-region endpoint.
 
 State tables (plain data):
 
-* ``oss.buckets``  name -> {name, region, acl, storage_class, created}
+* ``oss.buckets``  name -> {name, region, acl, storage_class, created, lifecycle?}; ``lifecycle`` (set by
+  PutBucketLifecycle) is the list of rules, each a dict keyed by the XML element names (``ID``,
+  ``Prefix``, ``Status``, ``Transition``: [{``Days``, ``StorageClass``}], ``Expiration``: {``Days``}...)
 * ``oss.objects``  "bucket/key" -> {bucket, key, segments: [[blob, size], ...], size, etag, crc,
   content_type, meta, headers, last_modified, storage_class, type}
 * ``oss.uploads``  upload id -> {bucket, key, initiated, content_type, meta, headers, storage_class,
@@ -20,6 +22,10 @@ temporary file and renamed, so an interrupted upload never becomes visible.
 Calls are recorded (and faults matched) as ``oss:<Operation>`` (``oss:PutObject``,
 ``oss:UploadPart``, ``oss:GetObject``...); permissions use RAM action names (UploadPart needs
 ``oss:PutObject``, HeadObject needs ``oss:GetObject``, ...).
+
+Bucket lifecycle rules are validated and stored (Get/Put/DeleteBucketLifecycle) but never run:
+no object changes storage class or expires. The fault kind ``corrupt`` (:mod:`emulator.faults`)
+flips the first byte of an upload's body as it is received.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ import logging
 import re
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -39,7 +47,7 @@ from aiohttp import web
 
 from . import registry
 from .errors import ApiError
-from .faults import DROP, DROP_AFTER
+from .faults import CORRUPT, DROP, DROP_AFTER
 from .oss_auth import Identity, authenticate
 from .oss_store import CHUNK, BlobStore, crc64_combine
 from .oss_xml import doc, el, error_header, error_xml, http_date, iso_ms, parse, url_encode
@@ -71,13 +79,15 @@ RAM_ACTIONS = {
     "GetBucketInfo": "oss:GetBucketInfo", "HeadBucket": "oss:GetBucketInfo",
     "GetBucketLocation": "oss:GetBucketLocation", "GetBucketStat": "oss:GetBucketStat",
     "GetBucketAcl": "oss:GetBucketAcl", "PutBucketAcl": "oss:PutBucketAcl",
+    "PutBucketLifecycle": "oss:PutBucketLifecycle", "GetBucketLifecycle": "oss:GetBucketLifecycle",
+    "DeleteBucketLifecycle": "oss:DeleteBucketLifecycle",
 }
 READ_OPS = {"GetObject", "HeadObject", "GetObjectMeta", "ListObjects", "ListObjectsV2"}
 OBJECT_WRITE_OPS = {"PutObject", "AppendObject", "CopyObject", "InitiateMultipartUpload", "UploadPart",
                     "UploadPartCopy", "CompleteMultipartUpload", "DeleteObject", "DeleteMultipleObjects",
                     "AbortMultipartUpload", "ListParts"}
 # sub-resources OSS has but the emulator does not implement: answer NotImplemented, never 500
-UNSUPPORTED = ("tagging", "lifecycle", "cors", "website", "logging", "referer", "policy", "versioning",
+UNSUPPORTED = ("tagging", "cors", "website", "logging", "referer", "policy", "versioning",
                "versions", "replication", "encryption", "worm", "symlink", "restore", "inventory", "qos",
                "cname", "x-oss-process", "select", "accessPoint", "requestPayment", "transferAcceleration")
 
@@ -107,6 +117,10 @@ def invalid_argument(message: str, name: str = "", value: str = "") -> ApiError:
     return _err("InvalidArgument", message, 400, "0017-00000000", **extra)
 
 
+def invalid_digest() -> ApiError:
+    return _err("InvalidDigest", "The Content-MD5 you specified is not valid.", 400, "0016-00000403")
+
+
 def access_denied(message: str = "You have no right to access this object because of bucket acl.") -> ApiError:
     return _err("AccessDenied", message, 403, "0003-00000001")
 
@@ -123,6 +137,7 @@ class Ctx:
     query: dict[str, str]
     identity: Identity = field(default_factory=lambda: Identity(None, None))
     drop_after: bool = False  # fault drop_after: run the operation, then cut the connection unanswered
+    corrupt: bool = False  # fault corrupt: the upload body's first byte arrives flipped (see _receive)
 
     @property
     def state(self):
@@ -185,6 +200,8 @@ def _operation(method: str, bucket: str | None, key: str | None, q: dict, header
         if sub in q:
             raise _err("NotImplemented", f"The emulator does not implement the '{sub}' sub-resource.", 501)
     if key is None:
+        if "lifecycle" in q and method in ("PUT", "GET", "DELETE"):
+            return {"PUT": "PutBucketLifecycle", "GET": "GetBucketLifecycle", "DELETE": "DeleteBucketLifecycle"}[method]
         if method == "PUT":
             return "PutBucketAcl" if "acl" in q else "PutBucket"
         if method == "DELETE":
@@ -200,6 +217,9 @@ def _operation(method: str, bucket: str | None, key: str | None, q: dict, header
                     return op
             return "ListObjectsV2" if q.get("list-type") == "2" else "ListObjects"
     else:
+        if "lifecycle" in q:  # a bucket sub-resource: never an object operation
+            raise _err("NotImplemented", "The emulator does not implement the 'lifecycle' sub-resource on objects.",
+                       501)
         if method == "PUT":
             if "acl" in q:
                 raise _err("NotImplemented", "The emulator does not implement object ACLs.", 501)
@@ -248,8 +268,9 @@ async def handle(emulator, request: web.Request) -> web.StreamResponse:
         if fault == DROP:
             return emulator.drop_connection(request, f"oss:{op}", region, fault, request_id, ak)
         ctx.drop_after = fault == DROP_AFTER
+        ctx.corrupt = fault == CORRUPT
         response = await HANDLERS[op](ctx)
-        status, code = response.status, None
+        status, code = response.status, "BodyCorrupted" if ctx.corrupt else None
     except ApiError as exc:
         exc = _as_oss_error(exc)
         status, code, response = exc.status, exc.code, _error_response(emulator, request, exc, request_id)
@@ -438,6 +459,201 @@ async def get_bucket_stat(ctx: Ctx) -> web.StreamResponse:
                        el("StandardObjectCount", len(objs))))
 
 
+# -- bucket lifecycle -------------------------------------------------------------------------
+# Rules are kept as plain data keyed by the XML element names; a schema maps an element to its
+# children (dict), a repeatable child ([schema]) or a leaf type. Order here is the answer's order.
+_TAG = {"Key": "str", "Value": "str"}
+_LIFECYCLE_RULE = {
+    "ID": "str", "Prefix": "str", "Tag": [_TAG],
+    "Filter": {"ObjectSizeGreaterThan": "size", "ObjectSizeLessThan": "size",
+               "Not": [{"Prefix": "str", "Tag": _TAG}]},
+    "Status": "str",
+    "Expiration": {"Days": "days", "CreatedBeforeDate": "date", "ExpiredObjectDeleteMarker": "bool"},
+    "Transition": [{"Days": "days", "CreatedBeforeDate": "date", "StorageClass": "class", "IsAccessTime": "bool",
+                    "ReturnToStdWhenVisit": "bool", "AllowSmallFile": "bool"}],
+    "AbortMultipartUpload": {"Days": "days", "CreatedBeforeDate": "date"},
+    "NoncurrentVersionExpiration": {"NoncurrentDays": "days"},
+    "NoncurrentVersionTransition": [{"NoncurrentDays": "days", "StorageClass": "class", "IsAccessTime": "bool",
+                                     "ReturnToStdWhenVisit": "bool", "AllowSmallFile": "bool"}],
+}
+_LIFECYCLE_ACTIONS = ("Expiration", "Transition", "AbortMultipartUpload", "NoncurrentVersionExpiration",
+                      "NoncurrentVersionTransition")
+TRANSITION_CLASSES = ("IA", "Archive", "ColdArchive", "DeepColdArchive")
+MAX_LIFECYCLE_RULES = 1000
+_DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T00:00:00(?:\.0{1,3})?Z$")
+
+
+def no_such_lifecycle(bucket: str) -> ApiError:
+    return _err("NoSuchLifecycle", "The lifecycle configuration does not exist.", 404, BucketName=bucket)
+
+
+def _lifecycle_malformed(message: str = _MALFORMED) -> ApiError:
+    return _err("MalformedXML", message, 400, "0014-00000011")
+
+
+def _lifecycle_invalid(message: str, name: str, value, ec: str = "0000-00000000") -> ApiError:
+    """InvalidArgument (400) with the error-center code OSS documents for the case, where known."""
+    return _err("InvalidArgument", message, 400, ec, ArgumentName=name, ArgumentValue=str(value))
+
+
+def _lifecycle_leaf(kind: str, text: str, path: str):
+    if kind == "str":
+        return text
+    if kind == "bool":
+        if text not in ("true", "false"):
+            raise _lifecycle_invalid(f"{path} must be true or false.", path, text)
+        return text == "true"
+    if kind in ("days", "size"):
+        value = int(text) if text.isdigit() else -1
+        if value < (1 if kind == "days" else 0):
+            what = "a positive integer" if kind == "days" else "a non-negative integer"
+            raise _lifecycle_invalid(f"{path} must be {what}.", path, text,
+                                     "0014-00000086" if kind == "days" else "0014-00000039")
+        return value
+    if kind == "class":
+        if text not in TRANSITION_CLASSES:
+            raise _lifecycle_invalid(f"{path} must be one of {', '.join(TRANSITION_CLASSES)}.", path, text)
+        return text
+    m = _DATE_RE.match(text)  # "date": midnight UTC, ISO 8601
+    try:
+        day = date(int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise _lifecycle_invalid(f"{path} must be a date at midnight UTC such as 2024-01-01T00:00:00.000Z.",
+                                 path, text)
+    return f"{day.isoformat()}T00:00:00.000Z"
+
+
+def _lifecycle_node(node, schema: dict, path: str) -> dict:
+    out: dict = {}
+    for child in node:
+        spec = schema.get(child.tag)
+        if spec is None:
+            raise _err("MalformedXML", f"The node {path}/{child.tag} is not supported.", 400, "0014-00000017")
+        where = f"{path}/{child.tag}"
+        if isinstance(spec, list):
+            out.setdefault(child.tag, []).append(_lifecycle_node(child, spec[0], where))
+            continue
+        if child.tag in out:
+            raise _err("MalformedXML", f"The node {where} appears more than once.", 400, "0014-00000089")
+        if isinstance(spec, dict):
+            out[child.tag] = _lifecycle_node(child, spec, where)
+        elif len(child):
+            raise _lifecycle_malformed(f"The node {where} must hold a value, not elements.")
+        else:
+            text = child.text or ""
+            out[child.tag] = _lifecycle_leaf(spec, text if spec == "str" else text.strip(), where)
+    return out
+
+
+def _check_when(action: dict, where: str, allow_marker: bool = False) -> None:
+    """Exactly one of Days or CreatedBeforeDate (or, for Expiration, ExpiredObjectDeleteMarker=true)."""
+    has_days, has_date = "Days" in action, "CreatedBeforeDate" in action
+    marker = allow_marker and action.get("ExpiredObjectDeleteMarker") is True
+    if has_days and has_date:
+        raise _lifecycle_invalid(f"{where}: Days and CreatedBeforeDate cannot both be set.", where, "",
+                                 "0014-00000061")
+    if marker and (has_days or has_date):
+        raise _lifecycle_invalid(f"{where}: ExpiredObjectDeleteMarker cannot be set with Days or CreatedBeforeDate.",
+                                 where, "")
+    if not (has_days or has_date or marker):
+        raise _lifecycle_invalid(f"{where} needs Days or CreatedBeforeDate.", where, "", "0014-00000060")
+
+
+def _parse_lifecycle(body: bytes) -> list[dict]:
+    try:
+        tree = parse(body, "LifecycleConfiguration")
+    except ApiError as exc:  # not XML, or another root
+        ec = "0014-00000012" if exc.message.startswith("The root element") else "0014-00000011"
+        raise _err("MalformedXML", exc.message, 400, ec) from None
+    rules = []
+    for node in tree:
+        if node.tag != "Rule":
+            raise _err("MalformedXML", f"The node {node.tag} is not supported: LifecycleConfiguration holds only "
+                       "Rule nodes.", 400, "0014-00000015")
+        rules.append(_lifecycle_node(node, _LIFECYCLE_RULE, "Rule"))
+    if not rules:
+        raise _lifecycle_malformed("The lifecycle configuration must hold at least one Rule.")
+    if len(rules) > MAX_LIFECYCLE_RULES:
+        raise _lifecycle_invalid(f"A lifecycle configuration holds at most {MAX_LIFECYCLE_RULES} rules.", "Rule",
+                                 len(rules), "0014-00000014")
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.get("Status") not in ("Enabled", "Disabled"):
+            raise _lifecycle_invalid("Status must be Enabled or Disabled.", "Status", rule.get("Status", ""))
+        rule_id = rule.get("ID") or uuid.uuid4().hex  # OSS names a rule that has no ID
+        if len(rule_id) > 255:
+            raise _lifecycle_invalid("The rule ID must be at most 255 characters long.", "ID", rule_id,
+                                     "0014-00000019")
+        if rule_id in seen:
+            raise _lifecycle_invalid(f"The rule ID {rule_id} is used by more than one rule.", "ID", rule_id,
+                                     "0014-00000020")
+        seen.add(rule_id)
+        rule["ID"] = rule_id
+        if not any(a in rule for a in _LIFECYCLE_ACTIONS):
+            raise _lifecycle_invalid(f"Rule {rule_id} needs an action: Expiration, Transition, AbortMultipartUpload "
+                                     "or a NoncurrentVersion action.", "Rule", rule_id, "0014-00000026")
+        if "Expiration" in rule:
+            _check_when(rule["Expiration"], "Rule/Expiration", allow_marker=True)
+        for transition in rule.get("Transition", []):
+            _check_when(transition, "Rule/Transition")
+            if "StorageClass" not in transition:
+                raise _lifecycle_invalid("Rule/Transition needs a StorageClass.", "StorageClass", "")
+        if "AbortMultipartUpload" in rule:
+            _check_when(rule["AbortMultipartUpload"], "Rule/AbortMultipartUpload")
+        if "NoncurrentDays" not in rule.get("NoncurrentVersionExpiration", {"NoncurrentDays": 1}):
+            raise _lifecycle_invalid("Rule/NoncurrentVersionExpiration needs NoncurrentDays.", "NoncurrentDays", "")
+        for transition in rule.get("NoncurrentVersionTransition", []):
+            if "NoncurrentDays" not in transition or "StorageClass" not in transition:
+                raise _lifecycle_invalid("Rule/NoncurrentVersionTransition needs NoncurrentDays and StorageClass.",
+                                         "NoncurrentVersionTransition", "")
+    return rules
+
+
+def _lifecycle_xml(node: dict, schema: dict) -> str:
+    """The stored rule (or part of it) back as XML, children in schema order."""
+    out = []
+    for tag, spec in schema.items():
+        if tag not in node:
+            continue
+        if isinstance(spec, list):
+            out += [f"<{tag}>{_lifecycle_xml(v, spec[0])}</{tag}>" for v in node[tag]]
+        elif isinstance(spec, dict):
+            out.append(f"<{tag}>{_lifecycle_xml(node[tag], spec)}</{tag}>")
+        else:
+            out.append(el(tag, node[tag]))
+    return "".join(out)
+
+
+async def put_bucket_lifecycle(ctx: Ctx) -> web.StreamResponse:
+    """Replace the bucket's lifecycle rules (validated, stored, never run)."""
+    b = _bucket(ctx)
+    body = await ctx.request.read()
+    if not _content_md5_ok(ctx, hashlib.md5(body).digest()):
+        raise invalid_digest()
+    b["lifecycle"] = _parse_lifecycle(body)
+    ctx.state.dirty = True
+    return ctx.empty()
+
+
+async def get_bucket_lifecycle(ctx: Ctx) -> web.StreamResponse:
+    b = _bucket(ctx)
+    rules = b.get("lifecycle")
+    if not rules:
+        raise no_such_lifecycle(b["name"])
+    return ctx.xml(doc("LifecycleConfiguration",
+                       *("<Rule>" + _lifecycle_xml(rule, _LIFECYCLE_RULE) + "</Rule>" for rule in rules)))
+
+
+async def delete_bucket_lifecycle(ctx: Ctx) -> web.StreamResponse:
+    """204 whether or not the bucket had rules, as OSS answers."""
+    b = _bucket(ctx)
+    if b.pop("lifecycle", None) is not None:
+        ctx.state.dirty = True
+    return ctx.empty(204)
+
+
 # -- helpers --------------------------------------------------------------------------------
 def _int_arg(q: dict, name: str, default: int, lo: int, hi: int) -> int:
     raw = q.get(name)
@@ -525,18 +741,38 @@ def _check_overwrite(ctx: Ctx, bucket: str, key: str) -> None:
                    409, "0016-00000708")
 
 
-async def _receive(ctx: Ctx) -> tuple[str, int, bytes, int]:
-    store = store_of(ctx.emulator)
-    blob, size, md5, crc = await store.write_stream(ctx.request.content.iter_chunked(CHUNK))
+def _content_md5_ok(ctx: Ctx, md5: bytes) -> bool:
+    """True unless the request declared a ``Content-MD5`` other than ``md5`` (the digest of what arrived)."""
     declared = ctx.headers.get("Content-MD5")
-    if declared:
-        try:
-            ok = base64.b64decode(declared, validate=True) == md5
-        except ValueError:
-            ok = False
-        if not ok:
-            store.delete([blob])
-            raise _err("InvalidDigest", "The Content-MD5 you specified is not valid.", 400, "0016-00000403")
+    if not declared:
+        return True
+    try:
+        return base64.b64decode(declared, validate=True) == md5
+    except ValueError:
+        return False
+
+
+async def _flip_first_byte(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Fault ``corrupt``: the first byte of the body arrives inverted, as if bits flipped on the wire."""
+    flipped = False
+    async for chunk in chunks:
+        if not flipped and chunk:
+            chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+            flipped = True
+        yield chunk
+
+
+async def _receive(ctx: Ctx) -> tuple[str, int, bytes, int]:
+    """Stream the request body into a new blob: (blob, size, md5, crc64) of the bytes as stored."""
+    store = store_of(ctx.emulator)
+    chunks = ctx.request.content.iter_chunked(CHUNK)
+    if ctx.corrupt:
+        chunks = _flip_first_byte(chunks)
+    blob, size, md5, crc = await store.write_stream(chunks)
+    ctx.corrupt = ctx.corrupt and size > 0  # an empty body has nothing to flip: not logged as corrupted
+    if not _content_md5_ok(ctx, md5):
+        store.delete([blob])
+        raise invalid_digest()
     return blob, size, md5, crc
 
 
@@ -1130,6 +1366,8 @@ HANDLERS = {
     "UploadPart": upload_part, "UploadPartCopy": upload_part_copy,
     "CompleteMultipartUpload": complete_multipart_upload, "AbortMultipartUpload": abort_multipart_upload,
     "ListParts": list_parts, "ListMultipartUploads": list_multipart_uploads,
+    "PutBucketLifecycle": put_bucket_lifecycle, "GetBucketLifecycle": get_bucket_lifecycle,
+    "DeleteBucketLifecycle": delete_bucket_lifecycle,
 }
 registry.rest_operations("oss", HANDLERS)
 

@@ -1,8 +1,13 @@
-"""Fault injection through the admin API: drop_after (executed, then no answer) and config validation."""
+"""Fault injection through the admin API: drop_after (executed, then no answer), corrupt (an upload's
+body damaged in transit) and config validation."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 import alibabacloud_oss_v2 as oss
+import crcmod
 import pytest
 from alibabacloud_ecs20140526 import models as m
 from darabonba.policy.retry import RetryOptions
@@ -12,6 +17,7 @@ from emulator.control import AdminError
 
 from .helpers import api_error, fleet
 
+_crc64 = crcmod.mkCrcFun(0x142F0E1EBA9EA3693, initCrc=0, xorOut=0xFFFFFFFFFFFFFFFF, rev=True)
 HZ = "cn-hangzhou"
 BUCKET = "faults-bkt"
 # the SDK's own retry, on connection errors only (darabonba names them RetryError)
@@ -101,6 +107,115 @@ def test_oss_drop_after_stores_the_object(emulator, oss_client):
     assert dropped(emulator, "oss:PutObject") == 1 and dropped(emulator, "oss:GetObject") == 1
 
 
+# -- corrupt ---------------------------------------------------------------------------------
+def _flipped(data: bytes) -> bytes:
+    return bytes([data[0] ^ 0xFF]) + data[1:]
+
+
+def _etag(data: bytes) -> str:
+    return '"' + hashlib.md5(data).hexdigest().upper() + '"'
+
+
+def corrupted(emulator, action: str) -> int:
+    return dropped(emulator, action, "BodyCorrupted")
+
+
+@pytest.fixture
+def bucket_client(oss_client):
+    client = oss_client()
+    client.put_bucket(oss.PutBucketRequest(bucket=BUCKET))
+    return client
+
+
+def _part(client, upload_id: str, body: bytes, **kw):
+    return client.upload_part(oss.UploadPartRequest(bucket=BUCKET, key="mp", upload_id=upload_id, part_number=1,
+                                                    body=body, **kw))
+
+
+def test_corrupt_upload_part_fails_the_sdk_crc_check_on_every_attempt(emulator, bucket_client):
+    client = bucket_client
+    init = client.initiate_multipart_upload(oss.InitiateMultipartUploadRequest(bucket=BUCKET, key="mp"))
+    emulator.admin.set_faults({"rules": [{"action": "oss:UploadPart", "kind": "corrupt", "rate": 1.0}]})
+    data = b"part payload"
+    with pytest.raises(oss.exceptions.OperationError) as err:
+        _part(client, init.upload_id, data)
+    inner = err.value.unwrap()
+    assert isinstance(inner, oss.exceptions.InconsistentError)  # the SDK's own CRC64 check, retried then raised
+    assert str(_crc64(data)) in str(inner) and str(_crc64(_flipped(data))) in str(inner)
+    assert corrupted(emulator, "oss:UploadPart") == 3  # the SDK's default retryer: 3 attempts, each corrupted
+    (part,) = client.list_parts(oss.ListPartsRequest(bucket=BUCKET, key="mp", upload_id=init.upload_id)).parts
+    assert part.size == len(data) and part.etag == _etag(_flipped(data)) != _etag(data)
+    assert part.hash_crc64 == str(_crc64(_flipped(data)))
+
+
+def test_corrupt_once_is_healed_by_the_sdk_retry(emulator, bucket_client):
+    client = bucket_client
+    init = client.initiate_multipart_upload(oss.InitiateMultipartUploadRequest(bucket=BUCKET, key="mp"))
+    emulator.admin.set_faults({"rules": [{"action": "oss:UploadPart", "kind": "corrupt", "count": 1}]})
+    data = bytes(range(256)) * 512
+    res = _part(client, init.upload_id, data)
+    assert res.hash_crc64 == str(_crc64(data)) and res.etag == _etag(data)
+    recent = [c for c in emulator.admin.calls()["recent"] if c["action"] == "oss:UploadPart"]
+    assert [(c["status"], c["code"]) for c in recent] == [(200, "BodyCorrupted"), (200, None)]
+    (part,) = client.list_parts(oss.ListPartsRequest(bucket=BUCKET, key="mp", upload_id=init.upload_id)).parts
+    assert part.etag == _etag(data) and part.hash_crc64 == str(_crc64(data))
+    client.complete_multipart_upload(oss.CompleteMultipartUploadRequest(
+        bucket=BUCKET, key="mp", upload_id=init.upload_id,
+        complete_multipart_upload=oss.CompleteMultipartUpload(parts=[oss.UploadPart(part_number=1,
+                                                                                    etag=res.etag)])))
+    assert client.get_object(oss.GetObjectRequest(bucket=BUCKET, key="mp")).body.read() == data
+
+
+def test_corrupt_put_object_without_retry_stores_the_damaged_bytes(emulator, bucket_client):
+    client = bucket_client
+    emulator.admin.set_faults({"rules": [{"action": "oss:*", "kind": "corrupt", "count": 2}]})
+    # an empty body stays empty (the rule still counts the call; not logged as corrupted)
+    assert client.put_object(oss.PutObjectRequest(bucket=BUCKET, key="empty", body=b"")).hash_crc64 == "0"
+    assert corrupted(emulator, "oss:PutObject") == 0
+    with pytest.raises(oss.exceptions.OperationError) as err:
+        client.put_object(oss.PutObjectRequest(bucket=BUCKET, key="k", body=b"abc"),
+                          retryer=oss.retry.NopRetryer())
+    assert isinstance(err.value.unwrap(), oss.exceptions.InconsistentError)
+    assert client.get_object(oss.GetObjectRequest(bucket=BUCKET, key="k")).body.read() == _flipped(b"abc")
+    assert corrupted(emulator, "oss:PutObject") == 1
+    # the rule is spent: the next upload arrives intact
+    client.put_object(oss.PutObjectRequest(bucket=BUCKET, key="k", body=b"abc"))
+    assert client.get_object(oss.GetObjectRequest(bucket=BUCKET, key="k")).body.read() == b"abc"
+
+
+def test_corrupt_rule_is_not_spent_by_calls_it_cannot_corrupt(emulator, bucket_client):
+    client = bucket_client
+    emulator.admin.set_faults({"rules": [{"action": "*", "kind": "corrupt", "count": 1}]})
+    client.list_objects_v2(oss.ListObjectsV2Request(bucket=BUCKET))
+    client.get_bucket_info(oss.GetBucketInfoRequest(bucket=BUCKET))
+    assert emulator.admin.request("GET", "faults")["rules"][0]["count"] == 1
+    # the SDK's append_object makes no CRC check of its own: the damage shows in the answer's CRC
+    res = client.append_object(oss.AppendObjectRequest(bucket=BUCKET, key="log", position=0, body=b"xyz"))
+    assert res.hash_crc64 == str(_crc64(_flipped(b"xyz"))) != str(_crc64(b"xyz"))
+    assert client.get_object(oss.GetObjectRequest(bucket=BUCKET, key="log")).body.read() == _flipped(b"xyz")
+    assert emulator.admin.request("GET", "faults")["rules"][0]["count"] == 0
+
+
+def test_corrupt_body_with_content_md5_is_refused(emulator, bucket_client):
+    client = bucket_client
+    emulator.admin.set_faults({"rules": [{"action": "oss:PutObject", "kind": "corrupt", "count": 1}]})
+    md5 = base64.b64encode(hashlib.md5(b"abc").digest()).decode()
+    with pytest.raises(oss.exceptions.OperationError) as err:
+        client.put_object(oss.PutObjectRequest(bucket=BUCKET, key="k", body=b"abc", content_md5=md5),
+                          retryer=oss.retry.NopRetryer())
+    inner = err.value.unwrap()
+    assert isinstance(inner, oss.exceptions.ServiceError)
+    assert (inner.code, inner.status_code) == ("InvalidDigest", 400)
+    assert not client.is_object_exist(BUCKET, "k")
+
+
+def test_corrupt_rule_on_a_call_without_upload_body_is_refused(emulator):
+    with pytest.raises(AdminError) as err:
+        emulator.admin.set_faults({"rules": [{"action": "ecs:CreateImage", "kind": "corrupt", "rate": 1.0}]})
+    assert err.value.status == 400 and err.value.body["Code"] == "InvalidFaultConfig"
+    assert "corrupt" in err.value.body["Message"] and "oss:UploadPart" in err.value.body["Message"]
+
+
 # -- validation ------------------------------------------------------------------------------
 GOOD = {"rules": [{"action": "ecs:StartInstances", "kind": "throttle", "count": 2, "retry_after_ms": 50}]}
 
@@ -121,6 +236,9 @@ VALID = [
      "slow_regions": {"cn-beijing": 3.0, "cn-shanghai": 0},
      "image_quota": {"cn-hangzhou": 100}},
     {"image_quota": 1000, "copy_fail": {"regions": ["cn-shenzhen"]}, "rds_backup_fail": {"rate": 1.0}},
+    {"rules": [{"action": "oss:UploadPart", "kind": "corrupt", "count": 1},
+               {"action": "oss:*", "kind": "corrupt", "rate": 0.5},
+               {"action": "*", "kind": "corrupt", "rate": 0.01}]},
 ]
 
 INVALID = [
@@ -149,6 +267,10 @@ INVALID = [
     ({"rules": [{"kind": "drop", "count": 1}]}, "rules[0].action"),
     ({"rules": [{"action": "StartInstances", "kind": "drop", "count": 1}]}, "rules[0].action"),
     ({"rules": [{"action": "ecs:StartInstancez", "kind": "drop", "count": 1}]}, "rules[0].action"),
+    ({"rules": [{"action": "ecs:CreateImage", "kind": "corrupt", "count": 1}]},
+     "rules[0].action 'ecs:CreateImage' matches no call kind corrupt can act on"),
+    ({"rules": [{"action": "oss:Get*", "kind": "corrupt", "rate": 1.0}]}, "only of oss:PutObject"),
+    ({"rules": [{"action": "oss:PutObject", "kind": "corrupt", "count": 1, "status": 500}]}, "status"),
     ({"seed": "seven"}, "seed"),
     ({"qps": {"ecs:DescribeImages": 0}}, "qps.ecs:DescribeImages"),
     ({"qps": {"DescribeImages": 5}}, "qps key"),

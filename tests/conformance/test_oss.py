@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import os
@@ -9,6 +10,8 @@ import os
 import alibabacloud_oss_v2 as oss
 import crcmod
 import pytest
+
+from emulator.control import EmulatorProcess
 
 _crc64 = crcmod.mkCrcFun(0x142F0E1EBA9EA3693, initCrc=0, xorOut=0xFFFFFFFFFFFFFFFF, rev=True)
 BUCKET = "conf-bkt"
@@ -305,6 +308,127 @@ def test_multipart_abort_list_parts_and_uploads(client):
     assert service_error(exc).code == "NoSuchUpload" and service_error(exc).status_code == 404
     uploads = client.list_multipart_uploads(oss.ListMultipartUploadsRequest(bucket=BUCKET))
     assert not uploads.uploads
+
+
+# -- bucket lifecycle -------------------------------------------------------------------------
+def _lifecycle(client, *rules, bucket: str = BUCKET):
+    return client.put_bucket_lifecycle(oss.PutBucketLifecycleRequest(
+        bucket=bucket, lifecycle_configuration=oss.LifecycleConfiguration(rules=list(rules))))
+
+
+def _rules(client):
+    return client.get_bucket_lifecycle(oss.GetBucketLifecycleRequest(bucket=BUCKET)).lifecycle_configuration.rules
+
+
+def _archive_rule(**kw):
+    fields = {"id": "archive", "prefix": "rds/", "status": "Enabled",
+              "transitions": [oss.LifecycleRuleTransition(days=30, storage_class="IA"),
+                              oss.LifecycleRuleTransition(days=180, storage_class="ColdArchive")],
+              "expiration": oss.LifecycleRuleExpiration(days=3650)}
+    return oss.LifecycleRule(**{**fields, **kw})
+
+
+def test_bucket_lifecycle_put_get_delete_round_trip(emulator, client):
+    with pytest.raises(oss.exceptions.OperationError) as exc:
+        _rules(client)
+    err = service_error(exc)
+    assert (err.code, err.status_code) == ("NoSuchLifecycle", 404)
+    assert err.message == "The lifecycle configuration does not exist."
+
+    assert _lifecycle(client, _archive_rule(), oss.LifecycleRule(
+        status="Disabled", tags=[oss.Tag(key="tier", value="cold")],
+        transitions=[oss.LifecycleRuleTransition(
+            created_before_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC), storage_class="DeepColdArchive")],
+        abort_multipart_upload=oss.LifecycleRuleAbortMultipartUpload(days=7))).status_code == 200
+    first, second = _rules(client)
+    assert (first.id, first.prefix, first.status) == ("archive", "rds/", "Enabled")
+    assert [(t.days, t.storage_class) for t in first.transitions] == [(30, "IA"), (180, "ColdArchive")]
+    assert first.expiration.days == 3650 and first.abort_multipart_upload is None
+    assert second.id and second.prefix is None and second.status == "Disabled"  # OSS names a rule without ID
+    assert [(t.key, t.value) for t in second.tags] == [("tier", "cold")]
+    (transition,) = second.transitions
+    assert transition.created_before_date == datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    assert transition.storage_class == "DeepColdArchive" and transition.days is None
+    assert second.abort_multipart_upload.days == 7
+    # kept on the bucket record, so it persists like the rest of the bucket's state
+    stored = emulator.admin.table("oss.buckets")[BUCKET]["lifecycle"]
+    assert stored[0] == {"ID": "archive", "Prefix": "rds/", "Status": "Enabled",
+                         "Transition": [{"Days": 30, "StorageClass": "IA"}, {"Days": 180, "StorageClass": "ColdArchive"}],
+                         "Expiration": {"Days": 3650}}
+
+    _lifecycle(client, _archive_rule(expiration=None, id="only"))  # a put replaces the whole configuration
+    assert [(r.id, r.expiration) for r in _rules(client)] == [("only", None)]
+    assert client.delete_bucket_lifecycle(oss.DeleteBucketLifecycleRequest(bucket=BUCKET)).status_code == 204
+    with pytest.raises(oss.exceptions.OperationError) as exc:
+        _rules(client)
+    assert service_error(exc).code == "NoSuchLifecycle"
+    assert client.delete_bucket_lifecycle(oss.DeleteBucketLifecycleRequest(bucket=BUCKET)).status_code == 204
+    with pytest.raises(oss.exceptions.OperationError) as exc:
+        _lifecycle(client, _archive_rule(), bucket="no-such-bucket")
+    assert service_error(exc).code == "NoSuchBucket"
+    counters = emulator.admin.calls()["counters"]
+    assert {"oss:PutBucketLifecycle", "oss:GetBucketLifecycle", "oss:DeleteBucketLifecycle"} <= set(counters)
+
+
+def test_bucket_lifecycle_survives_a_restart(tmp_path):
+    def make(emu):
+        cfg = oss.config.load_default()
+        cfg.region, cfg.endpoint, cfg.use_path_style = "cn-hangzhou", emu.base_url, True
+        cfg.credentials_provider = oss.credentials.StaticCredentialsProvider(emu.access_key_id,
+                                                                             emu.access_key_secret)
+        return oss.Client(cfg)
+
+    with EmulatorProcess(time_scale=1000, data_dir=tmp_path / "emu") as emu:
+        c = make(emu)
+        c.put_bucket(oss.PutBucketRequest(bucket=BUCKET))
+        _lifecycle(c, _archive_rule())
+    with EmulatorProcess(time_scale=1000, data_dir=tmp_path / "emu") as emu:
+        (rule,) = _rules(make(emu))
+        assert rule.id == "archive" and [t.storage_class for t in rule.transitions] == ["IA", "ColdArchive"]
+
+
+INVALID_LIFECYCLES = [
+    ("status", [_archive_rule(status="On")], "Status"),
+    ("zero-days", [_archive_rule(expiration=oss.LifecycleRuleExpiration(days=0))], "Days"),
+    ("negative-days", [_archive_rule(transitions=[oss.LifecycleRuleTransition(days=-5, storage_class="IA")])],
+     "Days"),
+    ("storage-class", [_archive_rule(transitions=[oss.LifecycleRuleTransition(days=5, storage_class="Standard")])],
+     "StorageClass"),
+    ("duplicate-ids", [_archive_rule(), _archive_rule(prefix="other/")], "archive"),
+    ("too-many", [_archive_rule(id=f"r{n}", prefix=f"p{n}/") for n in range(1001)], "1000"),
+    ("no-action", [oss.LifecycleRule(id="idle", status="Enabled")], "action"),
+    ("days-and-date", [_archive_rule(expiration=oss.LifecycleRuleExpiration(
+        days=1, created_before_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)))], "CreatedBeforeDate"),
+    ("transition-without-class", [_archive_rule(transitions=[oss.LifecycleRuleTransition(days=5)])],
+     "StorageClass"),
+]
+
+
+@pytest.mark.parametrize(("rules", "mentions"), [c[1:] for c in INVALID_LIFECYCLES],
+                         ids=[c[0] for c in INVALID_LIFECYCLES])
+def test_bucket_lifecycle_invalid_config_is_refused(client, rules, mentions):
+    _lifecycle(client, _archive_rule(id="keep"))
+    with pytest.raises(oss.exceptions.OperationError) as exc:
+        _lifecycle(client, *rules)
+    err = service_error(exc)
+    assert (err.code, err.status_code) == ("InvalidArgument", 400)
+    assert mentions in err.message
+    assert [r.id for r in _rules(client)] == ["keep"]  # the previous configuration stays
+
+
+@pytest.mark.parametrize("body", [b"<LifecycleConfiguration><Rule>", b"", b"<Lifecycle></Lifecycle>",
+                                  b"<LifecycleConfiguration><Unknown/></LifecycleConfiguration>",
+                                  b"<LifecycleConfiguration><Rule><Status>Enabled</Status><Bogus>1</Bogus>"
+                                  b"</Rule></LifecycleConfiguration>",
+                                  b"<LifecycleConfiguration></LifecycleConfiguration>"],
+                         ids=["unclosed", "empty", "root", "not-rule", "unknown-node", "no-rule"])
+def test_bucket_lifecycle_malformed_xml(client, body):
+    with pytest.raises(oss.exceptions.OperationError) as exc:
+        client.invoke_operation(oss.OperationInput(
+            op_name="PutBucketLifecycle", method="PUT", bucket=BUCKET, parameters={"lifecycle": ""}, body=body,
+            headers={"Content-Type": "application/xml"}))
+    err = service_error(exc)
+    assert (err.code, err.status_code) == ("MalformedXML", 400)
 
 
 # -- errors -----------------------------------------------------------------------------------
