@@ -1,4 +1,4 @@
-"""RDS API (2014-08-15): DescribeDBInstances, DescribeBackups, CreateBackup, backup downloads.
+"""RDS API (2014-08-15): DescribeDBInstances, DescribeBackups, CreateBackup, DescribeBackupTasks, backup downloads.
 
 Tables: ``rds.instances`` (DBInstanceId -> record), ``rds.backups`` (BackupId -> record),
 ``rds.backup_jobs`` (BackupJobId -> record). Instances and their existing backups come from the
@@ -264,6 +264,39 @@ def create_backup(call: Call, p: Params) -> dict:
     state.schedule(BACKUP_OVERHEAD + size / BACKUP_RATE, "rds.backup.done", job_id=job_id)
     state.dirty = True
     return {"BackupJobId": job_id}
+
+
+@action("rds", "DescribeBackupTasks")
+def describe_backup_tasks(call: Call, p: Params) -> dict:
+    """Backup jobs not finished yet (``BackupJobStatus`` NoStart/Progressing); with ``BackupJobId``, that job in any
+    state (``Finished`` jobs name their ``BackupId``, as the real API documents)."""
+    instance = _instance(call, p.str("DBInstanceId"))
+    job_id, mode, wanted = p.str("BackupJobId"), p.str("BackupMode"), p.str("BackupJobStatus")
+    if job_id is not None and not job_id.isdigit():
+        raise _err("InvalidBackupJobId.Malformed", "The specified parameter BackupJobId is not valid.")
+    if mode is not None and mode not in ("Automated", "Manual"):
+        raise _err("InvalidBackupMode.ValueNotSupport", "The specified parameter BackupMode is not valid.")
+    if wanted is not None and wanted not in ("NoStart", "Progressing"):
+        raise _err("InvalidBackupJobStatus.ValueNotSupport", "The specified parameter BackupJobStatus is not valid.")
+    jobs = []
+    for job in call.state.table(JOBS).values():
+        if job["DBInstanceId"] != instance["DBInstanceId"] or (job_id and job["BackupJobId"] != job_id):
+            continue
+        running = job["Status"] == "Running"
+        if not running and not job_id:
+            continue
+        if mode and mode != "Manual":  # every emulated job is a manual CreateBackup
+            continue
+        if wanted == "NoStart":  # jobs start at once here
+            continue
+        duration = BACKUP_OVERHEAD + job["Size"] / BACKUP_RATE
+        progress = min(99, int(100 * (call.now - job["StartTime"]) / duration)) if running else 100
+        status = "Uploading" if running else job["Status"]
+        jobs.append({"BackupJobId": job["BackupJobId"], "BackupStatus": status, "BackupProgressStatus": status,
+                     "JobMode": "Manual", "Process": str(progress), "TaskAction": "NormalBackupTask",
+                     "BackupId": job.get("BackupId", "")})
+    jobs.sort(key=lambda j: int(j["BackupJobId"]))
+    return {"Items": {"BackupJob": jobs}}
 
 
 @on_event("rds.backup.done")

@@ -1,4 +1,4 @@
-"""RDS: DescribeDBInstances, DescribeBackups, CreateBackup (official SDK) and backup downloads (plain HTTP)."""
+"""RDS: DescribeDBInstances, DescribeBackups, CreateBackup, DescribeBackupTasks (official SDK) and backup downloads (plain HTTP)."""
 
 from __future__ import annotations
 
@@ -158,6 +158,27 @@ def test_create_backup_appears_after_simulated_time(emulator, rds_client, rds_fl
     assert b.backup_status == "Success" and b.backup_size == 3 * MiB + 17 and b.backup_method == "Physical"
     # the job is over: a new backup may start
     assert client.create_backup(m.CreateBackupRequest(dbinstance_id="rm-prod01")).body.backup_job_id
+
+
+def test_describe_backup_tasks_lists_running_jobs_and_finds_a_finished_one(emulator, rds_client, rds_fleet):
+    client = rds_client()
+    job_id = client.create_backup(m.CreateBackupRequest(dbinstance_id="rm-prod01")).body.backup_job_id
+    emulator.admin.advance(30)
+    jobs = client.describe_backup_tasks(m.DescribeBackupTasksRequest(dbinstance_id="rm-prod01")).body.items.backup_job
+    assert [(j.backup_job_id, j.backup_status, j.job_mode, j.backup_id) for j in jobs] == [
+        (job_id, "Uploading", "Manual", "")]
+    assert 0 < int(jobs[0].process) < 100
+    assert client.describe_backup_tasks(m.DescribeBackupTasksRequest(
+        dbinstance_id="rm-prod01", backup_job_status="NoStart")).body.items.backup_job == []
+    emulator.admin.advance(3600)
+    assert client.describe_backup_tasks(m.DescribeBackupTasksRequest(
+        dbinstance_id="rm-prod01")).body.items.backup_job == []                 # finished: not listed
+    done = client.describe_backup_tasks(m.DescribeBackupTasksRequest(
+        dbinstance_id="rm-prod01", backup_job_id=int(job_id))).body.items.backup_job
+    assert done[0].backup_status == "Finished" and done[0].backup_id and done[0].process == "100"
+    err = api_error(lambda: client.describe_backup_tasks(m.DescribeBackupTasksRequest(
+        dbinstance_id="rm-prod01", backup_job_status="Running")))
+    assert err.code == "InvalidBackupJobStatus.ValueNotSupport" and err.data["statusCode"] == 400
 
 
 def test_create_backup_errors_and_injected_failure(emulator, rds_client, rds_fleet):
