@@ -1,9 +1,10 @@
-"""Archive RDS backup sets to OSS every night (streamed, verified, idempotent).
+"""Archive RDS backup sets to OSS every night (streamed in bounded memory, CRC-64 verified, nothing missed).
 
-select RDS instances (ids or tags) -> every Success backup of the last ``lookback_days`` (7) -> stream each into
-OSS (``rds/{instance_id}/{date}/{backup_id}.tar``), size and CRC-64 checked; what is already there is skipped, so
-a backup still running at one run, or a night the scheduler missed, is archived by a later run. The bucket's
-region is found by itself (GetBucketLocation).
+select RDS instances (ids or tags) -> every Success backup of the last ``lookback_days`` (7) that is not archived
+yet -> stream each into OSS (``rds/{instance_id}/{date}/{backup_id}.tar``) with metadata and ``storage_class``,
+size and CRC-64 checked -> ``manifests/<dag>/<run>.json`` in the bucket -> report (files, email). A backup still
+running at the window's end is reported pending and archived by a later run, as is a night the scheduler missed.
+The bucket's region is found by itself (GetBucketLocation).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, CronTriggerTimetable, Param, task
+from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
+from aliyun_ops.hooks.oss import STORAGE_CLASSES
 from aliyun_ops.logic import ids
 from aliyun_ops.logic.budget import CONCURRENCY, COUNT_OR_PERCENT
 from aliyun_ops.operators.rds import ArchiveRdsBackupsToOssOperator
@@ -48,6 +50,16 @@ with DAG(
                              description="Backups streamed at once: a number, or a percentage rounded up to at least 1."),
         "max_errors": Param(0, **COUNT_OR_PERCENT, title="Max errors",
                             description="Failures tolerated before the run fails: a number or a percentage."),
+        "storage_class": Param("Standard", type="string", enum=list(STORAGE_CLASSES), title="Storage class",
+                               description="Of the archived objects (Archive and colder must be restored to read)."),
+        "transition_days": Param(None, type=["null", "integer"], minimum=1, maximum=36500,
+                                 title="Move to cold storage after (days)",
+                                 description="Empty: no lifecycle rule. Else a rule on the key prefix moves objects "
+                                             "to the class below after that many days."),
+        "transition_storage_class": Param("Archive", type="string", enum=list(STORAGE_CLASSES[1:]),
+                                          title="Cold storage class"),
+        "notify_emails": Param([], type="array", items={"type": "string", "format": "idn-email"},
+                               title="Email the report to"),
     },
 ) as dag:
 
@@ -67,7 +79,7 @@ with DAG(
         return {"instance_ids": ids, "start": start, "end": end}
 
     window = plan()
-    ArchiveRdsBackupsToOssOperator(
+    archive = ArchiveRdsBackupsToOssOperator(
         task_id="archive_backups",
         instance_ids=window["instance_ids"],
         bucket="{{ params.bucket }}",
@@ -77,4 +89,16 @@ with DAG(
         end=window["end"],
         concurrency="{{ params.concurrency }}",
         max_errors="{{ params.max_errors }}",
+        storage_class="{{ params.storage_class }}",
+        transition_days="{{ params.transition_days }}",
+        transition_storage_class="{{ params.transition_storage_class }}",
     )
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def report(**context) -> dict:
+        """Report files and email; fails the run when the archive did not do what it promised."""
+        from aliyun_ops.pipelines.archive_report import finish_archive
+
+        return finish_archive(context)
+
+    archive >> report()

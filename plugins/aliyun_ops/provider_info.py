@@ -47,7 +47,7 @@ def get_provider_info() -> dict:
                                       "aliyun_ops.hooks.oss"]}],
         "operators": [{"integration-name": INTEGRATION,
                        "python-modules": ["aliyun_ops.operators.ecs", "aliyun_ops.operators.ecs_pause",
-                                          "aliyun_ops.operators.rds"]}],
+                                          "aliyun_ops.operators.rds", "aliyun_ops.operators.rds_archive"]}],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": ["aliyun_ops.sensors.ecs"]}],
         "triggers": [{"integration-name": INTEGRATION, "python-modules": ["aliyun_ops.triggers.ecs"]}],
         "connection-types": [

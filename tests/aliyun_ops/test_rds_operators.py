@@ -1,4 +1,4 @@
-"""RDS operators against the emulator: CreateBackup + wait, archive backup sets to OSS."""
+"""CreateRdsBackupOperator against the emulator (the archive to OSS: test_rds_archive.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aliyun_ops.exceptions import TooManyItemFailures
-from aliyun_ops.operators.rds import ArchiveRdsBackupsToOssOperator, CreateRdsBackupOperator
+from aliyun_ops.operators.rds import CreateRdsBackupOperator
 
 HZ = "cn-hangzhou"
 DB = "rm-test0001"
@@ -46,7 +45,6 @@ def emu(aliyun_env):
                            "backups": [{"size": 300 * 1024, "start_time": "2024-01-01T01:00:00Z"},
                                        {"size": 6 * 1024 * 1024 + 17, "start_time": "2024-01-02T01:00:00Z"},
                                        {"size": 1000, "start_time": "2024-01-03T01:00:00Z", "status": "Failed"}]}],
-        "buckets": [{"name": "db-archive", "region": HZ}],
     })
     emu.admin.clear_calls()
     return emu
@@ -66,27 +64,10 @@ def test_create_backup_validation(emu, kwargs, match):
     assert emu.admin.calls()["counters"] == {}
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"bucket": "Bad_Bucket"}, "bucket"),
-    ({"key_template": "rds/{instance_id}.tar"}, "backup_id"),
-    ({"key_template": "rds/{nope}/{backup_id}"}, "unknown fields"),
-    ({"start": "2024-02-01", "end": "2024-01-01"}, "before start"),
-    ({"start": "yesterday"}, "ISO"),
-    ({"instance_ids": []}, "empty"),
-    ({"part_size": 10}, "part_size"),
-])
-def test_archive_validation(emu, kwargs, match):
-    args = {"instance_ids": [DB], "bucket": "db-archive", **kwargs}
-    with pytest.raises(ValueError, match=match):
-        ArchiveRdsBackupsToOssOperator(task_id="a", region=HZ, **args).execute(ctx())
-    assert emu.admin.calls()["counters"] == {}
-
-
 def test_template_fields():
-    for op in (CreateRdsBackupOperator(task_id="b", instance_id=DB),
-               ArchiveRdsBackupsToOssOperator(task_id="a", instance_ids=[DB], bucket="b-1")):
-        for name in op.template_fields:
-            assert hasattr(op, name)
+    op = CreateRdsBackupOperator(task_id="b", instance_id=DB)
+    for name in op.template_fields:
+        assert hasattr(op, name)
 
 
 # -- create backup -----------------------------------------------------------------------------------
@@ -120,74 +101,3 @@ def test_create_backup_failure_is_reported(emu):
     with pytest.raises(RuntimeError, match="ended Failed"):
         CreateRdsBackupOperator(task_id="b", instance_id=DB, region=HZ, poll_interval=0.1,
                                 wait_timeout=30).execute(ctx())
-
-
-# -- archive -------------------------------------------------------------------------------------------
-def _head(oss_client, key):
-    import alibabacloud_oss_v2 as oss
-
-    return oss_client().head_object(oss.HeadObjectRequest(bucket="db-archive", key=key))
-
-
-def test_archive_streams_verifies_and_reruns_idempotently(emu, oss_client):
-    op = ArchiveRdsBackupsToOssOperator(task_id="a", instance_ids=[DB], region=HZ, bucket="db-archive",
-                                        start="2024-01-01T00:00Z", end="2024-01-31T00:00Z",
-                                        part_size=1024 * 1024, concurrency=2)
-    out = op.execute(ctx())
-    assert len(out) == 2                                     # the Failed backup is not listed
-    assert all(r["status"] == "success" and r["crc64"] for r in out)
-    keys = sorted(r["key"] for r in out)
-    assert keys[0].startswith(f"rds/{DB}/2024-01-01/") and keys[0].endswith(".tar")
-    for r in out:
-        head = _head(oss_client, r["key"])
-        assert head.content_length == r["size"] and str(head.hash_crc64) == r["crc64"]
-    big = next(r for r in out if r["size"] > 6 * 1024 * 1024)
-    assert _head(oss_client, big["key"]).object_type == "Multipart"
-    again = op.execute(ctx())
-    assert [r["status"] for r in again] == ["skipped", "skipped"]
-    assert all(r["reason"] == "already archived (same size)" for r in again)
-
-
-def test_archive_replaces_a_partial_object_and_window(emu, oss_client):
-    import alibabacloud_oss_v2 as oss
-
-    op = ArchiveRdsBackupsToOssOperator(task_id="a", instance_ids=DB, region=HZ, bucket="db-archive",
-                                        start="2024-01-01", end="2024-01-01T23:59Z")
-    first = op.execute(ctx())
-    assert len(first) == 1
-    oss_client().put_object(oss.PutObjectRequest(bucket="db-archive", key=first[0]["key"], body=b"truncated"))
-    again = op.execute(ctx())
-    assert again[0]["status"] == "success"
-    assert _head(oss_client, first[0]["key"]).content_length == first[0]["size"]
-
-
-def test_archive_survives_throttling_and_reports_per_backup(emu):
-    emu.admin.set_faults({"rules": [{"action": "rds:DescribeBackups", "kind": "throttle", "count": 2},
-                                    {"action": "oss:PutObject", "kind": "error", "status": 403, "code": "AccessDenied",
-                                     "count": 50},
-                                    {"action": "oss:InitiateMultipartUpload", "kind": "error", "status": 403,
-                                     "code": "AccessDenied", "count": 50}]})
-    op = ArchiveRdsBackupsToOssOperator(task_id="a", instance_ids=[DB], region=HZ, bucket="db-archive",
-                                        start="2024-01-01T00:00Z", end="2024-01-31T00:00Z", max_errors=5)
-    out = op.execute(ctx())
-    assert len(out) == 2 and all(r["status"] == "failed" for r in out)
-    with pytest.raises(TooManyItemFailures, match="failed to archive"):
-        ArchiveRdsBackupsToOssOperator(task_id="a", instance_ids=[DB], region=HZ, bucket="db-archive",
-                                       start="2024-01-01T00:00Z", end="2024-01-31T00:00Z").execute(ctx())
-
-
-def test_a_missing_bucket_is_a_clear_error_before_any_rds_call(emu):
-    with pytest.raises(ValueError, match="bucket 'no-such-bucket' does not exist"):
-        ArchiveRdsBackupsToOssOperator(task_id="a", instance_ids=[DB], region=HZ,
-                                       bucket="no-such-bucket").execute(ctx())
-    assert calls(emu, "rds:DescribeBackups") == 0
-
-
-def test_archive_finds_the_bucket_region_by_itself(emu, oss_client):
-    """The bucket is in cn-shanghai, the connection in cn-hangzhou, no oss_region: GetBucketLocation says where."""
-    emu.admin.load_fleet({"buckets": [{"name": "dr-archive", "region": "cn-shanghai"}]})
-    op = ArchiveRdsBackupsToOssOperator(task_id="a", instance_ids=[DB], region=HZ, bucket="dr-archive",
-                                        start="2024-01-01T00:00Z", end="2024-01-31T00:00Z", part_size=1024 * 1024)
-    out = op.execute(ctx())
-    assert len(out) == 2 and all(r["status"] == "success" for r in out)
-    assert calls(emu, "oss:GetBucketLocation") == 1

@@ -33,6 +33,17 @@ def rds_time(value: datetime | str | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
+def parse_rds_time(value: str | None) -> datetime | None:
+    """``2024-01-01T01:00:00Z`` (as DescribeBackups answers) -> aware datetime; None when empty or unreadable."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def _int(value: Any) -> int:
     try:
         return int(value)

@@ -7,7 +7,7 @@ import html
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 
-SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+SUCCESS, FAILED, SKIPPED, PENDING = "success", "failed", "skipped", "pending"
 COLUMNS = ("instance_id", "instance_name", "source_region", "destination_region", "image_id", "copy_image_id",
            "size_gib", "image_seconds", "copy_seconds", "paused_seconds", "verified_rpo_hours", "status", "reason")
 
@@ -87,6 +87,29 @@ class VerifyRow:
 
     def sort_key(self) -> tuple:
         return (self.region, self.instance_id)
+
+
+@dataclass
+class ArchiveRow:
+    """One RDS backup set and what the archive run did with it: ``ArchiveRow("rm-1", backup_id="3000000001")``.
+
+    ``status``: success (archived now), skipped (already archived, or nothing to archive), pending (not finished
+    by the window's end: a later run archives it), failed."""
+
+    instance_id: str
+    backup_id: str = ""
+    key: str = ""
+    size: int | None = None
+    crc64: str = ""
+    method: str = ""
+    backup_start: str = ""
+    backup_end: str = ""
+    storage_class: str = ""
+    status: str = FAILED
+    reason: str = ""
+
+    def sort_key(self) -> tuple:
+        return (self.instance_id, self.backup_start, self.backup_id)
 
 
 @dataclass
