@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 from .errors import ApiError
+from .ram import Policy, parse_policy
 
 DEFAULT_ACCESS_KEY_ID = "LOCAL_EMULATOR_AK"
 DEFAULT_ACCESS_KEY_SECRET = "local-emulator-secret-not-for-production"
@@ -31,7 +32,8 @@ class AccessKey:
     """One access key pair and what it may do.
 
     ``allow`` is a list of RAM-style action patterns (``ecs:CreateImage``, ``oss:*``,
-    ``ecs:Describe*``); ``None`` means everything.
+    ``ecs:Describe*``); ``policy`` a RAM policy document (:mod:`emulator.ram`); with neither, everything
+    is allowed. With both, an action must pass both.
     """
 
     access_key_id: str
@@ -41,11 +43,16 @@ class AccessKey:
     expires_at: float | None = None
     principal: str = "root"
     role_arn: str | None = None
+    policy: Policy | None = None
+
+    def decide(self, action: str, resources=None) -> str:
+        """``Allow``, ``ExplicitDeny`` or ``ImplicitDeny`` (see :meth:`emulator.ram.Policy.decide`)."""
+        if self.allow is not None and not any(fnmatch.fnmatchcase(action.lower(), p.lower()) for p in self.allow):
+            return "ImplicitDeny"
+        return self.policy.decide(action, resources) if self.policy is not None else "Allow"
 
     def permits(self, action: str) -> bool:
-        if self.allow is None:
-            return True
-        return any(fnmatch.fnmatchcase(action.lower(), p.lower()) for p in self.allow)
+        return self.decide(action) == "Allow"
 
 
 @dataclass
@@ -66,10 +73,16 @@ class KeyStore:
         self.keys[key.access_key_id] = key
 
     def load_file(self, path: str | Path) -> None:
-        """Keys file: JSON list of ``{"access_key_id", "access_key_secret", "allow"?}``."""
-        for entry in json.loads(Path(path).read_text()):
-            self.add(AccessKey(entry["access_key_id"], entry["access_key_secret"],
-                               entry.get("allow"), principal=entry.get("principal", "user")))
+        """Keys file: JSON list of ``{"access_key_id", "access_key_secret", "allow"?, "policy"?, "principal"?}``;
+        ``policy`` is a RAM policy document or the path of one (relative to the keys file)."""
+        path = Path(path)
+        for entry in json.loads(path.read_text()):
+            policy = entry.get("policy")
+            if isinstance(policy, str):
+                policy = json.loads((path.parent / policy).read_text())
+            self.add(AccessKey(entry["access_key_id"], entry["access_key_secret"], entry.get("allow"),
+                               principal=entry.get("principal", "user"),
+                               policy=parse_policy(policy) if policy is not None else None))
 
     def lookup(self, access_key_id: str | None, now: float, security_token: str | None = None) -> AccessKey:
         key = self.keys.get(access_key_id or "") or self.temporary.get(access_key_id or "")
@@ -85,15 +98,18 @@ class KeyStore:
                 raise ApiError("InvalidSecurityToken.Expired", "Specified SecurityToken is expired.", 400)
         return key
 
-    def check_permission(self, key: AccessKey, action: str) -> None:
-        if key.permits(action):
+    def check_permission(self, key: AccessKey, action: str, resources=None) -> None:
+        """Raise ``Forbidden.RAM`` (403, ``AccessDeniedDetail`` naming the action) unless the key may call it;
+        ``resources()`` gives the tags of the resources the call names, for tag conditions."""
+        decision = key.decide(action, resources)
+        if decision == "Allow":
             return
         detail = {
             "PolicyType": "AccountLevelIdentityBasedPolicy",
             "AuthPrincipalOwnerId": ACCOUNT_ID,
             "AuthPrincipalType": "SubUser" if key.role_arn is None else "AssumedRoleUser",
             "AuthPrincipalDisplayName": key.principal,
-            "NoPermissionType": "ImplicitDeny",
+            "NoPermissionType": decision,
             "AuthAction": action,
             "EncodedDiagnosticMessage": base64.b64encode(action.encode()).decode(),
         }

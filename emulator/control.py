@@ -66,6 +66,10 @@ class AdminClient:
     def load_fleet(self, spec: dict) -> dict:
         return self.request("POST", "fleet", spec)
 
+    def put_keys(self, *keys: dict) -> dict:
+        """Add or replace access keys: ``{"access_key_id", "access_key_secret", "policy"?: RAM policy document}``."""
+        return self.request("POST", "keys", {"keys": list(keys)})
+
     def set_faults(self, cfg: dict) -> dict:
         return self.request("PUT", "faults", cfg)
 

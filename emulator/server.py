@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import admin, products, registry
+from . import admin, products, ram, registry
 from .auth import KeyStore, verify_acs3, verify_rpc_v1
 from .clock import SimClock
 from .errors import ApiError
@@ -143,7 +143,7 @@ class Emulator:
             label = f"{product}:{action}"
             key = self.authenticate(request, query, params, body)
             access_key_id = key.access_key_id
-            self.keys.check_permission(key, label)
+            self.keys.check_permission(key, label, lambda: ram.resource_tags(self.state, label, params))
             fault = self.faults.before_call(label)
             if fault == DROP:
                 return self.drop_connection(request, label, region, fault, request_id, access_key_id)

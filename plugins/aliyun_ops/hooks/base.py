@@ -349,6 +349,11 @@ def classify_error(action: str, exc: BaseException, *, service: str | None = Non
         request_id = None
     message = _strip_sdk_message(getattr(inner, "message", None), data) or str(inner)
     code = None if code in (None, "None") else str(code)
+    denied = data.get("AccessDeniedDetail") if isinstance(data, Mapping) else None
+    if isinstance(denied, Mapping) and denied.get("AuthAction"):
+        # name the missing permission: a user fixes a RAM policy from this line alone
+        message = (f"{message} [missing RAM permission: {denied['AuthAction']} "
+                   f"({denied.get('NoPermissionType') or 'denied'})]")
     retry_after_ms = getattr(inner, "retry_after", None)
     retry_after = None
     if isinstance(retry_after_ms, (int, float)) and retry_after_ms > 0:
