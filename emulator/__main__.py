@@ -1,15 +1,22 @@
-"""``python -m emulator serve --port 9100 --data-dir DIR --time-scale N [--seed-file FLEET.yaml]``."""
+"""``python -m emulator serve --port 9100 --data-dir DIR --time-scale N [--seed-file FLEET.yaml] [--admin-token T]``.
+
+The admin API's token is ``--admin-token``, else ``$EMULATOR_ADMIN_TOKEN``, else a fresh random one printed
+at start (``admin token: ...``); the token in force is written to ``<data-dir>/admin-token`` (mode 0600)
+either way, for local tools.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
+from . import security
 from .auth import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, KeyStore
 
 
@@ -17,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m emulator", description="Local Alibaba Cloud emulator")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve ECS, VPC, RDS, STS and OSS on one port")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="listen address (default loopback only; anything else logs a WARNING)")
     serve.add_argument("--port", type=int, default=9100)
     serve.add_argument("--data-dir", default=".emulator-data", help="state and object data live here")
     serve.add_argument("--time-scale", type=float, default=1.0, help="simulated seconds per real second")
@@ -26,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-key-id", default=DEFAULT_ACCESS_KEY_ID)
     serve.add_argument("--access-key-secret", default=DEFAULT_ACCESS_KEY_SECRET)
     serve.add_argument("--keys-file", help="JSON list of extra keys with RAM-style allow lists")
+    serve.add_argument("--admin-token", default=os.environ.get(security.TOKEN_ENV) or None,
+                       help=f"bearer token of the admin API (default ${security.TOKEN_ENV}, else a random one, "
+                            "printed at start); written to <data-dir>/admin-token")
     serve.add_argument("--log-level", default="INFO")
     return parser
 
@@ -39,7 +50,14 @@ async def _serve(args: argparse.Namespace) -> None:
     keys = KeyStore.default(args.access_key_id, args.access_key_secret)
     if args.keys_file:
         keys.load_file(args.keys_file)
-    emulator = Emulator(data_dir=args.data_dir, time_scale=args.time_scale, keys=keys, seed=args.seed)
+    generated = not args.admin_token
+    token = args.admin_token or security.new_token()
+    emulator = Emulator(data_dir=args.data_dir, time_scale=args.time_scale, keys=keys, seed=args.seed,
+                        admin_token=token)
+    token_file = security.write_token_file(args.data_dir, token)
+    if generated:
+        print(f"admin token: {token}", flush=True)
+        print(f"(also in {token_file}; send it as 'Authorization: Bearer <token>')", flush=True)
     if args.seed_file and not emulator.state.table("admin").get("fleet_loaded"):
         load_fleet(emulator, yaml.safe_load(Path(args.seed_file).read_text()))
         emulator.state.table("admin")["fleet_loaded"] = args.seed_file

@@ -23,6 +23,13 @@ Calls are recorded (and faults matched) as ``oss:<Operation>`` (``oss:PutObject`
 ``oss:UploadPart``, ``oss:GetObject``...); permissions use RAM action names (UploadPart needs
 ``oss:PutObject``, HeadObject needs ``oss:GetObject``, ...).
 
+Limits checked before a body is read (by ``Content-Length``; a chunked body is cut off when it passes the
+limit): uploads (PutObject, UploadPart, AppendObject) at most 5 GiB (``EntityTooLarge``), XML bodies
+(PutBucket, PutBucketLifecycle, CompleteMultipartUpload, DeleteMultipleObjects) at most 2 MiB
+(``MalformedXML``). An anonymous request is refused (``AccessDenied``) before its body is read: anonymous
+callers may read public-read(-write) buckets and write objects to public-read-write ones, nothing else
+(no PutBucket, no bucket configuration).
+
 Bucket lifecycle rules are validated and stored (Get/Put/DeleteBucketLifecycle) but never run:
 no object changes storage class or expires. The fault kind ``corrupt`` (:mod:`emulator.faults`)
 flips the first byte of an upload's body as it is received.
@@ -52,6 +59,7 @@ from .oss_auth import Identity, authenticate
 from .oss_store import CHUNK, BlobStore, crc64_combine
 from .oss_xml import doc, el, error_header, error_xml, http_date, iso_ms, parse, url_encode
 from .registry import fleet_section
+from .security import MAX_OBJECT_SIZE, MAX_XML_BODY, read_limited
 
 log = logging.getLogger("emulator.oss")
 
@@ -86,6 +94,9 @@ READ_OPS = {"GetObject", "HeadObject", "GetObjectMeta", "ListObjects", "ListObje
 OBJECT_WRITE_OPS = {"PutObject", "AppendObject", "CopyObject", "InitiateMultipartUpload", "UploadPart",
                     "UploadPartCopy", "CompleteMultipartUpload", "DeleteObject", "DeleteMultipleObjects",
                     "AbortMultipartUpload", "ListParts"}
+UPLOAD_OPS = {"PutObject", "UploadPart", "AppendObject"}  # streamed bodies, at most MAX_OBJECT_SIZE
+XML_BODY_OPS = {"PutBucket", "PutBucketLifecycle", "CompleteMultipartUpload", "DeleteMultipleObjects",
+                "InitiateMultipartUpload"}  # bodies read whole, at most MAX_XML_BODY
 # sub-resources OSS has but the emulator does not implement: answer NotImplemented, never 500
 UNSUPPORTED = ("tagging", "cors", "website", "logging", "referer", "policy", "versioning",
                "versions", "replication", "encryption", "worm", "symlink", "restore", "inventory", "qos",
@@ -123,6 +134,36 @@ def invalid_digest() -> ApiError:
 
 def access_denied(message: str = "You have no right to access this object because of bucket acl.") -> ApiError:
     return _err("AccessDenied", message, 403, "0003-00000001")
+
+
+def entity_too_large(limit: int = MAX_OBJECT_SIZE) -> ApiError:
+    return _err("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.", 400,
+                MaxSizeAllowed=limit)
+
+
+def xml_too_large() -> ApiError:
+    return _err("MalformedXML", f"The XML you provided is larger than {MAX_XML_BODY} bytes.", 400)
+
+
+async def read_xml_body(ctx: Ctx) -> bytes:
+    """A configuration body (XML), refused past :data:`MAX_XML_BODY` before it is read."""
+    return await read_limited(ctx.request, MAX_XML_BODY, xml_too_large)
+
+
+def _number(raw: str) -> int | None:
+    """A non-negative decimal of ASCII digits (``"²"`` and ``"١"`` are digits to ``str.isdigit``, not here)."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 20 else None
+
+
+def _check_text(request: web.Request) -> None:
+    """Header values must be text: undecodable bytes would break the answer (stored metadata) later."""
+    for name, value in request.headers.items():
+        try:
+            name.encode()
+            value.encode()
+        except UnicodeEncodeError:
+            raise invalid_argument("A header is not valid UTF-8 text.", name.encode("utf-8", "replace").decode(),
+                                   "") from None
 
 
 # -- request context ------------------------------------------------------------------------
@@ -255,6 +296,7 @@ async def handle(emulator, request: web.Request) -> web.StreamResponse:
         bucket_name = bucket or None
         key_name = key or None
         query = _parse_query(request.rel_url.raw_query_string)
+        _check_text(request)
         identity = authenticate(emulator, request, bucket_name, key_name)
         region = identity.region
         ak = identity.key.access_key_id if identity.key else None
@@ -264,6 +306,15 @@ async def handle(emulator, request: web.Request) -> web.StreamResponse:
             emulator.keys.check_permission(identity.key, RAM_ACTIONS[op])
         elif bucket_name is None:
             raise access_denied("AccessDenied: anonymous access to ListBuckets is not allowed.")
+        else:  # anonymous: reads and object writes, as the bucket's ACL allows; never a bucket or its config
+            if op not in READ_OPS and op not in OBJECT_WRITE_OPS:
+                raise access_denied("AccessDenied: anonymous access to this operation is not allowed.")
+            _bucket(ctx, for_write=op in OBJECT_WRITE_OPS)  # the ACL decides before the body is read
+        length = request.content_length
+        if op in UPLOAD_OPS and length is not None and length > MAX_OBJECT_SIZE:
+            raise entity_too_large()
+        if op in XML_BODY_OPS and length is not None and length > MAX_XML_BODY:
+            raise xml_too_large()
         fault = emulator.faults.before_call(f"oss:{op}")
         if fault == DROP:
             return emulator.drop_connection(request, f"oss:{op}", region, fault, request_id, ak)
@@ -277,6 +328,9 @@ async def handle(emulator, request: web.Request) -> web.StreamResponse:
     except (ConnectionError, asyncio.CancelledError):  # the client went away mid-request
         emulator.calls.record(f"oss:{op}", region, 499, "ClientDisconnected", request_id, ak)
         raise
+    except RecursionError:  # XML nested beyond reason
+        exc = _err("MalformedXML", _MALFORMED, 400)
+        status, code, response = exc.status, exc.code, _error_response(emulator, request, exc, request_id)
     except Exception:
         log.exception("internal error in oss:%s", op)
         status, code = 500, "InternalError"
@@ -347,7 +401,7 @@ async def put_bucket(ctx: Ctx) -> web.StreamResponse:
     if acl not in ACLS:
         raise invalid_argument("no such bucket access control exists", "x-oss-acl", acl)
     storage_class = "Standard"
-    body = await ctx.request.read()
+    body = await read_xml_body(ctx)
     if body:
         tree = parse(body, "CreateBucketConfiguration")
         storage_class = tree.findtext("StorageClass") or "Standard"
@@ -504,7 +558,8 @@ def _lifecycle_leaf(kind: str, text: str, path: str):
             raise _lifecycle_invalid(f"{path} must be true or false.", path, text)
         return text == "true"
     if kind in ("days", "size"):
-        value = int(text) if text.isdigit() else -1
+        number = _number(text)
+        value = -1 if number is None else number
         if value < (1 if kind == "days" else 0):
             what = "a positive integer" if kind == "days" else "a non-negative integer"
             raise _lifecycle_invalid(f"{path} must be {what}.", path, text,
@@ -629,7 +684,7 @@ def _lifecycle_xml(node: dict, schema: dict) -> str:
 async def put_bucket_lifecycle(ctx: Ctx) -> web.StreamResponse:
     """Replace the bucket's lifecycle rules (validated, stored, never run)."""
     b = _bucket(ctx)
-    body = await ctx.request.read()
+    body = await read_xml_body(ctx)
     if not _content_md5_ok(ctx, hashlib.md5(body).digest()):
         raise invalid_digest()
     b["lifecycle"] = _parse_lifecycle(body)
@@ -762,10 +817,20 @@ async def _flip_first_byte(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]
         yield chunk
 
 
-async def _receive(ctx: Ctx) -> tuple[str, int, bytes, int]:
+async def _capped(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The body, refused (EntityTooLarge) as soon as it passes ``limit`` (a chunked body has no length)."""
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise entity_too_large()
+        yield chunk
+
+
+async def _receive(ctx: Ctx, limit: int = MAX_OBJECT_SIZE) -> tuple[str, int, bytes, int]:
     """Stream the request body into a new blob: (blob, size, md5, crc64) of the bytes as stored."""
     store = store_of(ctx.emulator)
-    chunks = ctx.request.content.iter_chunked(CHUNK)
+    chunks = _capped(ctx.request.content.iter_chunked(CHUNK), limit)
     if ctx.corrupt:
         chunks = _flip_first_byte(chunks)
     blob, size, md5, crc = await store.write_stream(chunks)
@@ -889,7 +954,7 @@ async def delete_object(ctx: Ctx) -> web.StreamResponse:
 
 async def delete_multiple_objects(ctx: Ctx) -> web.StreamResponse:
     _bucket(ctx, for_write=True)
-    tree = parse(await ctx.request.read(), "Delete")
+    tree = parse(await read_xml_body(ctx), "Delete")
     quiet = (tree.findtext("Quiet") or "false").strip().lower() == "true"
     keys = [o.findtext("Key") for o in tree.findall("Object")]
     if not keys or any(k is None or k == "" for k in keys):
@@ -978,9 +1043,12 @@ async def append_object(ctx: Ctx) -> web.StreamResponse:
     _bucket(ctx, for_write=True)
     key = _validate_key(ctx.key)
     raw_pos = ctx.query.get("position", "")
-    if not raw_pos.isdigit():
+    position = _number(raw_pos)  # type: ignore[assignment]
+    if position is None:
         raise invalid_argument("Position is not a valid integer.", "position", raw_pos)
-    position = int(raw_pos)
+    length = ctx.request.content_length
+    if position + (length or 0) > MAX_OBJECT_SIZE:
+        raise entity_too_large()
     objects = ctx.state.table(OBJECTS)
     name = f"{ctx.bucket}/{key}"
     obj = objects.get(name)
@@ -990,7 +1058,7 @@ async def append_object(ctx: Ctx) -> web.StreamResponse:
     if position != current:
         raise _position_mismatch(current)
     store = store_of(ctx.emulator)
-    blob, size, md5, crc = await _receive(ctx)
+    blob, size, md5, crc = await _receive(ctx, MAX_OBJECT_SIZE - position)
     # re-read: another append may have won the race while we were receiving
     obj = objects.get(name)
     if (obj["size"] if obj else 0) != position:
@@ -1143,7 +1211,7 @@ async def initiate_multipart_upload(ctx: Ctx) -> web.StreamResponse:
     _bucket(ctx, for_write=True)
     key = _validate_key(ctx.key)
     _check_overwrite(ctx, ctx.bucket or "", key)
-    await ctx.request.read()
+    await read_xml_body(ctx)  # no body is expected; whatever came is drained (bounded)
     upload_id = uuid.uuid4().hex.upper()
     ctx.state.table(UPLOADS)[upload_id] = {
         "bucket": ctx.bucket, "key": key, "initiated": ctx.now, "content_type": _content_type(ctx),
@@ -1159,10 +1227,11 @@ async def initiate_multipart_upload(ctx: Ctx) -> web.StreamResponse:
 
 def _part_number(ctx: Ctx) -> int:
     raw = ctx.query.get("partNumber", "")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PART_NUMBER:
+    number = _number(raw)
+    if number is None or not 1 <= number <= MAX_PART_NUMBER:
         raise invalid_argument(f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive.",
                                "partNumber", raw)
-    return int(raw)
+    return number
 
 
 def _store_part(ctx: Ctx, upload_id: str, number: int, blob: str, size: int, md5: bytes, crc: int) -> dict:
@@ -1222,7 +1291,7 @@ async def upload_part_copy(ctx: Ctx) -> web.StreamResponse:
 async def complete_multipart_upload(ctx: Ctx) -> web.StreamResponse:
     _bucket(ctx, for_write=True)
     upload_id, upload = _upload(ctx)
-    body = await ctx.request.read()
+    body = await read_xml_body(ctx)
     store = store_of(ctx.emulator)
     if ctx.headers.get("x-oss-complete-all", "").lower() == "yes":
         if body:
@@ -1233,9 +1302,10 @@ async def complete_multipart_upload(ctx: Ctx) -> web.StreamResponse:
         wanted = []
         for p in tree.findall("Part"):
             raw_n, etag = (p.findtext("PartNumber") or "").strip(), (p.findtext("ETag") or "").strip()
-            if not raw_n.isdigit():
+            n = _number(raw_n)
+            if n is None:
                 raise _err("MalformedXML", _MALFORMED, 400, "0042-00000204")
-            wanted.append((int(raw_n), etag))
+            wanted.append((n, etag))
         if not wanted:
             raise _err("MalformedXML", _MALFORMED, 400, "0042-00000205")
     numbers = [n for n, _ in wanted]

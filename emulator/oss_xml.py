@@ -58,13 +58,16 @@ def error_header(body: bytes) -> str:
 
 
 def parse(body: bytes, root: str) -> ET.Element:
-    """Parse a request body whose root must be ``root``; anything else is MalformedXML."""
-    if not body:
+    """Parse a request body whose root must be ``root``; anything else is MalformedXML.
+
+    A document type declaration (and so any entity definition) is refused: OSS bodies never have one,
+    and entities are how small XML bodies expand into huge ones."""
+    if not body or b"<!DOCTYPE" in body.upper() or b"<!ENTITY" in body.upper():
         raise ApiError("MalformedXML", "The XML you provided was not well-formed or did not validate "
                        "against our published schema.", 400)
     try:
         tree = ET.fromstring(body)
-    except ET.ParseError:
+    except (ET.ParseError, ValueError, LookupError, UnicodeError):
         raise ApiError("MalformedXML", "The XML you provided was not well-formed or did not validate "
                        "against our published schema.", 400) from None
     if tree.tag != root:

@@ -35,7 +35,7 @@ from aiohttp import web
 from .clock import iso, iso_minutes, parse_iso
 from .ecs.regions import REGIONS, region_or_error
 from .errors import ApiError
-from .registry import fleet_section, raw_route
+from .registry import fleet_count, fleet_section, raw_route
 from .rpc import Call, Params, action
 from .state import State, on_event
 
@@ -152,7 +152,7 @@ def describe_db_instances(call: Call, p: Params) -> dict:
         token = p.str("NextToken")
         start = 0
         if token:
-            if not token.isdigit():
+            if not (token.isascii() and token.isdigit()):
                 raise _err("InvalidNextToken.Malformed", "Specified NextToken is not valid.")
             start = int(token)
         page = rows[start:start + size]
@@ -272,7 +272,7 @@ def describe_backup_tasks(call: Call, p: Params) -> dict:
     state (``Finished`` jobs name their ``BackupId``, as the real API documents)."""
     instance = _instance(call, p.str("DBInstanceId"))
     job_id, mode, wanted = p.str("BackupJobId"), p.str("BackupMode"), p.str("BackupJobStatus")
-    if job_id is not None and not job_id.isdigit():
+    if job_id is not None and not (job_id.isascii() and job_id.isdigit()):
         raise _err("InvalidBackupJobId.Malformed", "The specified parameter BackupJobId is not valid.")
     if mode is not None and mode not in ("Automated", "Manual"):
         raise _err("InvalidBackupMode.ValueNotSupport", "The specified parameter BackupMode is not valid.")
@@ -343,7 +343,7 @@ def load_rds_instances(state: State, spec: Any) -> list[str]:
         if not isinstance(tags, dict):
             raise ApiError("InvalidFleetSpec", "tags must be a mapping", 400)
         backups = entry.get("backups")
-        count = int(entry.get("backup_count", 0))
+        count = fleet_count(entry.get("backup_count", 0), "rds_instances[].backup_count")
         default_size = int(entry.get("backup_size", DEFAULT_BACKUP_SIZE))
         if backups is None:
             backups = [{"size": default_size} for _ in range(count)]
@@ -442,7 +442,7 @@ async def download_backup(emulator, request: web.Request) -> web.StreamResponse:
     if backup is None or backup["BackupStatus"] != "Success":
         return _plain_error(404, "NoSuchKey", f"backup {backup_id!r} does not exist")
     expires = request.query.get("expires", "")
-    if not expires.isdigit():
+    if not (expires.isascii() and expires.isdigit() and len(expires) <= 15):
         return _plain_error(403, "AccessDenied", "the download URL has no valid expires parameter")
     if state.now() > int(expires):
         return _plain_error(403, "AccessDenied", "Request has expired.")

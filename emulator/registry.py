@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .errors import ApiError
 from .state import State
 
 InitHook = Callable[[State], None]
@@ -41,6 +42,18 @@ def fleet_section(name: str, order: int = 100) -> Callable[[FleetLoader], FleetL
         return fn
 
     return register
+
+
+MAX_FLEET_COUNT = 100_000  # instances, images or backups one fleet-spec entry may ask for
+
+
+def fleet_count(value: Any, what: str, hi: int = MAX_FLEET_COUNT) -> int:
+    """A fleet spec's count: an integer (or digit string) from 0 to ``hi``, else ``InvalidFleetSpec`` (400)."""
+    if isinstance(value, str) and value.isascii() and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
+        raise ApiError("InvalidFleetSpec", f"{what} must be an integer from 0 to {hi}, got {value!r}", 400)
+    return value
 
 
 def admin_route(method: str, name: str):

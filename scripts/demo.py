@@ -96,6 +96,9 @@ def start() -> int:
     print(report.read_text() if report.exists() else f"(no report at {report}; see .demo/airflow.log)")
     print(f"\nAirflow UI: http://localhost:{AIRFLOW_PORT}  login: {login()}")
     print("Emails sent by the DAG are printed in .demo/smtp.log. `make stop` stops everything.")
+    print(f"Emulator admin API: http://127.0.0.1:{EMULATOR_PORT}/_emulator/ with 'Authorization: Bearer <token>', "
+          "the token in .demo/emulator/admin-token (or: emulator.control.AdminClient(url, "
+          "token=read_admin_token('.demo/emulator'))).")
     return 0 if state == "success" else 1
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from ..auth import ACCOUNT_ID
 from ..clock import iso, parse_iso
 from ..errors import ApiError, invalid_parameter, missing_parameter
-from ..registry import fleet_section
+from ..registry import fleet_count, fleet_section
 from ..rpc import Call, Params, action
 from ..state import State, on_event
 from . import common, snapshots, timings
@@ -520,7 +520,7 @@ def modify_image_share_permission(call: Call, p: Params) -> dict:
     if len(add) > 10 or len(remove) > 10:
         raise invalid_parameter("AddAccount", "At most 10 accounts per call.")
     for acct in add + remove:
-        if not acct.isdigit():
+        if not (acct.isascii() and acct.isdigit()):
             raise ApiError("InvalidAccount.NotFound", f"The specified account {acct!r} does not exist.", 404)
     if ACCOUNT_ID in add:
         raise ApiError("InvalidAccount.Forbidden", "The image cannot be shared with its owner.", 403)
@@ -577,7 +577,7 @@ def load_images(state: State, spec: Any) -> list[str]:
             common.check_tag_value(v)
         source_id = entry.get("instance_id") or entry.get("source_instance") or ""
         inst = state.table("ecs.instances").get(source_id) if source_id else None
-        count = int(entry.get("count", 1))
+        count = fleet_count(entry.get("count", 1), "images[].count")
         for n in range(1, count + 1):
             name = entry.get("name") or ""
             if name and count > 1:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..clock import iso, parse_iso
 from ..errors import ApiError, invalid_parameter, missing_parameter
-from ..registry import admin_route, fleet_section
+from ..registry import admin_route, fleet_count, fleet_section
 from ..rpc import Call, Params, action
 from ..state import State, on_event
 from . import common, timings
@@ -730,7 +730,7 @@ def load_instances(state: State, spec: Any) -> list[str]:
         if cache_key not in network_cache:
             network_cache[cache_key] = _default_network(state, region, zone)
         vswitch, group = network_cache[cache_key]
-        count = int(entry.get("count", 1))
+        count = fleet_count(entry.get("count", 1), "instances[].count")
         base = entry.get("name")
         itype = entry.get("instance_type", "ecs.g7.large")
         sys_disk = {"size": int(entry.get("system_disk_size", max(40, int(image.get("Size") or 20)))),

@@ -351,7 +351,7 @@ def test_ten_thousand_instances_load_and_describe_fast(emulator, ecs_client):
 def test_timings_admin_route(frozen, ecs_client):
     url = f"{frozen.base_url}/_emulator/timings"
     req = urllib.request.Request(url, data=json.dumps({"instance_start": 5}).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **frozen.admin.headers()})
     with urllib.request.urlopen(req) as resp:
         assert json.loads(resp.read())["instance_start"] == 5
     (iid,) = fleet(frozen, {"region": "cn-hangzhou", "status": "Stopped"})

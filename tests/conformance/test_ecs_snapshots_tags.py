@@ -265,7 +265,7 @@ def test_malformed_requests_get_4xx(emulator, action, query):
 
 def test_admin_timings_rejects_unknown_names(emulator):
     req = urllib.request.Request(f"{emulator.base_url}/_emulator/timings", data=b'{"warp": 1}', method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **emulator.admin.headers()})
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req)
     assert err.value.code == 400
