@@ -85,6 +85,8 @@ class KeyStore:
                                policy=parse_policy(policy) if policy is not None else None))
 
     def lookup(self, access_key_id: str | None, now: float, security_token: str | None = None) -> AccessKey:
+        """The key, checked against its security token; ``now`` is the credential clock
+        (:func:`emulator.sts.credential_now`: real time, never the simulated one) that STS keys expire by."""
         key = self.keys.get(access_key_id or "") or self.temporary.get(access_key_id or "")
         if key is None:
             raise ApiError("InvalidAccessKeyId.NotFound", "Specified access key is not found.", 404)

@@ -25,6 +25,7 @@ from urllib.parse import quote, unquote
 from .auth import AccessKey
 from .errors import ApiError
 from .security import MAX_SKEW
+from .sts import credential_now
 
 ALGORITHM = "OSS4-HMAC-SHA256"
 # the query parameters the V1 signature covers (the SDK's list plus the sub-resources operations declare)
@@ -62,7 +63,7 @@ def _invalid_ak(ak: str) -> ApiError:
 
 def lookup_key(emulator, ak: str, token: str | None) -> AccessKey:
     try:
-        return emulator.keys.lookup(ak, emulator.state.now(), token)
+        return emulator.keys.lookup(ak, credential_now(emulator.state), token)  # real time, not simulated
     except ApiError as exc:
         if exc.code.startswith("InvalidAccessKeyId"):
             raise _invalid_ak(ak) from None

@@ -1,4 +1,5 @@
-"""The HTTP front door: one port serves ECS, VPC, RDS, STS (RPC), OSS (REST) and the admin API."""
+"""The HTTP front door: one port serves ECS, VPC, RDS, STS (RPC), OSS (REST), the ECS metadata service and the
+admin API."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import admin, products, ram, registry, security
+from . import admin, metadata, products, ram, registry, security, sts
 from .auth import KeyStore, parse_acs3_authorization, verify_acs3, verify_rpc_v1
 from .clock import SimClock
 from .errors import ApiError
@@ -118,6 +119,8 @@ class Emulator:
                         self.state.advance()
                         return await fn(self, request)
                 return await admin.handle(self, request)
+            if metadata.is_metadata_request(request):  # the ECS metadata service's paths (no signature, no token)
+                return await metadata.handle(self, request)
             self.state.advance()
             if request.headers.get("x-acs-action") or "Action" in request.query:
                 return await self.handle_rpc(request, await self.read_rpc_body(request))
@@ -215,7 +218,7 @@ class Emulator:
         the signed nonce was not used in the last 15 minutes (``InvalidTimeStamp.Expired``,
         ``SignatureNonceUsed``): a captured request cannot be replayed."""
         authorization = request.headers.get("Authorization", "")
-        now = self.state.now()  # simulated: STS key expiry; freshness uses the real clock
+        now = sts.credential_now(self.state)  # STS key expiry: the real clock (as the SDKs see it)
         if authorization.startswith("ACS3-"):
             if not authorization.startswith("ACS3-HMAC-SHA256 "):
                 raise ApiError("InvalidSignatureMethod", "Only ACS3-HMAC-SHA256 is supported.", 400)

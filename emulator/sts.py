@@ -4,8 +4,15 @@
 ``HMAC-SHA1`` signed GET, which the server has already verified. Every role ARN of the right
 shape is accepted (the emulator keeps no RAM roles). The temporary key is an
 :class:`emulator.auth.AccessKey` stored in the state table ``sts.keys``, where the server's
-:class:`~emulator.auth.KeyStore` finds it; it carries a security token and expires in
-simulated time.
+:class:`~emulator.auth.KeyStore` finds it; it carries a security token.
+
+Temporary keys live by the **real wall clock**, not the simulated one: the SDKs compare the
+``Expiration`` they are given with their own clock to decide when to refresh, so an expiry in
+simulated time (1000 times faster in the tests) would have them use keys the emulator already
+refuses. :func:`credential_now` is that clock: real time plus an offset that only
+``POST /_emulator/sts/clock {"advance": s}`` moves (to age keys in a test without waiting).
+Expired keys are answered ``InvalidSecurityToken.Expired`` for a day, then forgotten.
+:func:`mint_key` is shared with the ECS metadata service (:mod:`emulator.metadata`).
 
 An optional session ``Policy`` restricts the key: the actions of its ``Allow`` statements
 become the key's allow list (``ecs:Describe*``, ``ecs:*``, ``*``). ``Deny`` statements and
@@ -16,19 +23,65 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
+import time
 
 from .auth import ACCOUNT_ID, AccessKey
 from .clock import iso
 from .errors import ApiError
+from .registry import admin_route
 from .rpc import Call, Params, action
 from .state import State, on_event
 
 ROLE_ARN = re.compile(r"^acs:ram::(\d+):role/([A-Za-z0-9.\-_]{1,64})$")
 SESSION_NAME = re.compile(r"^[\w.@\-]{2,64}$")
 MIN_DURATION, MAX_DURATION, DEFAULT_DURATION = 900, 43200, 3600
-KEEP_EXPIRED = 86400  # expired keys are forgotten a simulated day later (until then: "Expired")
+KEEP_EXPIRED = 86400  # expired keys are forgotten a day (credential clock) later; until then: "Expired"
 TABLE = "sts.keys"
+CLOCK_TABLE = "sts.clock"
+MAX_CLOCK_ADVANCE = 366 * 86400
+_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+
+
+def credential_now(state: State) -> float:
+    """The clock temporary keys live by: real epoch seconds plus the ``sts/clock`` offset (0 unless a test moved
+    it). The simulated clock never moves it: its time scale and ``advance`` do not age credentials."""
+    return time.time() + float(state.table(CLOCK_TABLE).get("offset", 0.0))
+
+
+def mint_key(state: State, role_arn: str, session: str, duration: int, allow: list[str] | None = None) -> AccessKey:
+    """A new temporary key (``STS.`` id, secret, ``CAIS`` security token) for ``role_arn``/``session``, valid
+    ``duration`` seconds of :func:`credential_now`; stored in ``sts.keys`` where the key store finds it."""
+    forget_expired(state)
+    rng = state.rng("sts")
+    key_id = "STS.NT" + "".join(rng.choice(_ALPHABET) for _ in range(24))
+    secret = "".join(rng.choice(_ALPHABET) for _ in range(44))
+    token = "CAIS" + base64.b64encode(rng.randbytes(180)).decode().rstrip("=")
+    role_name = role_arn.rsplit("/", 1)[-1]
+    key = AccessKey(key_id, secret, allow=allow, security_token=token, expires_at=credential_now(state) + duration,
+                    principal=f"{role_name}:{session}", role_arn=role_arn)
+    state.table(TABLE)[key_id] = key
+    state.dirty = True
+    return key
+
+
+def forget_expired(state: State) -> int:
+    """Drop the temporary keys that expired more than :data:`KEEP_EXPIRED` seconds ago; how many."""
+    table = state.table(TABLE)
+    horizon = credential_now(state) - KEEP_EXPIRED
+    old = [k for k, key in table.items() if key.expires_at is not None and key.expires_at <= horizon]
+    for key_id in old:
+        del table[key_id]
+    if old:
+        state.dirty = True
+    return len(old)
+
+
+def credentials_of(key: AccessKey) -> dict:
+    """The ``Credentials`` block of an AssumeRole answer (and the body of the metadata service's)."""
+    return {"AccessKeyId": key.access_key_id, "AccessKeySecret": key.secret, "SecurityToken": key.security_token,
+            "Expiration": iso(key.expires_at or 0)}
 
 
 def _bad(code: str, message: str) -> ApiError:
@@ -84,25 +137,13 @@ def assume_role(call: Call, p: Params) -> dict:
     policy = p.str("Policy")
     allow = policy_actions(policy) if policy else None
 
-    state = call.state
-    rng = state.rng("sts")
-    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
-    key_id = "STS.NT" + "".join(rng.choice(alphabet) for _ in range(24))
-    secret = "".join(rng.choice(alphabet) for _ in range(44))
-    token = "CAIS" + base64.b64encode(rng.randbytes(180)).decode().rstrip("=")
-    expires = call.now + duration
+    key = mint_key(call.state, role_arn, session, duration, allow)
     role_id = str(300000000000000000 + int(account_id) % 10**15 + len(role_name))
-    state.table(TABLE)[key_id] = AccessKey(
-        key_id, secret, allow=allow, security_token=token, expires_at=expires,
-        principal=f"{role_name}:{session}", role_arn=role_arn)
-    state.schedule(duration + KEEP_EXPIRED, "sts.key.forget", access_key_id=key_id)
-    state.dirty = True
     return {
         "SourceIdentity": "",
         "AssumedRoleUser": {"Arn": f"acs:ram::{account_id}:role/{role_name.lower()}/{session}",
                             "AssumedRoleId": f"{role_id}:{session}"},
-        "Credentials": {"AccessKeyId": key_id, "AccessKeySecret": secret, "SecurityToken": token,
-                        "Expiration": iso(expires)},
+        "Credentials": credentials_of(key),
     }
 
 
@@ -122,4 +163,26 @@ def get_caller_identity(call: Call, p: Params) -> dict:
 
 @on_event("sts.key.forget")
 def _forget_key(state: State, event) -> None:
-    state.table(TABLE).pop(event.payload["access_key_id"], None)
+    """Events of states saved before keys lived by the credential clock: forget only what is long expired."""
+    forget_expired(state)
+
+
+@admin_route("GET", "sts/clock")
+def _get_clock(emulator, body: dict, query: dict) -> dict:
+    now = credential_now(emulator.state)
+    return {"offset": emulator.state.table(CLOCK_TABLE).get("offset", 0.0), "now": now, "iso": iso(now)}
+
+
+@admin_route("POST", "sts/clock")
+def _move_clock(emulator, body: dict, query: dict) -> dict:
+    """``{"advance": seconds}``: age every temporary key (and move the ``Expiration`` of new ones) by that much."""
+    unknown = set(body) - {"advance"}
+    if unknown:
+        raise ValueError(f"unknown sts/clock fields: {', '.join(sorted(unknown))}")
+    advance = body.get("advance", 0)
+    if isinstance(advance, bool) or not isinstance(advance, int | float) or not math.isfinite(advance) \
+            or not 0 <= advance <= MAX_CLOCK_ADVANCE:
+        raise ValueError(f"advance must be a number of seconds from 0 to {MAX_CLOCK_ADVANCE}")
+    table = emulator.state.table(CLOCK_TABLE)
+    table["offset"] = float(table.get("offset", 0.0)) + float(advance)
+    return _get_clock(emulator, {}, query)

@@ -22,6 +22,9 @@ TRANSIENT_CODES = frozenset({
 })
 """4xx codes Alibaba documents as "try again later" (a concurrent operation, a ClientToken still being processed)."""
 
+PERMISSION_CODES = frozenset({"Forbidden.RAM", "Forbidden.NoPermission", "NoPermission", "Forbidden", "AccessDenied"})
+"""Codes of a request the caller is not allowed to make (403): retrying will not help until a policy changes."""
+
 NETWORK_ERROR_CODE = "NetworkError"
 """Code given to connection errors, resets and timeouts (no HTTP response was received)."""
 
@@ -125,6 +128,24 @@ def _fail_exception_base() -> type[Exception]:
     from airflow.sdk.exceptions import AirflowFailException
 
     return AirflowFailException
+
+
+class AliyunPermissionError(AliyunApiError, _fail_exception_base()):  # type: ignore[misc]
+    """An API call the connection's RAM user or role may not make (``Forbidden.RAM``, OSS ``AccessDenied``).
+
+    It is an :class:`AliyunApiError` (per-item code handles it like any other failure) and an
+    ``AirflowFailException``: a task it escapes from fails at once instead of waiting for retries that cannot
+    succeed until the policy is fixed. The message names the missing permission when the cloud says which.
+    """
+
+
+def denied(reason: str) -> bool:
+    """Whether a per-item reason (from :func:`error_reason`) is a permission error.
+
+    >>> denied("Forbidden.RAM: User not authorized ... [missing RAM permission: ecs:StartInstances (ImplicitDeny)]")
+    True
+    """
+    return any(f"{code}:" in reason for code in PERMISSION_CODES) or "missing RAM permission" in reason
 
 
 class TooManyItemFailures(_fail_exception_base()):  # type: ignore[misc]

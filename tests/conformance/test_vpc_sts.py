@@ -107,15 +107,49 @@ def test_assume_role_then_ecs_call_with_sts_key(emulator):
 
 
 def test_expired_token_is_rejected(emulator):
-    emulator.admin.clock(freeze=True)  # 900 simulated seconds are under a real second at time scale 1000
     creds = _assume(emulator, role_session_expiration=900)
     client = _ecs(emulator, access_key_id=creds["id"], access_key_secret=creds["secret"],
                   security_token=creds["token"])
     assert client.describe_regions(ecs_models.DescribeRegionsRequest()).body.regions
-    emulator.admin.advance(901)
+    emulator.admin.request("POST", "sts/clock", {"advance": 890})  # the credential clock, not the simulated one
+    assert client.describe_regions(ecs_models.DescribeRegionsRequest()).body.regions
+    emulator.admin.request("POST", "sts/clock", {"advance": 11})
     with pytest.raises(TeaException) as err:
         client.describe_regions(ecs_models.DescribeRegionsRequest())
     assert err.value.code == "InvalidSecurityToken.Expired"
+    assert emulator.admin.table("sts.keys")[creds["id"]]  # still known (answered "Expired") for a day...
+    emulator.admin.request("POST", "sts/clock", {"advance": 86400})
+    _assume(emulator)  # ...then forgotten (when the next key is minted)
+    assert creds["id"] not in emulator.admin.table("sts.keys")
+    with pytest.raises(TeaException) as err:
+        client.describe_regions(ecs_models.DescribeRegionsRequest())
+    assert err.value.code == "InvalidAccessKeyId.NotFound"
+
+
+def test_simulated_time_does_not_age_sts_keys(emulator):
+    """Keys live by the real clock, as the SDK that refreshes them does: neither the time scale (1000 here) nor
+    an ``advance`` of the simulated clock expires them."""
+    import time
+
+    creds = _assume(emulator, role_session_expiration=900)
+    client = _ecs(emulator, access_key_id=creds["id"], access_key_secret=creds["secret"],
+                  security_token=creds["token"])
+    emulator.admin.advance(30 * 86400)
+    time.sleep(1.0)  # 1000 simulated seconds, more than the key's 900
+    assert client.describe_regions(ecs_models.DescribeRegionsRequest()).body.regions
+    record = emulator.admin.table("sts.keys")[creds["id"]]
+    assert 880 <= record["expires_at"] - time.time() <= 900
+
+
+@pytest.mark.parametrize("body", [{"advance": -1}, {"advance": "x"}, {"advance": True}, {"advance": 1e12},
+                                  {"rewind": 5}])
+def test_sts_clock_refuses_bad_changes(emulator, body):
+    from emulator.control import AdminError
+
+    with pytest.raises(AdminError) as err:
+        emulator.admin.request("POST", "sts/clock", body)
+    assert err.value.status == 400
+    assert emulator.admin.request("GET", "sts/clock")["offset"] == 0.0
 
 
 def test_wrong_or_missing_token_is_rejected(emulator):
@@ -199,10 +233,12 @@ def test_assume_role_response_shape(emulator):
     assert body["AssumedRoleUser"]["AssumedRoleId"].endswith(":ops@example.com")
     cred = body["Credentials"]
     assert cred["AccessKeyId"].startswith("STS.") and cred["AccessKeySecret"] and cred["SecurityToken"]
-    now = emulator.admin.clock()["now"]
+    import time
+
     from emulator.clock import parse_iso
 
-    assert 43200 - 60 <= parse_iso(cred["Expiration"]) - now <= 43200 + 1
+    # Expiration is in real time (what the SDK compares it with), not the simulated clock's
+    assert 43200 - 60 <= parse_iso(cred["Expiration"]) - time.time() <= 43200 + 1
 
 
 # -- per-key RAM allow list (a second emulator with a keys file) ------------------------------

@@ -4,13 +4,20 @@ Connection (all fields optional; ``login``/``password`` may carry the key pair i
 
     AIRFLOW_CONN_ALIYUN_DEFAULT='{"conn_type": "aliyun", "extra": {
         "access_key_id": "LTAI...", "access_key_secret": "...", "security_token": null,
-        "ram_role_arn": null, "role_session_name": "aliyun-ops",
+        "ram_role_arn": null, "role_session_name": "aliyun-ops", "role_session_duration": 3600,
+        "ecs_ram_role": null, "ecs_metadata_endpoint": null,
         "region": "cn-hangzhou", "endpoint": "http://127.0.0.1:9100",
         "rate_limits": {"DescribeImages": 10, "*": 20}, "max_attempts": 6,
         "read_timeout": 30, "connect_timeout": 5, "retry_base_delay": 1.0, "retry_max_delay": 20}}'
 
-With no keys the Alibaba credentials chain is used (env, OIDC, CLI profile, ini file, ECS RAM role).
-``endpoint`` replaces every service endpoint (ECS, VPC, RDS, OSS, STS): the bundled emulator.
+Credential modes (:attr:`ConnectionSettings.credential_mode`): ``access_key`` (key pair), ``sts`` (key pair +
+``security_token``), ``ram_role_arn`` (AssumeRole with ``role_session_name`` for ``role_session_duration``
+seconds, from the key pair, the ECS RAM role or the credentials chain; refreshed 15 minutes before expiry),
+``ecs_ram_role`` (the instance's RAM role from the ECS metadata service; ``true`` instead of a name asks the
+service for it) and ``default`` (no keys: the Alibaba credentials chain: env, OIDC, CLI profile, ini file, ECS RAM
+role). ``endpoint`` replaces every service endpoint (ECS, VPC, RDS, OSS, STS): the bundled emulator;
+``ecs_metadata_endpoint`` replaces the metadata service's ``100.100.100.200`` (tests and the emulator only).
+Temporary keys the SDK fetches (AssumeRole, metadata) are registered with Airflow's secrets masker.
 
 The hook owns every API call (:meth:`AliyunBaseHook.call` / :meth:`AliyunBaseHook.acall`):
 client-side rate limit per (region, action), retries with exponential backoff and full jitter on
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,10 +42,12 @@ from airflow.sdk import BaseHook
 
 from aliyun_ops.exceptions import (
     NETWORK_ERROR_CODE,
+    PERMISSION_CODES,
     SERVER_CODES,
     THROTTLING_CODES,
     TRANSIENT_CODES,
     AliyunApiError,
+    AliyunPermissionError,
 )
 from aliyun_ops.ratelimit import RateLimiter, backoff_delay, shared_limiter
 
@@ -49,15 +59,18 @@ T = TypeVar("T")
 
 DEFAULT_CONN_ID = "aliyun_default"
 DEFAULT_ROLE_SESSION_NAME = "aliyun-ops"
+DEFAULT_ROLE_SESSION_DURATION = 3600
+MIN_ROLE_SESSION_DURATION, MAX_ROLE_SESSION_DURATION = 900, 43200
 DEFAULT_MAX_ATTEMPTS = 6
 MAX_RETRY_AFTER = 300.0
 """Longest server-requested wait we honour (seconds); longer values are clamped."""
 
 _KNOWN_EXTRAS = (
-    "access_key_id", "access_key_secret", "security_token", "ram_role_arn", "role_session_name", "region",
-    "endpoint", "rate_limits", "max_attempts", "read_timeout", "connect_timeout", "retry_base_delay",
-    "retry_max_delay",
+    "access_key_id", "access_key_secret", "security_token", "ram_role_arn", "role_session_name",
+    "role_session_duration", "ecs_ram_role", "ecs_metadata_endpoint", "region", "endpoint", "rate_limits",
+    "max_attempts", "read_timeout", "connect_timeout", "retry_base_delay", "retry_max_delay",
 )
+_ROLE_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 
 
 def _clean(value: Any) -> Any:
@@ -78,6 +91,17 @@ def _number(name: str, value: Any, default: float, *, minimum: float = 0.0) -> f
     if number < minimum:
         raise ValueError(f"aliyun connection extra {name!r} must be >= {minimum}, got {value!r}")
     return number
+
+
+def _base_url(conn_id: str, name: str, value: Any) -> str | None:
+    """``http(s)://host[:port]`` (no scheme: https), trailing slash dropped; ValueError for anything else."""
+    if value is None:
+        return None
+    value = str(value).rstrip("/")
+    parts = urlsplit(value if "://" in value else f"https://{value}")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"aliyun connection {conn_id!r}: {name} must look like http://host:port, got {value!r}")
+    return value
 
 
 def _mask(value: str | None) -> str | None:
@@ -105,6 +129,11 @@ class ConnectionSettings:
     security_token: str | None = None
     ram_role_arn: str | None = None
     role_session_name: str = DEFAULT_ROLE_SESSION_NAME
+    role_session_duration: int = DEFAULT_ROLE_SESSION_DURATION
+    ecs_ram_role: str | bool | None = None
+    """Role name of the ECS instance RAM role; ``True``: ask the metadata service for it."""
+    ecs_metadata_endpoint: str | None = None
+    """Base URL of the ECS metadata service instead of ``http://100.100.100.200`` (tests/emulator only)."""
     region: str | None = None
     endpoint: str | None = None
     rate_limits: Mapping[str, float] = field(default_factory=dict, hash=False)
@@ -132,13 +161,25 @@ class ConnectionSettings:
         security_token = raw.get("security_token")
         if security_token and not access_key_id:
             raise ValueError(f"aliyun connection {conn_id!r}: security_token needs access_key_id/access_key_secret")
-        endpoint = raw.get("endpoint")
-        if endpoint is not None:
-            endpoint = str(endpoint).rstrip("/")
-            parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError(f"aliyun connection {conn_id!r}: endpoint must look like http://host:port, "
-                                 f"got {endpoint!r}")
+        endpoint = _base_url(conn_id, "endpoint", raw.get("endpoint"))
+        ecs_ram_role = raw.get("ecs_ram_role")
+        if ecs_ram_role is False:
+            ecs_ram_role = None
+        if ecs_ram_role is not None and ecs_ram_role is not True and not (
+                isinstance(ecs_ram_role, str) and _ROLE_NAME.match(ecs_ram_role)):
+            raise ValueError(f"aliyun connection {conn_id!r}: ecs_ram_role must be the instance's RAM role name "
+                             f"(or true: ask the metadata service), got {ecs_ram_role!r}")
+        if ecs_ram_role is not None and access_key_id:
+            raise ValueError(f"aliyun connection {conn_id!r}: give either ecs_ram_role or access_key_id/"
+                             "access_key_secret, not both")
+        ecs_metadata_endpoint = _base_url(conn_id, "ecs_metadata_endpoint", raw.get("ecs_metadata_endpoint"))
+        if ecs_metadata_endpoint and ecs_ram_role is None:
+            raise ValueError(f"aliyun connection {conn_id!r}: ecs_metadata_endpoint needs ecs_ram_role")
+        duration = _number("role_session_duration", raw.get("role_session_duration"), DEFAULT_ROLE_SESSION_DURATION,
+                           minimum=MIN_ROLE_SESSION_DURATION)
+        if duration > MAX_ROLE_SESSION_DURATION or duration != int(duration):
+            raise ValueError(f"aliyun connection {conn_id!r}: role_session_duration must be whole seconds from "
+                             f"{MIN_ROLE_SESSION_DURATION} to {MAX_ROLE_SESSION_DURATION}, got {duration!r}")
         rate_limits = raw.get("rate_limits") or {}
         if isinstance(rate_limits, str):
             try:
@@ -158,6 +199,9 @@ class ConnectionSettings:
             security_token=security_token,
             ram_role_arn=raw.get("ram_role_arn"),
             role_session_name=raw.get("role_session_name") or DEFAULT_ROLE_SESSION_NAME,
+            role_session_duration=int(duration),
+            ecs_ram_role=ecs_ram_role,
+            ecs_metadata_endpoint=ecs_metadata_endpoint,
             region=raw.get("region"),
             endpoint=endpoint,
             rate_limits={k: v for k, v in limits.items() if v > 0},
@@ -183,13 +227,16 @@ class ConnectionSettings:
     # -- derived ----------------------------------------------------------------------------
     @property
     def credential_mode(self) -> str:
-        """``ram_role_arn``, ``sts`` (key pair + token), ``access_key`` or ``default`` (credentials chain)."""
+        """``ram_role_arn``, ``sts`` (key pair + token), ``access_key``, ``ecs_ram_role`` (instance RAM role) or
+        ``default`` (credentials chain)."""
         if self.ram_role_arn:
             return "ram_role_arn"
         if self.access_key_id and self.security_token:
             return "sts"
         if self.access_key_id:
             return "access_key"
+        if self.ecs_ram_role is not None:
+            return "ecs_ram_role"
         return "default"
 
     @property
@@ -218,7 +265,9 @@ class ConnectionSettings:
                 f"access_key_id={_mask(self.access_key_id)!r}, "
                 f"access_key_secret={'***' if self.access_key_secret else None!r}, "
                 f"security_token={'***' if self.security_token else None!r}, ram_role_arn={self.ram_role_arn!r}, "
-                f"role_session_name={self.role_session_name!r}, region={self.region!r}, "
+                f"role_session_name={self.role_session_name!r}, "
+                f"role_session_duration={self.role_session_duration}, ecs_ram_role={self.ecs_ram_role!r}, "
+                f"ecs_metadata_endpoint={self.ecs_metadata_endpoint!r}, region={self.region!r}, "
                 f"endpoint={self.endpoint!r}, rate_limits={dict(self.rate_limits)!r}, "
                 f"max_attempts={self.max_attempts}, read_timeout={self.read_timeout}, "
                 f"connect_timeout={self.connect_timeout}, retry_base_delay={self.retry_base_delay}, "
@@ -228,36 +277,131 @@ class ConnectionSettings:
 
 
 def build_credential_client(settings: ConnectionSettings) -> CredentialClient:
-    """An ``alibabacloud_credentials`` client for the connection's credential mode."""
-    from alibabacloud_credentials.client import Client as CredentialClient
+    """An ``alibabacloud_credentials`` client for the connection's credential mode.
+
+    Temporary credentials (``ram_role_arn``, ``ecs_ram_role``) are refreshed by the SDK on use, before they expire
+    (AssumeRole: 15 minutes before ``Expiration``; metadata: the same, and every hour), so a hook kept for hours
+    (a long wait) keeps working. Every key secret and security token the client hands out is registered with
+    Airflow's secrets masker.
+    """
     from alibabacloud_credentials.models import Config as CredConfig
 
+    client_class = _masking_client_class()
     mode = settings.credential_mode
     if mode == "access_key":
-        return CredentialClient(CredConfig(type="access_key", access_key_id=settings.access_key_id,
-                                           access_key_secret=settings.access_key_secret))
+        return client_class(CredConfig(type="access_key", access_key_id=settings.access_key_id,
+                                       access_key_secret=settings.access_key_secret))
     if mode == "sts":
-        return CredentialClient(CredConfig(type="sts", access_key_id=settings.access_key_id,
-                                           access_key_secret=settings.access_key_secret,
-                                           security_token=settings.security_token))
+        return client_class(CredConfig(type="sts", access_key_id=settings.access_key_id,
+                                       access_key_secret=settings.access_key_secret,
+                                       security_token=settings.security_token))
+    if mode == "ecs_ram_role":
+        return client_class(provider=_ecs_ram_role_provider(settings))
     if mode == "ram_role_arn":
         sts_endpoint = settings.endpoint_url  # with a scheme: the provider would force https otherwise
         if settings.access_key_id:
-            return CredentialClient(CredConfig(
+            return client_class(CredConfig(
                 type="ram_role_arn", access_key_id=settings.access_key_id,
                 access_key_secret=settings.access_key_secret, security_token=settings.security_token,
                 role_arn=settings.ram_role_arn, role_session_name=settings.role_session_name,
-                sts_endpoint=sts_endpoint))
-        # No base keys: assume the role from whatever the default chain finds.
+                role_session_expiration=settings.role_session_duration, sts_endpoint=sts_endpoint))
+        # No base keys: assume the role from the instance's RAM role, else from whatever the default chain finds.
         from alibabacloud_credentials.provider.default import DefaultCredentialsProvider
         from alibabacloud_credentials.provider.ram_role_arn import RamRoleArnCredentialsProvider
 
-        provider = RamRoleArnCredentialsProvider(credentials_provider=DefaultCredentialsProvider(),
-                                                 role_arn=settings.ram_role_arn,
+        source = (_ecs_ram_role_provider(settings) if settings.ecs_ram_role is not None
+                  else DefaultCredentialsProvider())
+        provider = RamRoleArnCredentialsProvider(credentials_provider=source, role_arn=settings.ram_role_arn,
                                                  role_session_name=settings.role_session_name,
+                                                 duration_seconds=settings.role_session_duration,
                                                  sts_endpoint=sts_endpoint)
-        return CredentialClient(provider=provider)
-    return CredentialClient()
+        return client_class(provider=provider)
+    return client_class()
+
+
+def _ecs_ram_role_provider(settings: ConnectionSettings):
+    """``EcsRamRoleCredentialsProvider`` for the connection's role, at ``ecs_metadata_endpoint`` if one is given.
+
+    The SDK hard-codes the metadata host (``100.100.100.200``, a name-mangled private attribute and no
+    parameter); a subclass sets it after construction, for the emulator. No background refresh thread
+    (``async_update_enabled=False``): the provider refreshes on use, and a hook must not leave a scheduler thread
+    behind per instance. ``ALIBABA_CLOUD_ECS_METADATA_DISABLED=true`` (read by the SDK at import) is honoured:
+    ``ValueError``.
+    """
+    from alibabacloud_credentials.provider.ecs_ram_role import EcsRamRoleCredentialsProvider
+
+    class _EcsRamRoleProvider(EcsRamRoleCredentialsProvider):
+        def __init__(self, *, metadata_host: str | None, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            if metadata_host:
+                self._EcsRamRoleCredentialsProvider__metadata_service_host = metadata_host
+
+    host = None
+    if settings.ecs_metadata_endpoint:  # http: host[:port] (TeaRequest defaults to http); https: the whole URL
+        url = settings.ecs_metadata_endpoint if "://" in settings.ecs_metadata_endpoint \
+            else f"https://{settings.ecs_metadata_endpoint}"
+        parts = urlsplit(url)
+        host = parts.netloc if parts.scheme == "http" else f"{parts.scheme}://{parts.netloc}"
+    role = settings.ecs_ram_role if isinstance(settings.ecs_ram_role, str) else None
+    try:
+        return _EcsRamRoleProvider(metadata_host=host, role_name=role, async_update_enabled=False)
+    except ValueError as exc:  # the SDK's "IMDS credentials is disabled"
+        raise ValueError(f"aliyun connection {settings.conn_id!r}: ecs_ram_role needs the ECS metadata service, "
+                         f"but ALIBABA_CLOUD_ECS_METADATA_DISABLED=true disables it ({exc})") from None
+
+
+def _register_secrets(*values: str | None) -> None:
+    """Tell Airflow's secrets masker (task process and, outside an event loop, the supervisor) about ``values``."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        from airflow.sdk.log import mask_secret
+    else:  # a sync call on the event loop thread must not block on the supervisor: this process only
+        from airflow.sdk._shared.secrets_masker import mask_secret
+    for value in values:
+        if value:
+            mask_secret(value)
+
+
+async def _aregister_secrets(*values: str | None) -> None:
+    from airflow.sdk.log import amask_secret
+
+    for value in values:
+        if value:
+            await amask_secret(value)
+
+
+def _masking_client_class() -> type:
+    """``alibabacloud_credentials.client.Client`` that registers each new secret and token it hands out."""
+    global _MASKING_CLIENT
+    if _MASKING_CLIENT is None:
+        from alibabacloud_credentials.client import Client as CredentialClient
+
+        class MaskingCredentialClient(CredentialClient):
+            _masked: frozenset[str] = frozenset()
+
+            def _new(self, cred: Any) -> tuple[str, ...]:
+                values = tuple(v for v in (cred.access_key_secret, cred.security_token) if v and v not in self._masked)
+                self._masked = self._masked | set(values)
+                return values
+
+            def get_credential(self):
+                cred = super().get_credential()
+                if values := self._new(cred):
+                    _register_secrets(*values)
+                return cred
+
+            async def get_credential_async(self):
+                cred = await super().get_credential_async()
+                if values := self._new(cred):
+                    await _aregister_secrets(*values)
+                return cred
+
+        _MASKING_CLIENT = MaskingCredentialClient
+    return _MASKING_CLIENT
+
+
+_MASKING_CLIENT: type | None = None
 
 
 # -- error classification -------------------------------------------------------------------
@@ -371,8 +515,8 @@ def classify_error(action: str, exc: BaseException, *, service: str | None = Non
     if code is None and status is None:
         # e.g. a non-JSON error body: report it, don't retry blindly
         code = type(inner).__name__
-    return AliyunApiError(action, code, message, request_id, status, retryable, service=service,
-                          retry_after=retry_after)
+    kind = AliyunPermissionError if code in PERMISSION_CODES and status == 403 else AliyunApiError
+    return kind(action, code, message, request_id, status, retryable, service=service, retry_after=retry_after)
 
 
 def _request_id_of(response: Any) -> str | None:
@@ -449,6 +593,9 @@ class AliyunBaseHook(BaseHook):
             "endpoint": StringField(lazy_gettext("Endpoint override"), widget=BS3TextFieldWidget(),
                                     description="Base URL replacing every service endpoint (the emulator)"),
             "ram_role_arn": StringField(lazy_gettext("RAM role ARN"), widget=BS3TextFieldWidget()),
+            "ecs_ram_role": StringField(lazy_gettext("ECS instance RAM role"), widget=BS3TextFieldWidget(),
+                                        description="Role name attached to the worker's ECS instance "
+                                                    "(metadata credentials); leave the keys empty"),
             "security_token": PasswordField(lazy_gettext("STS security token"), widget=BS3PasswordFieldWidget()),
         }
 
@@ -557,7 +704,8 @@ class AliyunBaseHook(BaseHook):
     def _final_error(self, err: AliyunApiError, attempt: int, region: str | None) -> AliyunApiError:
         err.attempts = attempt
         # A NotFound is often the expected answer (idempotency look-ups, eventual consistency): INFO.
-        log = self.log.info if err.is_not_found and not err.retryable else self.log.warning
+        log = self.log.info if (err.is_not_found or err.code == "DryRunOperation") and not err.retryable \
+            else self.log.warning
         log("%s region=%s", err, region or "-")
         return err
 
