@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from aliyun_ops.exceptions import AliyunApiError, AliyunPermissionError
 from aliyun_ops.hooks.base import AliyunBaseHook
 
 if TYPE_CHECKING:
@@ -286,6 +287,45 @@ class EcsHook(AliyunBaseHook):
                 batch_optimization=batch_optimization, dry_run=dry_run))
             out.extend(_items(body, "InstanceResponses", "InstanceResponse"))
         return out
+
+    UNDO_CHECKS = {"StartInstance": "StartInstanceRequest", "StartInstances": "StartInstancesRequest",
+                   "DeleteInstance": "DeleteInstanceRequest"}
+
+    def check_allowed(self, action: str, region: str | None, instance_id: str) -> None:
+        """Prove, with a DryRun call, that ``action`` (the undo of a step about to be taken: StartInstance(s) before a
+        stop, DescribeInstances and DeleteInstance before a temporary instance is made, DescribeInvocations and
+        DescribeInvocationResults before a freeze whose thaw must be watched) is allowed, so a missing RAM permission fails the
+        step before it changes anything. Raises :class:`AliyunPermissionError`; any other answer (DryRunOperation,
+        a status or NotFound error) means RAM let the request through.
+
+        Example::
+
+            hook.check_allowed("StartInstances", "cn-hangzhou", "i-bp1abc")   # then stop it
+        """
+        m = _models()
+        region = self.resolve_region(region)
+        reads = {"DescribeInstances": lambda: self.describe_instances(region, instance_ids=[instance_id]),
+                 "DescribeInvocations": lambda: self.describe_invocations(region, "t-permission-check"),
+                 "DescribeInvocationResults": lambda: self.describe_invocation_results(region, "t-permission-check")}
+        if action in reads:  # a read that changes nothing: an unknown id answers empty or NotFound
+            try:
+                reads[action]()
+            except AliyunPermissionError:
+                raise
+            except AliyunApiError:
+                pass
+            return
+        fields = {"StartInstances": {"region_id": region, "instance_id": [instance_id]},
+                  "StartInstance": {"instance_id": instance_id},
+                  "DeleteInstance": {"instance_id": instance_id}}[action]
+        request = getattr(m, self.UNDO_CHECKS[action])(dry_run=True, **fields)
+        try:
+            self.call(action, getattr(self.get_client(region), _snake(action)), request, region=region,
+                      max_attempts=1)
+        except AliyunPermissionError:
+            raise
+        except AliyunApiError:
+            return
 
     def start_instance(self, region: str | None, instance_id: str) -> dict:
         m = _models()

@@ -302,7 +302,11 @@ class RunCommandOperator(AliyunBaseOperator):
 
     def _mark_paused(self, context: Any, hook: EcsHook, region: str, ids: list[str]) -> str | None:
         """With ``mark_paused``: tag ``ids`` ``ops:paused-mode=freeze`` before the command; the error if that failed."""
-        return mark_paused(hook, context, region, ids, pause.FREEZE, "not run") if self.mark_paused else None
+        if not self.mark_paused:
+            return None
+        for needed in ("DescribeInvocations", "DescribeInvocationResults"):  # the thaw must be watchable
+            hook.check_allowed(needed, region, ids[0])
+        return mark_paused(hook, context, region, ids, pause.FREEZE, "not run")
 
     def execute_complete(self, context: Any, event: dict | None = None) -> list[dict]:
         state = (event or {}).get("carry")

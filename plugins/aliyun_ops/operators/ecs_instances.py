@@ -522,6 +522,8 @@ class StopInstancesOperator(_PowerOperator):
             raise ValueError(f"stopped_mode must be KeepCharging or StopCharging, got {self.stopped_mode!r}")
 
     def call_api(self, hook: EcsHook, region: str, ids: list[str]) -> list[dict]:
+        if ids:  # what is stopped must be startable again: a missing ecs:StartInstances fails here, not later
+            hook.check_allowed("StartInstances", region, ids[0])
         return hook.stop_instances(region, ids, force_stop=bool(self.force_stop),
                                    stopped_mode=self.stopped_mode or None)
 
@@ -621,6 +623,8 @@ class ReplaceSystemDiskOperator(AliyunBaseOperator):
                           self.image_id)
             disk_id, replaced = disk["DiskId"], False
         else:
+            if status in ("Running", "Stopping", "Starting", "Pending"):
+                hook.check_allowed("StartInstance", region, iid)  # it must be startable again before it stops
             if status == "Running":
                 hook.stop_instance(region, iid)
                 status = self._wait(hook, item, "Stopped")
@@ -753,6 +757,9 @@ class RunInstancesOperator(_WaitMixin, AliyunBaseOperator):
         hook = self.hook
         ids = self.recall(context, "run_instances_ids")
         if not ids:
+            # what is made must be releasable: a missing ecs:DeleteInstance fails here, before anything exists
+            for needed in ("DescribeInstances", "DeleteInstance"):
+                hook.check_allowed(needed, region, "i-permission-check")
             vswitch_id, group_id = self.vswitch_id, self.security_group_id
             if not vswitch_id or not group_id:
                 default_vsw, default_group = default_network(hook, region, self.zone_id)

@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from aliyun_ops.exceptions import AliyunApiError, error_reason
+from aliyun_ops.exceptions import AliyunApiError, denied, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import pause
 from aliyun_ops.logic.provenance import tags_from_api
@@ -339,8 +339,11 @@ class ResumePausedOperator(AliyunBaseOperator):
         still = [r for r in results if r["status"] != SUCCESS]
         if still:
             sample = "; ".join(f"{r['instance_id']} ({r['region']}): {r['reason']}" for r in still[:10])
-            raise AirflowException(f"{len(still)} of {len(results)} paused instance(s) could not be resumed and keep "
-                                   f"their ops:paused-* tags for the next run: {sample}")
+            message = (f"{len(still)} of {len(results)} paused instance(s) could not be resumed and keep their "
+                       f"ops:paused-* tags for the next run: {sample}")
+            if all(denied(r["reason"]) for r in still):  # a retry cannot help until the RAM policy is fixed
+                raise AirflowFailException(message)
+            raise AirflowException(message)
         return results
 
 

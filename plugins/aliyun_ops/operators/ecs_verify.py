@@ -136,6 +136,8 @@ class VerifyBackupsOperator(AliyunBaseOperator):
             vswitch, group = hook.default_network(region)
         tags = {pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE, pv.RUN_ID: info["run_id"][:128], pv.DAG_ID: info["dag_id"],
                 VERIFY_OF: copy["image_id"], pv.SOURCE_INSTANCE: copy["instance_id"]}
+        for needed in ("DescribeInstances", "DeleteInstance"):  # what is made must be watched and released
+            hook.check_allowed(needed, region, "i-permission-check")
         ids = hook.run_instances(region, copy["image_id"], self.instance_type, v_switch_id=vswitch,
                                  security_group_id=group, instance_name=f"verify-{copy['image_id']}", tags=tags,
                                  client_token=self.client_token(context, "boot", copy["image_id"]),
