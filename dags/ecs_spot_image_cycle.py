@@ -94,12 +94,13 @@ with DAG(
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def plans(selected: list[dict], **context) -> list[dict]:
-        """One replace per instance whose fresh image is Available."""
+        """One replace per instance that is Stopped and whose fresh image is Available."""
         from aliyun_ops.pipelines.spot_cycle import cycle_plans
 
-        created = context["ti"].xcom_pull(task_ids="create_images", key="results") or \
-            context["ti"].xcom_pull(task_ids="create_images")
-        return cycle_plans(selected, created, context["params"]["base_image_id"])
+        ti = context["ti"]
+        created = ti.xcom_pull(task_ids="create_images", key="results") or ti.xcom_pull(task_ids="create_images")
+        return cycle_plans(selected, created, context["params"]["base_image_id"],
+                           ti.xcom_pull(task_ids="stop_instances", key="results"))
 
     todo = plans(select.output)
     replace = RestoreSystemDiskOperator.partial(

@@ -135,6 +135,9 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
     # -- the flow --------------------------------------------------------------------------------------
     def restore(self, context: Any, hook: EcsHook, plan: dict, row: dict) -> None:
         region, iid = plan["region"], plan["instance_id"]
+        if self.status(hook, region, iid) == "Running":  # nobody is stopping it: waiting would only time out
+            raise RestoreError("the instance is Running: it must be stopped first (did the stop step fail?); "
+                               "nothing was changed")
         self.wait_status(hook, region, iid, "Stopped")
         if self.take_undo_snapshot and plan.get("current_disk_id"):
             row["undo_snapshot_id"] = self.undo_snapshot(context, hook, plan)

@@ -19,13 +19,22 @@ from .report_output import send_report_email, write_artifacts
 log = logging.getLogger(__name__)
 
 
-def cycle_plans(selected: Sequence[Mapping], created: Sequence[Mapping] | None, base_image_id: str | None) -> list[dict]:
-    """One RestoreSystemDiskOperator plan per instance whose fresh image is Available."""
+def stopped_ids(stopped: Sequence[Mapping] | None) -> set[str]:
+    """Instances the stop step left Stopped (stopped now, or already); none when the step left no result."""
+    return {r["instance_id"] for r in stopped or []
+            if r.get("instance_id") and (r.get("instance_status") == "Stopped" or r.get("status") == SUCCESS)}
+
+
+def cycle_plans(selected: Sequence[Mapping], created: Sequence[Mapping] | None, base_image_id: str | None,
+                stopped: Sequence[Mapping] | None) -> list[dict]:
+    """One RestoreSystemDiskOperator plan per instance that is Stopped and whose fresh image is Available: a disk is
+    never replaced under a running instance (its stop refused: it keeps its disk, the fresh image its data)."""
     images = {r["instance_id"]: r for r in created or [] if r.get("status") == SUCCESS and r.get("image_id")}
+    down = stopped_ids(stopped)
     plans = []
     for inst in selected:
         made = images.get(inst["instance_id"])
-        if made is None:
+        if made is None or inst["instance_id"] not in down:
             continue
         plans.append({"region": inst["region"], "instance_id": inst["instance_id"],
                       "instance_name": inst.get("instance_name", ""), "was_status": inst.get("status", ""),
@@ -34,9 +43,11 @@ def cycle_plans(selected: Sequence[Mapping], created: Sequence[Mapping] | None, 
 
 
 def cycle_rows(selected: Sequence[Mapping], created: Sequence[Mapping] | None,
-               replaced: Sequence[Mapping] | None) -> list[RestoreRow]:
+               replaced: Sequence[Mapping] | None, stopped: Sequence[Mapping] | None) -> list[RestoreRow]:
     made = {r["instance_id"]: r for r in created or []}
     done = {r["instance_id"]: r for r in replaced or []}
+    down = stopped_ids(stopped)
+    stop_reason = {r["instance_id"]: r.get("reason") or "" for r in stopped or [] if r.get("instance_id")}
     rows = []
     for inst in selected:
         iid = inst["instance_id"]
@@ -47,6 +58,11 @@ def cycle_rows(selected: Sequence[Mapping], created: Sequence[Mapping] | None,
             rows.append(RestoreRow(**base, image_id=image.get("image_id", ""), status=FAILED,
                                    reason=f"image not made ({image.get('reason') or 'the image task left no result'}):"
                                           " the disk was left as it was"))
+            continue
+        if iid not in down:
+            rows.append(RestoreRow(**base, image_id=image["image_id"], status=FAILED,
+                                   reason=f"not stopped ({stop_reason.get(iid) or 'the stop task left no result'}): "
+                                          "the disk was left as it was; the fresh image holds the data"))
             continue
         r = done.get(iid)
         if r is None:
@@ -68,7 +84,8 @@ def finish_cycle(context: Mapping[str, Any], max_errors: int | str, notify_email
     replaced = ti.xcom_pull(task_ids="replace_system_disk", key="results")
     if isinstance(replaced, list) and replaced and isinstance(replaced[0], list):   # one list per mapped task
         replaced = [row for part in replaced if part for row in part]
-    rows = cycle_rows(selected, ti.xcom_pull(task_ids="create_images"), replaced)
+    rows = cycle_rows(selected, ti.xcom_pull(task_ids="create_images"), replaced,
+                      ti.xcom_pull(task_ids="stop_instances", key="results"))
     resumed = ti.xcom_pull(task_ids="resume_instances", key="results") or []
     not_resumed = [r for r in resumed if r.get("status") == FAILED]
     meta = {"dag": ti.dag_id, "run": context["run_id"],
