@@ -46,10 +46,15 @@ def finish_restore(context: Mapping[str, Any], approve_state: str | None) -> dic
             "current image": (plan or {}).get("current_image_id", ""),
             "power state restored": ", ".join(f"{r.get('instance_id')}: {r.get('status')}" for r in resumed)
             or "nothing was stopped by this run"}
+    not_resumed = [r for r in resumed if r.get("status") == FAILED]
+    if not_resumed:
+        meta["NOT RESUMED"] = "; ".join(f"{r.get('instance_id')}: {r.get('reason')}" for r in not_resumed)
     report = Report.build([row], row_type=RestoreRow, title=f"ECS system disk restore {row.instance_id}", meta=meta)
     paths = write_artifacts(report, ti.dag_id, context["run_id"])
     log.info("restore report (%s):\n%s", report.outcome, report.to_text())
     emailed = send_report_email(report, list(params.get("notify_emails") or []), context)
     if row.status in (FAILED, SKIPPED):
         raise RuntimeError(f"{row.instance_id}: {row.reason} (report: {paths['html']})")
+    if not_resumed:  # the restore worked, but the power state or the pause tags were not put back: say so
+        raise RuntimeError(f"restored, but not resumed: {meta['NOT RESUMED']} (report: {paths['html']})")
     return {"outcome": report.outcome, "row": report.to_dict()["rows"][0], "files": paths, "emailed": emailed}

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ..exceptions import denied
 from ..logic.report import FAILED, Report, RetentionRow
 from ..logic.retention import RetentionPlan, decision_rows
 from .approval import approve_task_state, is_manual_run
@@ -96,10 +97,13 @@ def finish_retention(context: Mapping[str, Any], survey: Mapping[str, Any] | Non
                "quota_warnings": warnings, "held_regions": plan.held_regions,
                "deleted": sum(1 for r in rows if r.action == "delete" and r.status == "success"),
                "swept": sum(1 for r in rows if r.action == "sweep" and r.status == "success")}
-    failed = [r for r in rows if r.status == FAILED]
+    failed = [f"{r.region} {r.image_id or r.snapshots}: {r.reason}" for r in rows if r.status == FAILED]
+    # a region we may not read was not pruned: that is a broken promise, unlike a region closed to the account
+    failed += [f"{region} not scanned: {reason}" for region, reason in (survey.get("unscanned_regions") or {}).items()
+               if denied(reason)]
     if failed:
         raise RuntimeError(f"{len(failed)} retention step(s) did not happen (report: {paths['html']}):\n"
-                           + "\n".join(f"- {r.region} {r.image_id or r.snapshots}: {r.reason}" for r in failed[:20]))
+                           + "\n".join(f"- {line}" for line in failed[:20]))
     return summary
 
 
