@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from emulator.auth import DEFAULT_ACCESS_KEY_SECRET as DEFAULT_SECRET
 from emulator.control import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +61,9 @@ TIME_SCALE = float(os.environ.get("EMULATOR_TEST_TIME_SCALE", "1000"))
 def emulator_session():
     with EmulatorProcess(time_scale=TIME_SCALE) as emu:
         yield emu
+        emu.stop()
+        if emu.log_path.exists():  # the emulator's own log goes before its data dir does
+            SCANNED_LOGS.append((str(emu.log_path), emu.log_path.read_text(errors="replace")))
 
 
 @pytest.fixture
@@ -149,13 +154,18 @@ def run_dag(airflow_db, aliyun_conn):
     """Run a DAG from dags/ or tests/dag_files/ with dag.test(); returns the DagRun."""
     from airflow.dag_processing.dagbag import DagBag
 
-    def run(dag_id: str, conf: dict | None = None, logical_date=None, **kwargs):
+    def run(dag_id: str, conf: dict | None = None, logical_date=None, *, retries: int | None = None, **kwargs):
         # a fresh DagBag per run: dag.test() renders templates into the task objects in place, so a
         # second run of the same DAG object would see the first run's rendered values
         for folder in (ROOT / "dags", ROOT / "tests" / "dag_files"):
-            bag = DagBag(dag_folder=str(folder))
+            own_file = folder / f"{dag_id}.py"  # parse only that file when the DAG is named after it (faster)
+            bag = DagBag(dag_folder=str(own_file if own_file.exists() else folder))
             if dag_id in bag.dags:
-                return bag.dags[dag_id].test(run_conf=conf, logical_date=logical_date, **kwargs)
+                dag = bag.dags[dag_id]
+                if retries is not None:  # e.g. 0 where a retry cannot change the outcome (dag.test() waits it out)
+                    for t in dag.tasks:
+                        t.retries = retries
+                return dag.test(run_conf=conf, logical_date=logical_date, **kwargs)
         raise LookupError(f"DAG {dag_id!r} not found in dags/ or tests/dag_files/")
 
     return run
@@ -190,3 +200,25 @@ def smtp_server(monkeypatch):
         yield received, got
     finally:
         controller.stop()
+
+
+# -- no secret in any file the tests leave behind -----------------------------------------------------------
+SECRET_PATTERNS = (re.compile(re.escape(DEFAULT_SECRET)), re.compile(r"RamTest[A-Za-z]+-secret"),
+                   re.compile(r"CAIS[A-Za-z0-9+/]{40,}"))  # the emulator's key, the RAM test keys, STS tokens
+
+
+SCANNED_LOGS: list[tuple[str, str]] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Scan every file under the tests' AIRFLOW_HOME (task logs, reports) and the emulator's log for access key
+    secrets and STS tokens; finding one fails the session: secrets must stay masked everywhere."""
+    found = [f"{name}: {p.pattern[:40]}" for name, text in SCANNED_LOGS for p in SECRET_PATTERNS if p.search(text)]
+    for path in Path(_AIRFLOW_HOME).rglob("*"):
+        if not path.is_file() or path.suffix in (".db", ".sqlite", ".pyc") or path.stat().st_size > 20 * 1024**2:
+            continue
+        text = path.read_text(errors="replace")
+        found += [f"{path}: {p.pattern[:40]}" for p in SECRET_PATTERNS if p.search(text)]
+    if found:
+        print("\nSECRET SCAN: secrets found in test artifacts:\n  " + "\n  ".join(found[:20]))
+        session.exitstatus = 1
