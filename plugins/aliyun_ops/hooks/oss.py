@@ -43,6 +43,22 @@ def read_full(source: IO[bytes], size: int) -> bytes:
     return b"".join(chunks)
 
 
+def crc64_of(data: bytes) -> int:
+    """CRC-64/ECMA as OSS computes it (``x-oss-hash-crc64ecma``)."""
+    from alibabacloud_oss_v2.crc import Crc64
+
+    crc = Crc64(0)
+    crc.update(data)
+    return crc.sum64()
+
+
+def combine_crc64(crc1: int, crc2: int, len2: int) -> int:
+    """The CRC-64 of ``a + b`` from ``crc(a)``, ``crc(b)`` and ``len(b)``: a stream is hashed once, part by part."""
+    from alibabacloud_oss_v2.crc import Crc64
+
+    return Crc64.combine(crc1, crc2, len2)
+
+
 class CrcMismatch(RuntimeError):
     """What OSS stored is not what was sent (CRC-64 or size differ)."""
 
@@ -184,7 +200,6 @@ class OssHook(AliyunBaseHook):
                                                             storage_class="IA", metadata={"source": "rm-1"})
         """
         import alibabacloud_oss_v2 as oss
-        from alibabacloud_oss_v2.crc import Crc64
 
         if not 100 * 1024 <= part_size <= 5 * 1024**3:
             raise ValueError(f"part_size must be 100 KiB - 5 GiB, got {part_size}")
@@ -193,17 +208,15 @@ class OssHook(AliyunBaseHook):
         if storage_class is not None and storage_class not in STORAGE_CLASSES:
             raise ValueError(f"storage_class must be one of {list(STORAGE_CLASSES)}, got {storage_class!r}")
         region = self.resolve_region(region)
-        client = self.get_client(region)
+        client = self._streaming_client(region)
         meta = dict(metadata) if metadata else None
-        total = Crc64(0)
         first = read_full(source, part_size)
-        total.update(first)
         if len(first) < part_size:  # the whole stream fits in one request
-            result = self._call("PutObject", client.put_object, oss.PutObjectRequest(
+            crc = crc64_of(first)
+            result = self._send_checked("PutObject", lambda: client.put_object(oss.PutObjectRequest(
                 bucket=bucket, key=key, body=first, metadata=meta, storage_class=storage_class,
-                content_type=content_type), region=region)
-            self._check_crc(bucket, key, str(total.sum64()), result.hash_crc64, region)
-            return {"size": len(first), "crc64": str(total.sum64()), "etag": result.etag, "parts": 0,
+                content_type=content_type)), crc, f"oss://{bucket}/{key}", region)
+            return {"size": len(first), "crc64": str(crc), "etag": result.etag, "parts": 0,
                     "request_id": result.request_id}
         upload_id = self._call("InitiateMultipartUpload", client.initiate_multipart_upload,
                                oss.InitiateMultipartUploadRequest(bucket=bucket, key=key, metadata=meta,
@@ -211,35 +224,54 @@ class OssHook(AliyunBaseHook):
                                                                   content_type=content_type),
                                region=region).upload_id
         try:
-            parts, size = self._send_parts(client, bucket, key, upload_id, [first], source, total, part_size,
-                                           parallel_num, region)
+            parts, size, crc = self._send_parts(client, bucket, key, upload_id, [first], source, part_size,
+                                                parallel_num, region)
             etag, remote_crc, request_id = self._complete(client, bucket, key, upload_id, parts, size, region)
         except BaseException:
             self.abort_upload(bucket, key, upload_id, region=region)
             raise
-        self._check_crc(bucket, key, str(total.sum64()), remote_crc, region)
-        return {"size": size, "crc64": str(total.sum64()), "etag": etag, "parts": len(parts),
-                "request_id": request_id}
+        self._check_crc(bucket, key, str(crc), remote_crc, region)
+        return {"size": size, "crc64": str(crc), "etag": etag, "parts": len(parts), "request_id": request_id}
+
+    def _streaming_client(self, region: str) -> oss.Client:
+        """A client without the SDK's own upload CRC pass: :meth:`upload_stream` computes each part's CRC-64 once,
+        checks it against OSS's answer and resends a part that arrived damaged (the SDK would hash it again)."""
+        import alibabacloud_oss_v2 as oss
+
+        cfg = self.oss_config(region)
+        cfg.disable_upload_crc64_check = True
+        return oss.Client(cfg)
+
+    def _send_checked(self, action: str, send: Any, crc: int, what: str, region: str) -> Any:
+        """``send()`` until OSS's CRC-64 of what it stored equals ``crc`` (a damaged body is sent again, as the
+        SDK's own check would, up to the connection's ``max_attempts``); :class:`CrcMismatch` after that."""
+        attempts = max(1, int(self.settings.max_attempts))
+        for attempt in range(1, attempts + 1):
+            result = self._call(action, send, region=region)
+            remote = getattr(result, "hash_crc64", None)
+            if remote is None or str(remote) == str(crc):
+                return result
+            self.log.warning("%s %s: OSS stored CRC-64 %s, sent %s (attempt %d/%d)", action, what, remote, crc,
+                             attempt, attempts)
+        raise CrcMismatch(f"{what}: OSS stored CRC-64 {remote}, sent {crc} ({attempts} attempts)")
 
     def _send_parts(self, client: oss.Client, bucket: str, key: str, upload_id: str, first: list[bytes],
-                    source: IO[bytes], total: Any, part_size: int, parallel_num: int,
-                    region: str) -> tuple[list, int]:
+                    source: IO[bytes], part_size: int, parallel_num: int, region: str) -> tuple[list, int, int]:
         """Upload ``first[0]`` and the rest of ``source`` as parts, never more than ``parallel_num`` in memory;
-        stops reading at the first failed part. ``first`` is emptied so that nothing keeps a sent part alive."""
+        stops reading at the first failed part. ``first`` is emptied so that nothing keeps a sent part alive.
+        Returns the parts, the size and the whole stream's CRC-64 (each part hashed once, then combined)."""
         import alibabacloud_oss_v2 as oss
-        from alibabacloud_oss_v2.crc import Crc64
 
         slots = threading.BoundedSemaphore(parallel_num)
+        crcs: dict[int, tuple[int, int]] = {}
 
         def send(number: int, data: bytes) -> oss.UploadPart:
             try:
-                local = Crc64(0)
-                local.update(data)
-                res = self._call("UploadPart", client.upload_part, oss.UploadPartRequest(
-                    bucket=bucket, key=key, upload_id=upload_id, part_number=number, body=data), region=region)
-                if res.hash_crc64 is not None and str(res.hash_crc64) != str(local.sum64()):
-                    raise CrcMismatch(f"part {number} of oss://{bucket}/{key}: OSS stored CRC-64 {res.hash_crc64}, "
-                                      f"sent {local.sum64()}")
+                crc = crc64_of(data)
+                crcs[number] = (crc, len(data))
+                res = self._send_checked("UploadPart", lambda: client.upload_part(oss.UploadPartRequest(
+                    bucket=bucket, key=key, upload_id=upload_id, part_number=number, body=data)), crc,
+                    f"part {number} of oss://{bucket}/{key}", region)
                 return oss.UploadPart(part_number=number, etag=res.etag)
             finally:
                 slots.release()
@@ -260,11 +292,14 @@ class OssHook(AliyunBaseHook):
                 if not data:
                     slots.release()
                     break
-                total.update(data)
                 size += len(data)
                 number += 1
             wait(futures, return_when=FIRST_EXCEPTION)
-            return [f.result() for f in futures], size  # raises the first failure
+            parts = [f.result() for f in futures]  # raises the first failure
+        total = crcs[1][0]
+        for n in range(2, len(parts) + 1):
+            total = combine_crc64(total, *crcs[n])
+        return parts, size, total
 
     def _complete(self, client: oss.Client, bucket: str, key: str, upload_id: str, parts: list, size: int,
                   region: str) -> tuple[str, Any, str]:
