@@ -67,8 +67,9 @@ def test_a_copy_whose_health_command_fails_is_tagged_failed(run_dag, emulator):
 
 def test_a_temporary_instance_the_verify_task_could_not_release_is_swept_by_the_teardown(run_dag, emulator):
     ids = load_copies(emulator, count=1)
+    # the first DeleteInstance is the permission check before booting (DryRun): it passes, then the release fails
     emulator.admin.set_faults({"rules": [{"action": "ecs:DeleteInstance", "kind": "error", "status": 403,
-                                          "code": "Forbidden", "count": 1}]})
+                                          "code": "IncorrectInstanceStatus", "count": 2}]})
     run = run_dag(DAG_ID, conf={"regions": [DR]})
     assert run.state == "success"                       # verified, and the teardown released what was left
     assert "ops:verified-at" in image_tags(emulator, ids["copy-0"])
