@@ -224,7 +224,8 @@ class OssHook(AliyunBaseHook):
                                                                   content_type=content_type),
                                region=region).upload_id
         try:
-            parts, size, crc = self._send_parts(client, bucket, key, upload_id, [first], source, part_size,
+            pending, first = [first], b""  # only the upload keeps the first part alive
+            parts, size, crc = self._send_parts(client, bucket, key, upload_id, pending, source, part_size,
                                                 parallel_num, region)
             etag, remote_crc, request_id = self._complete(client, bucket, key, upload_id, parts, size, region)
         except BaseException:
