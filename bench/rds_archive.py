@@ -57,7 +57,6 @@ RSS_TARGET_BYTES = 200 * 1000 * 1000  # "under 200 MB": decimal megabytes, 190.7
 RAW_MODES = ("put", "put-pipe", "put-crc", "uploader")
 # Investigation only (issue 12's bottleneck): the archive with the hook patched *in the worker process*; the
 # plugin's files are not touched. "archive" alone is the operator as it is.
-ARCHIVE_VARIANTS = ("as-is", "sdk-crc-off", "one-pass", "release-first")  # combine with "+": one-pass+release-first
 DISK_RESERVE = 2 * GIB  # left free on the emulator's disk
 FAST_RETRIES = {"retry_base_delay": 0.01, "retry_max_delay": 0.05}  # as tests/aliyun_ops/conftest.py
 
@@ -366,167 +365,13 @@ def _ready_then_wait() -> None:
         raise SystemExit("the parent did not say go")
 
 
-def _patch_sdk_crc_off() -> None:
-    """The SDK's own CRC tee on PutObject/UploadPart off (the hook still checks every part and the object
-    against OSS's CRC): two CRC-64 passes over each byte instead of three."""
-    from aliyun_ops.hooks.oss import OssHook
-
-    original = OssHook.oss_config
-
-    def oss_config(self, region=None):
-        cfg = original(self, region)
-        cfg.disable_upload_crc64_check = True
-        return cfg
-
-    OssHook.oss_config = oss_config
-
-
-def _patch_one_pass() -> None:
-    """A prototype of the suggested fix: each part is CRC'd once (by the SDK's tee, which already compares it with
-    the part's ``x-oss-hash-crc64ecma``), the object's CRC is combined from those verified part CRCs with a
-    cached-operator combine (``emulator.oss_store.crc64_combine``, 0.2 ms; the SDK's pure-Python
-    ``Crc64.combine`` takes 16 ms per 8 MiB part) instead of a second pass in the reader and a third in
-    ``send``. Otherwise the same as ``OssHook._send_parts`` (same bounded read-ahead, same failure handling)."""
-    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-
-    import alibabacloud_oss_v2 as oss
-
-    from aliyun_ops.hooks.oss import OssHook, read_full
-    from emulator.oss_store import crc64_combine
-
-    def _send_parts(self, client, bucket, key, upload_id, first, source, total, part_size, parallel_num, region):
-        slots = threading.BoundedSemaphore(parallel_num)
-        crcs: dict[int, tuple[int, int]] = {}
-
-        def send(number: int, data: bytes):
-            try:
-                res = self._call("UploadPart", client.upload_part, oss.UploadPartRequest(
-                    bucket=bucket, key=key, upload_id=upload_id, part_number=number, body=data), region=region)
-                if res.hash_crc64 is None:
-                    raise RuntimeError("no x-oss-hash-crc64ecma: the prototype needs it")
-                crcs[number] = (int(res.hash_crc64), len(data))
-                return oss.UploadPart(part_number=number, etag=res.etag)
-            finally:
-                slots.release()
-
-        futures = []
-        data, number = first.pop(), 1
-        size = len(data)
-        with ThreadPoolExecutor(max_workers=parallel_num, thread_name_prefix=f"oss-{key[-24:]}") as pool:
-            slots.acquire()
-            while True:
-                futures.append(pool.submit(send, number, data))
-                data = b""
-                slots.acquire()
-                if any(f.done() and f.exception() is not None for f in futures):
-                    slots.release()
-                    break
-                data = read_full(source, part_size)
-                if not data:
-                    slots.release()
-                    break
-                size += len(data)
-                number += 1
-            wait(futures, return_when=FIRST_EXCEPTION)
-            parts = [f.result() for f in futures]
-        combined = 0
-        for n in sorted(crcs):
-            combined = crc64_combine(combined, *crcs[n])
-        total._crc.crcValue = combined  # upload_stream CRC'd the first part into it; the combine covers all
-        return parts, size
-
-    OssHook._send_parts = _send_parts
-
-
-def _patch_release_first() -> None:
-    """``OssHook.upload_stream`` with the first part no longer kept alive by its local variable ``first`` for the
-    whole upload (the list handed to ``_send_parts`` is emptied, but the local still holds the bytes: one part
-    per running backup, ``concurrency x part_size``). Otherwise a copy of the hook's code."""
-    import alibabacloud_oss_v2 as oss
-    from alibabacloud_oss_v2.crc import Crc64
-
-    from aliyun_ops.hooks.oss import STORAGE_CLASSES, OssHook, read_full
-
-    def upload_stream(self, bucket, key, source, *, region=None, part_size=8 * MIB, parallel_num=2, metadata=None,
-                      storage_class=None, content_type=None):
-        if not 100 * 1024 <= part_size <= 5 * 1024**3:
-            raise ValueError(f"part_size must be 100 KiB - 5 GiB, got {part_size}")
-        if storage_class is not None and storage_class not in STORAGE_CLASSES:
-            raise ValueError(f"storage_class must be one of {list(STORAGE_CLASSES)}, got {storage_class!r}")
-        region = self.resolve_region(region)
-        client = self.get_client(region)
-        meta = dict(metadata) if metadata else None
-        total = Crc64(0)
-        first = read_full(source, part_size)
-        total.update(first)
-        if len(first) < part_size:
-            result = self._call("PutObject", client.put_object, oss.PutObjectRequest(
-                bucket=bucket, key=key, body=first, metadata=meta, storage_class=storage_class,
-                content_type=content_type), region=region)
-            self._check_crc(bucket, key, str(total.sum64()), result.hash_crc64, region)
-            return {"size": len(first), "crc64": str(total.sum64()), "etag": result.etag, "parts": 0,
-                    "request_id": result.request_id}
-        upload_id = self._call("InitiateMultipartUpload", client.initiate_multipart_upload,
-                               oss.InitiateMultipartUploadRequest(bucket=bucket, key=key, metadata=meta,
-                                                                  storage_class=storage_class,
-                                                                  content_type=content_type),
-                               region=region).upload_id
-        pending = [first]
-        del first  # the change: _send_parts empties the list, and now nothing else holds the part
-        try:
-            parts, size = self._send_parts(client, bucket, key, upload_id, pending, source, total, part_size,
-                                           parallel_num, region)
-            etag, remote_crc, request_id = self._complete(client, bucket, key, upload_id, parts, size, region)
-        except BaseException:
-            self.abort_upload(bucket, key, upload_id, region=region)
-            raise
-        self._check_crc(bucket, key, str(total.sum64()), remote_crc, region)
-        return {"size": size, "crc64": str(total.sum64()), "etag": etag, "parts": len(parts),
-                "request_id": request_id}
-
-    OssHook.upload_stream = upload_stream
-
-
-PATCHES = {"sdk-crc-off": _patch_sdk_crc_off, "one-pass": _patch_one_pass, "release-first": _patch_release_first}
-
-
-def variant_parts(variant: str) -> list[str]:
-    """``"one-pass+release-first"`` -> ``["one-pass", "release-first"]``; ``"as-is"`` -> ``[]``; unknown: error.
-
-    >>> variant_parts("one-pass+release-first"), variant_parts("as-is")
-    (['one-pass', 'release-first'], [])
-    """
-    parts = [p for p in variant.split("+") if p and p != "as-is"]
-    unknown = set(parts) - set(ARCHIVE_VARIANTS)
-    if unknown:
-        raise ValueError(f"unknown archive variant(s) {sorted(unknown)}; known: {', '.join(ARCHIVE_VARIANTS)}")
-    return parts
-
-
-def _check_patchable() -> None:
-    """The variants copy ``OssHook`` code as of commit 98c56a8 (``_send_parts(..., total, ...)``); 8e828be changed
-    it (one CRC pass per part, built in): refuse rather than mix the two."""
-    import inspect
-
-    from aliyun_ops.hooks.oss import OssHook
-
-    if "total" not in inspect.signature(OssHook._send_parts).parameters:
-        raise SystemExit("the investigation variants patch the OssHook of 98c56a8; this one (8e828be or later) "
-                         "already hashes each part once: run as-is")
-
-
-def _worker_archive(spec: Mapping[str, Any], variant: str = "as-is") -> dict:
+def _worker_archive(spec: Mapping[str, Any]) -> dict:
     # what execute() imports lazily, imported now: the baseline is "after imports" and the timing excludes them
     import alibabacloud_oss_v2  # noqa: F401
     import alibabacloud_oss_v2.crc  # noqa: F401
     import alibabacloud_rds20140815.client  # noqa: F401
 
     from aliyun_ops.operators.rds import ArchiveRdsBackupsToOssOperator
-
-    if variant_parts(variant):
-        _check_patchable()
-    for part in variant_parts(variant):
-        PATCHES[part]()
 
     class FakeTI:
         dag_id, task_id, map_index, try_number = "bench_rds_archive", "archive_backups", -1, 1
@@ -581,8 +426,8 @@ def _worker_raw(spec: Mapping[str, Any], mode: str) -> dict:
 
 def worker_main(phase: str, spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
-    if phase.startswith("archive"):
-        result = _worker_archive(spec, phase.partition(":")[2] or "as-is")
+    if phase == "archive":
+        result = _worker_archive(spec)
     else:
         result = _worker_raw(spec, phase)
     print(json.dumps({"event": "done", **result}), flush=True)
@@ -736,7 +581,7 @@ def _machine() -> dict:
 
 def run(sizes: Sequence[int], backups: int, concurrency: int, raw_modes: Sequence[str], part_size: int,
         parallel_num: int, order: Sequence[str], data_dir: str | None, log_path: Path,
-        archive_variants: Sequence[str] = ("as-is",), worker_env: Mapping[str, str] | None = None,
+        worker_env: Mapping[str, str] | None = None,
         repeat: int = 1, quiet_wait: float = 0.0) -> dict:
     import psutil
 
@@ -765,7 +610,7 @@ def run(sizes: Sequence[int], backups: int, concurrency: int, raw_modes: Sequenc
             runs: dict[str, list[dict]] = {}
             skipped: dict[str, str] = {}
             for rep in range(1, repeat + 1):
-                for phase in phase_names(order, raw_modes, archive_variants):
+                for phase in phase_names(order, raw_modes):
                     if not raw_mode_fits(phase, size, concurrency, psutil.virtual_memory().available):
                         skipped[phase] = "concurrency x size is more than half the available memory"
                         continue
@@ -801,9 +646,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part-mib", type=int, default=8, help="part size in MiB (default 8, the operator's)")
     parser.add_argument("--parallel", type=int, default=2, help="parts in flight per backup (default 2)")
     parser.add_argument("--order", default="raw,archive", help="phase order per size (default raw,archive)")
-    parser.add_argument("--archive-variants", default="as-is",
-                        help=f"investigation: archive phases, from {','.join(ARCHIVE_VARIANTS)} (default as-is; the "
-                             "others patch the hook in the worker process only)")
     parser.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",
                         help="investigation: extra environment for the workers (e.g. MALLOC_ARENA_MAX=2)")
     parser.add_argument("--repeat", type=int, default=1, help="run each size's phase sequence this many times "
@@ -827,12 +669,6 @@ def main(argv: list[str] | None = None) -> int:
     if not raw_modes or set(raw_modes) - set(RAW_MODES):
         parser.error(f"--raw takes modes from {RAW_MODES}")
     order = [p.strip() for p in args.order.split(",") if p.strip()]
-    variants = [v.strip() for v in args.archive_variants.split(",") if v.strip()]
-    try:
-        for v in variants:
-            variant_parts(v)
-    except ValueError as err:
-        parser.error(str(err))
     if set(order) - {"archive", "raw"} or len(set(order)) != len(order):
         parser.error("--order takes archive and/or raw")
     worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
@@ -842,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path = (out_dir if not args.no_save else Path(tempfile.gettempdir())) / f"rds_archive-{stamp}.log"
     started, machine = time.time(), _machine()  # the code's commit as the run starts
     result = run(sizes, args.backups, args.concurrency, raw_modes, args.part_mib * MIB, args.parallel, order,
-                 args.data_dir, log_path, variants, worker_env, args.repeat, args.quiet_wait)
+                 args.data_dir, log_path, worker_env, args.repeat, args.quiet_wait)
     rows = [case_row(c["size_bytes"], c["backups"], c["phases"], raw_modes[0]) for c in result["cases"]
             if c.get("phases")]
     targets = target_checks(rows)
@@ -851,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
            "machine": machine, "machine_at_end": _machine(),
            "config": {"sizes": sizes, "backups": args.backups, "concurrency": args.concurrency, "raw": raw_modes,
                       "part_size": args.part_mib * MIB, "parallel_num": args.parallel, "order": order,
-                      "archive_variants": variants, "worker_env": worker_env, "repeat": args.repeat,
+                      "worker_env": worker_env, "repeat": args.repeat,
                       "quiet_wait_s": args.quiet_wait,
                       "ratio_target": RATIO_TARGET, "rss_target_bytes": RSS_TARGET_BYTES},
            "rows": rows, "targets": targets, **result}
