@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo stop bench emulator clean
+.PHONY: venv test lint demo stop cluster cluster-stop bench emulator clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -33,8 +33,14 @@ demo: $(STAMP)
 stop:
 	@test -x $(PY) && $(PY) scripts/demo.py stop || true
 
+cluster: $(STAMP)
+	$(PY) scripts/cluster.py start
+
+cluster-stop:
+	@test -x $(PY) && $(PY) scripts/cluster.py stop || true
+
 bench: $(STAMP)
 	$(PY) -m bench
 
-clean: stop
-	rm -rf .demo
+clean: stop cluster-stop
+	rm -rf .demo .cluster

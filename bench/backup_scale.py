@@ -419,7 +419,7 @@ def _rest_trigger(port: int, conf: dict, run_id: str, dag_id: str = DAG_ID) -> b
 def run_dag(emu, machines: Sequence[Machine], opts: Options, ideal_sim: float, work: Path, log) -> dict:
     import threading
 
-    from .airflow_cluster import AirflowCluster
+    from deploy.airflow_cluster import AirflowCluster
 
     scale = opts.time_scale or _scale_for(ideal_sim, opts.dag_ideal_seconds)
     insts = _prepare_emulator(emu, machines, scale, opts.qps)

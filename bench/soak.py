@@ -1,6 +1,6 @@
 """Fault soak of ``ecs_cross_region_backup`` (issue 8): ``python -m bench.soak [--size 1000]``.
 
-One emulator, one real Airflow 3.3 deployment (:mod:`bench.airflow_cluster`), one fleet (200 instances by
+One emulator, one real Airflow 3.3 deployment (:mod:`deploy.airflow_cluster`), one fleet (200 instances by
 default, 5% of them Stopped before the run), ``consistency=stop``, and faults on every ECS call:
 
 * 5% ``Throttling.User``, 2% 5xx (half 500, half 503), 1% ``drop_after`` (the call is executed, the answer is
@@ -8,7 +8,7 @@ default, 5% of them Stopped before the run), ``consistency=stop``, and faults on
   ending ``CreateFailed`` (a rate);
 * while ``create_images`` runs (once half of the CreateImage calls were made), the scheduler is killed with
   SIGKILL together with every process under it (LocalExecutor workers, the running task), then started again
-  the way :class:`~bench.airflow_cluster.AirflowCluster` starts it (``--kill triggerer``: the triggerer,
+  the way :class:`~deploy.airflow_cluster.AirflowCluster` starts it (``--kill triggerer``: the triggerer,
   while ``create_images`` is deferred).
 
 Then, with the faults removed, the same run is cleared and runs again (same run id, same logical date, so the
@@ -544,18 +544,6 @@ def _kill_tree(proc) -> list[dict]:
     return killed
 
 
-def _restart(cluster, name: str) -> None:
-    """Start one component again exactly as AirflowCluster.start() does (same env, cwd, log, own session)."""
-    from .airflow_cluster import VENV_BIN
-
-    with open(cluster.logs / f"{name}.log", "ab") as log:
-        log.write(f"\n===== soak: {name} restarted after SIGKILL =====\n".encode())
-        log.flush()
-        cluster.procs[name] = subprocess.Popen([str(VENV_BIN / "airflow"), name], env=cluster.env,
-                                               cwd=cluster.work_dir, stdout=log, stderr=subprocess.STDOUT,
-                                               start_new_session=True)
-
-
 class CallCollector:
     """Collects the emulator's call log during a run (its ring keeps 20,000 calls; merged by request id)."""
 
@@ -618,7 +606,7 @@ def _watch(cluster, emu, run_id: str, opts: SoakOptions, log, kill: dict | None,
                 log(f"  KILLED {kill['component']} (SIGKILL, {len(kill['pids'])} processes) at "
                     f"+{kill['at_s']:.0f}s: create_images {create}, {made} CreateImage calls made")
                 time.sleep(opts.restart_delay)
-                _restart(cluster, kill["component"])
+                cluster.start_component(kill["component"], note=f"soak: {kill['component']} restarted after SIGKILL")
                 kill["restarted_after_s"] = round(time.monotonic() - started, 1)
                 log(f"  restarted {kill['component']} at +{kill['restarted_after_s']:.0f}s")
         if state in ("success", "failed"):
@@ -722,9 +710,9 @@ def run_soak(opts: SoakOptions, log=print) -> dict:
     """The whole soak; returns the result dict (also written under ``opts.out_dir``)."""
     import tempfile
 
+    from deploy.airflow_cluster import AirflowCluster
     from emulator.control import EmulatorProcess
 
-    from .airflow_cluster import AirflowCluster
     from .backup_scale import _scale_for
 
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):

@@ -5,14 +5,15 @@ Everything lives under .demo/ (state, logs, pid files); `make stop` stops what t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from deploy import processes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
@@ -47,23 +48,7 @@ def env() -> dict[str, str]:
 
 
 def spawn(name: str, cmd: list[str]) -> None:
-    DEMO.mkdir(exist_ok=True)
-    log = open(DEMO / f"{name}.log", "ab")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    (DEMO / f"{name}.pid").write_text(str(proc.pid))
-    print(f"started {name} (pid {proc.pid}, log .demo/{name}.log)")
-
-
-def wait_http(url: str, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status < 500:
-                    return
-        except Exception:
-            time.sleep(1)
-    raise SystemExit(f"{what} did not come up at {url} within {timeout:.0f}s: see .demo/*.log")
+    processes.spawn(DEMO, name, cmd, env=env(), cwd=ROOT)
 
 
 def airflow(*args: str, check: bool = True) -> str:
@@ -78,11 +63,11 @@ def start() -> int:
     spawn("emulator", [PY, "-m", "emulator", "serve", "--port", str(EMULATOR_PORT), "--data-dir",
                        str(DEMO / "emulator"), "--time-scale", TIME_SCALE, "--seed-file",
                        str(ROOT / "include" / "demo_fleet.yaml")])
-    wait_http(f"http://127.0.0.1:{EMULATOR_PORT}/_emulator/health", 30, "emulator")
+    processes.wait_http(f"http://127.0.0.1:{EMULATOR_PORT}/_emulator/health", 30, "emulator")
     spawn("smtp", [PY, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{SMTP_PORT}", "-c", "aiosmtpd.handlers.Debugging"])
     airflow("db", "migrate")
     spawn("airflow", [PY, "-m", "airflow", "standalone"])
-    wait_http(f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/monitor/health", 240, "Airflow")
+    processes.wait_http(f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/monitor/health", 240, "Airflow")
     airflow("dags", "reserialize", check=False)
     airflow("dags", "unpause", DAG_ID)
     run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
@@ -130,25 +115,7 @@ def wait_run(run_id: str, timeout: float) -> str:
 
 def stop(quiet: bool = False) -> int:
     """Stop every process this demo started, with their children (airflow standalone spawns several)."""
-    import psutil
-
-    for pidfile in sorted(DEMO.glob("*.pid")) if DEMO.exists() else []:
-        pid = int(pidfile.read_text())
-        pidfile.unlink()
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            continue
-        for proc in procs:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.terminate()
-        _, alive = psutil.wait_procs(procs, timeout=20)
-        for proc in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-        if not quiet:
-            print(f"stopped {pidfile.stem} (pid {pid}, {len(procs)} processes)")
+    processes.stop_all(DEMO, quiet=quiet)
     return 0
 
 

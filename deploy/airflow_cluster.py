@@ -1,4 +1,14 @@
-"""A real Airflow 3.3 deployment for the benchmark: api-server, scheduler (LocalExecutor), triggerer, dag-processor.
+"""A real Airflow 3.3 deployment on this machine: api-server, scheduler, triggerer, dag-processor, and with
+``executor="celery"`` Celery workers on Redis (the topology of ``docker-compose.yaml``, run natively).
+
+Used by ``make cluster`` (:mod:`scripts.cluster`), the system test (``tests/system``) and the benchmarks.
+
+Example::
+
+    with AirflowCluster(tmp / "airflow", connection, executor="celery", workers=2) as cluster:
+        cluster.prepare_db()
+        cluster.start()
+        cluster.trigger("ecs_cross_region_backup", {"poll_interval": 2}, run_id="manual__1")
 
 Each component is its own process group (``start_new_session``); :meth:`AirflowCluster.stop` sends SIGTERM to
 each group, waits, then SIGKILLs the group and any descendant that left it. Everything listens on loopback.
@@ -8,6 +18,10 @@ with ``createdb -T`` from a migrated template) when the venv has a PostgreSQL dr
 Without one it falls back to SQLite (a fresh copy of a migrated template file per run). Airflow 3 accepts
 LocalExecutor on SQLite. Metrics are read from the database with ``sqlite3`` or ``psql``, never through
 Airflow's ORM, so the harness process stays light.
+
+CeleryExecutor needs PostgreSQL (metadata and Celery results) and Redis (broker, ``REDIS_URL``). Each cluster
+sends its tasks to its own Celery queue (``queue``), so two clusters on one Redis never take each other's tasks.
+Every listening port (api-server, the workers' and triggerer's log servers) is a free loopback port unless given.
 
 Measurement helpers:
 
@@ -41,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 COMPONENTS = ("api-server", "scheduler", "triggerer", "dag-processor")
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def free_port() -> int:
@@ -66,12 +81,45 @@ def postgres_up() -> bool:
         return False
 
 
+def redis_up(url: str = REDIS_URL) -> bool:
+    """True when the Redis server of ``url`` answers PING."""
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3).ping())
+    except Exception:
+        return False
+
+
+def celery_unavailable(broker_url: str = REDIS_URL) -> str | None:
+    """Why a Celery cluster cannot start here (``None`` when it can): for skip messages and clear errors."""
+    if not importlib.util.find_spec("airflow.providers.celery"):
+        return "apache-airflow-providers-celery is not installed (requirements.txt)"
+    if not postgres_driver():
+        return "no PostgreSQL driver (psycopg2-binary) is installed (requirements.txt)"
+    if not postgres_up():
+        return f"PostgreSQL does not answer at {PG_HOST}:{PG_PORT}"
+    if not redis_up(broker_url):
+        return f"Redis does not answer at {broker_url}"
+    return None
+
+
 class AirflowCluster:
-    """Start/stop the four Airflow components with a fresh metadata DB; trigger and watch DAG runs."""
+    """Start/stop the Airflow components on a metadata DB; trigger and watch DAG runs.
+
+    ``executor``: ``"local"`` (LocalExecutor, PostgreSQL or SQLite) or ``"celery"`` (CeleryExecutor with
+    ``workers`` Celery workers; PostgreSQL and Redis). ``db_name``: a database kept between runs (created and
+    migrated when missing, as ``make cluster`` does); default a fresh one per run, dropped on exit.
+    """
 
     def __init__(self, work_dir: Path, connection: dict, parallelism: int = 8, backend: str = "auto",
                  extra_env: dict[str, str] | None = None, template_dir: Path | None = None,
-                 dags_path: Path | None = None, dag_id: str = "ecs_cross_region_backup") -> None:
+                 dags_path: Path | None = None, dag_id: str = "ecs_cross_region_backup", *,
+                 executor: str = "local", workers: int = 2, worker_concurrency: int = 8,
+                 broker_url: str = REDIS_URL, db_name: str | None = None, port: int | None = None,
+                 queue: str | None = None) -> None:
+        if executor not in ("local", "celery"):
+            raise ValueError(f"executor must be 'local' or 'celery', not {executor!r}")
         self.work_dir = Path(work_dir)
         self.home = self.work_dir / "airflow_home"
         self.logs = self.work_dir / "logs"
@@ -86,12 +134,24 @@ class AirflowCluster:
             backend = "postgres" if driver and postgres_up() else "sqlite"
         if backend == "postgres" and not driver:
             raise RuntimeError("no PostgreSQL driver in the venv: requirements.txt needs psycopg2-binary")
+        if executor == "celery" and backend != "postgres":
+            raise RuntimeError(f"CeleryExecutor needs PostgreSQL: {celery_unavailable(broker_url) or 'backend=sqlite'}")
         self.backend = backend
         self.driver = driver
-        self.db_name = f"aliyun_bench_{os.getpid()}_{int(time.time())}"
-        self.port = free_port()
+        self.executor = executor
+        self.workers = workers if executor == "celery" else 0
+        self.worker_concurrency = worker_concurrency
+        self.broker_url = broker_url
+        self.keep_db = db_name is not None
+        self.db_name = db_name or f"aliyun_bench_{os.getpid()}_{int(time.time())}"
+        self.queue = queue or f"aliyun-ops-{os.getpid()}-{secrets.token_hex(3)}"
+        self.port = port or free_port()
         self.procs: dict[str, subprocess.Popen] = {}
         self.env = self._env()
+        self.component_env = {name: {} for name in self.commands()}
+        for name in [*(n for n in self.commands() if n.startswith("celery-worker")), "scheduler"]:
+            self.component_env[name]["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
+        self.component_env["triggerer"]["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(free_port())
 
     # -- configuration --------------------------------------------------------------------------
     def _sql_conn(self, db: str | None = None) -> str:
@@ -106,7 +166,7 @@ class AirflowCluster:
         env.update({
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._sql_conn(),
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if self.executor == "celery" else "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_path),
@@ -127,6 +187,14 @@ class AirflowCluster:
                                                       os.environ.get("PYTHONPATH", "")) if p),
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         })
+        if self.executor == "celery":
+            env.update({
+                "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self._sql_conn(),
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+                "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",  # a dead worker holds at most its own tasks
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
+            })
         env.update(self.extra_env)
         return env
 
@@ -153,7 +221,11 @@ class AirflowCluster:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
-        if self.backend == "postgres":
+        if self.backend == "postgres" and self.keep_db:
+            if not self._psql(f"SELECT 1 FROM pg_database WHERE datname='{self.db_name}'").strip():
+                subprocess.run(["createdb", "-h", PG_HOST, "-U", PG_USER, self.db_name], check=True, timeout=60)
+            self._migrate(self.env)  # idempotent: brings a kept database up to this Airflow version
+        elif self.backend == "postgres":
             template = "aliyun_bench_template"
             if not self._psql(f"SELECT 1 FROM pg_database WHERE datname='{template}'").strip():
                 subprocess.run(["createdb", "-h", PG_HOST, "-U", PG_USER, template], check=True, timeout=60)
@@ -173,7 +245,7 @@ class AirflowCluster:
         return time.monotonic() - started
 
     def drop_db(self) -> None:
-        if self.backend == "postgres":
+        if self.backend == "postgres" and not self.keep_db:
             with contextlib.suppress(Exception):
                 subprocess.run(["dropdb", "-h", PG_HOST, "-U", PG_USER, "--if-exists", self.db_name],
                                timeout=60, capture_output=True)
@@ -192,20 +264,42 @@ class AirflowCluster:
             con.close()
 
     # -- processes --------------------------------------------------------------------------------
-    def start(self, timeout: float = 240) -> float:
-        """Start the four components; returns when the api-server answers and the DAG is serialized."""
-        started = time.monotonic()
+    def commands(self) -> dict[str, list[str]]:
+        """Component name -> ``airflow`` arguments."""
         commands = {
             "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
             "scheduler": ["scheduler"],
             "triggerer": ["triggerer"],
             "dag-processor": ["dag-processor"],
         }
-        for name, args in commands.items():
-            log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-            self.procs[name] = subprocess.Popen([str(VENV_BIN / "airflow"), *args], env=self.env, cwd=self.work_dir,
+        for n in range(1, self.workers + 1):
+            commands[f"celery-worker-{n}"] = ["celery", "worker", "--celery-hostname", f"worker{n}-{self.queue}@%h",
+                                              "--queues", self.queue, "--without-mingle", "--without-gossip"]
+        return commands
+
+    def start_component(self, name: str, note: str = "") -> None:
+        """Start one component in its own session, appending to ``logs/<name>.log`` (also to restart one)."""
+        with open(self.logs / f"{name}.log", "ab") as log:
+            if note:
+                log.write(f"\n===== {note} =====\n".encode())
+                log.flush()
+            self.procs[name] = subprocess.Popen([str(VENV_BIN / "airflow"), *self.commands()[name]],
+                                                env={**self.env, **self.component_env[name]}, cwd=self.work_dir,
                                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            log.close()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a component's whole process group, as a lost machine would (no clean shutdown)."""
+        proc = self.procs[name]
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+    def start(self, timeout: float = 240) -> float:
+        """Start every component; returns when the api-server answers and the DAG is serialized."""
+        started = time.monotonic()
+        for name in self.commands():
+            self.start_component(name)
         deadline = started + timeout
         while time.monotonic() < deadline:
             dead = [n for n, p in self.procs.items() if p.poll() is not None]

@@ -1,0 +1,1 @@
+"""Local deployments of Airflow with aliyun-ops: the native equivalent of docker-compose.yaml."""
