@@ -55,6 +55,11 @@ def cluster() -> AirflowCluster:
         })
 
 
+def emulator_command() -> list[str]:
+    return [PY, "-m", "emulator", "serve", "--port", str(EMULATOR_PORT), "--data-dir", str(STATE / "emulator"),
+            "--time-scale", TIME_SCALE, "--seed-file", str(ROOT / "include" / "demo_fleet.yaml")]
+
+
 def jwt_secret() -> str:
     """One secret for every component, kept across restarts (tokens issued before a restart stay valid)."""
     path = STATE / "jwt-secret"
@@ -74,9 +79,7 @@ def start() -> int:
     stop(quiet=True)
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
     env["PYTHONPATH"] = str(ROOT)
-    processes.spawn(STATE, "emulator", [PY, "-m", "emulator", "serve", "--port", str(EMULATOR_PORT), "--data-dir",
-                                        str(STATE / "emulator"), "--time-scale", TIME_SCALE, "--seed-file",
-                                        str(ROOT / "include" / "demo_fleet.yaml")], env=env, cwd=ROOT)
+    processes.spawn(STATE, "emulator", emulator_command(), env=env, cwd=ROOT)
     processes.wait_http(f"http://127.0.0.1:{EMULATOR_PORT}/_emulator/health", 30, "emulator")
     processes.spawn(STATE, "smtp", [PY, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{SMTP_PORT}", "-c",
                                     "aiosmtpd.handlers.Debugging"], env=env, cwd=ROOT)
