@@ -2,7 +2,8 @@
 
 Examples::
 
-    python -m bench                                  # sizes 10 and 100: seed port, OOS loop, Airflow DAG
+    python -m bench                                  # sizes 10 and 100: seed port, OOS loop, the Airflow DAG on
+                                                     # SQLite/LocalExecutor and PostgreSQL/CeleryExecutor
     python -m bench --sizes 10,100,1000              # add 1,000 (about 20 more minutes)
     python -m bench --sizes 10 --approaches seed,oos # baselines only
     python -m bench --time-scale 2000 --qps '{"ecs:DescribeImages": 20}'
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=_ints, default=list(d.sizes), help="fleet sizes, e.g. 10,100,1000")
-    ap.add_argument("--approaches", type=_strs, default=list(d.approaches), help="seed,oos,dag")
+    ap.add_argument("--approaches", type=_strs, default=list(d.approaches),
+                    help="seed,oos,dag,dag-celery (dag-celery needs PostgreSQL and Redis on loopback)")
     ap.add_argument("--source-regions", type=_strs, default=list(d.sources),
                     help=f"comma-separated source regions (default {','.join(d.sources)})")
     ap.add_argument("--destination-regions", type=_strs, default=list(d.destinations),
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="sizes at which the byte-for-byte seed loop (hot loop) also runs")
     ap.add_argument("--dag-timeout", type=float, default=d.dag_timeout, help="real seconds per DAG run")
     ap.add_argument("--baseline-timeout", type=float, default=d.baseline_timeout)
-    ap.add_argument("--backend", choices=("auto", "postgres", "sqlite"), default=d.backend)
+    ap.add_argument("--backend", choices=("auto", "postgres", "sqlite"), default=d.backend,
+                    help="metadata DB of the LocalExecutor run (dag-celery always uses PostgreSQL)")
     ap.add_argument("--out", default=d.out_dir)
     a = ap.parse_args(argv)
     concurrency = int(a.concurrency) if str(a.concurrency).isdigit() else a.concurrency

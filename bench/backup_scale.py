@@ -320,7 +320,7 @@ FLEET_TAGS = {"backup": "daily"}
 @dataclass
 class Options:
     sizes: Sequence[int] = (10, 100)
-    approaches: Sequence[str] = ("seed", "oos", "dag")
+    approaches: Sequence[str] = ("seed", "oos", "dag", "dag-celery")  # dag-celery: skipped without PG/Redis
     sources: Sequence[str] = ("cn-hangzhou", "cn-beijing", "cn-shenzhen", "cn-qingdao")  # issue 5: 4 sources, D = 2
     destinations: Sequence[str] = ("cn-shanghai", "ap-southeast-1")
     dag_ideal_seconds: float = 240.0        # pick the time scale so the ideal run takes this many real seconds
@@ -336,7 +336,7 @@ class Options:
     idle_seconds: float = 20.0               # measure Airflow's idle CPU rate before triggering
     baseline_timeout: float = 1200.0
     out_dir: str = "bench/results"
-    backend: str = "auto"
+    backend: str = "sqlite"                  # metadata DB of the LocalExecutor run ("dag"); dag-celery: PostgreSQL
 
 
 def _scale_for(ideal_sim: float, target_real: float) -> float:
@@ -416,7 +416,10 @@ def _rest_trigger(port: int, conf: dict, run_id: str, dag_id: str = DAG_ID) -> b
         return False
 
 
-def run_dag(emu, machines: Sequence[Machine], opts: Options, ideal_sim: float, work: Path, log) -> dict:
+def run_dag(emu, machines: Sequence[Machine], opts: Options, ideal_sim: float, work: Path, log,
+            executor: str = "local") -> dict:
+    """One DAG run on a fresh deployment: LocalExecutor on ``opts.backend``, or CeleryExecutor (two workers,
+    ``opts.parallelism`` / 2 slots each) on PostgreSQL and Redis."""
     import threading
 
     from deploy.airflow_cluster import AirflowCluster
@@ -431,8 +434,11 @@ def run_dag(emu, machines: Sequence[Machine], opts: Options, ideal_sim: float, w
     conf = {"source_regions": list(opts.sources), "destination_regions": list(opts.destinations),
             "tags": FLEET_TAGS, "poll_interval": opts.poll_interval, "concurrency": opts.concurrency,
             "timeout_minutes": max(5, int(opts.dag_timeout * 2 / 60)), "max_errors": 0}
-    cluster = AirflowCluster(work / f"dag-{n}", connection, parallelism=opts.parallelism, backend=opts.backend)
-    row: dict = {"approach": "Airflow DAG", "instances": n}
+    backend = "postgres" if executor == "celery" else opts.backend
+    cluster = AirflowCluster(work / f"dag-{executor}-{n}", connection, parallelism=opts.parallelism, backend=backend,
+                             executor=executor, workers=2, worker_concurrency=max(1, opts.parallelism // 2))
+    label = f"Airflow DAG ({cluster.backend}, {'CeleryExecutor' if executor == 'celery' else 'LocalExecutor'})"
+    row: dict = {"approach": label, "instances": n}
     try:
         db_s = cluster.prepare_db()
         up_s = cluster.start()
@@ -485,7 +491,7 @@ def run_dag(emu, machines: Sequence[Machine], opts: Options, ideal_sim: float, w
         tasks = cluster.task_rows(DAG_ID, run_id)
         slot_s = running_intervals(observations)
         copies = _copies_available(emu, opts.destinations)
-        row = summarize("Airflow DAG", n, len(opts.destinations), wall, ideal.pipelined / scale, counters,
+        row = summarize(label, n, len(opts.destinations), wall, ideal.pipelined / scale, counters,
                         time_scale=scale, ideal_staged_s=round(ideal.staged / scale, 3), run_state=state,
                         triggered_via=via, poll_interval_sim_s=opts.poll_interval * scale,
                         wall_sim_h=round(wall * scale / 3600, 2), ideal_sim_h=round(ideal.pipelined / 3600, 2),
@@ -532,6 +538,7 @@ def run(opts: Options, log=print) -> list[dict]:
     import platform
     import tempfile
 
+    from deploy.airflow_cluster import celery_unavailable
     from emulator.control import EmulatorProcess
 
     out_dir = Path(opts.out_dir)
@@ -548,6 +555,12 @@ def run(opts: Options, log=print) -> list[dict]:
                 try:
                     if kind == "dag":
                         rows.append(run_dag(emu, machines, opts, ideal.pipelined, work, log))
+                    elif kind == "dag-celery":
+                        reason = celery_unavailable()
+                        if reason:
+                            log(f"  dag-celery skipped: {reason}")
+                            continue
+                        rows.append(run_dag(emu, machines, opts, ideal.pipelined, work, log, executor="celery"))
                     else:
                         rows.append(run_baseline(kind, emu, machines, opts, ideal.pipelined, log))
                         if kind == "seed" and opts.seed_mode == "intended" and n in opts.faithful_seed_sizes:
