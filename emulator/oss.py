@@ -344,8 +344,13 @@ async def handle(emulator, request: web.Request) -> web.StreamResponse:
 
 def _as_oss_error(exc: ApiError) -> ApiError:
     """Translate errors raised by shared code (RAM checks, fault injection) into OSS's codes."""
-    if exc.code == "Forbidden.RAM":
-        return access_denied("You have no right to access this object because of bucket acl.")
+    if exc.code == "Forbidden.RAM":  # OSS's shape: AccessDenied with the same AccessDeniedDetail (AuthAction)
+        detail = exc.extra.get("AccessDeniedDetail", {})
+        if detail.get("NoPermissionType") == "ExplicitDeny":
+            return _err("AccessDenied", "Access denied by bucket policy.", 403, "0003-00000201",
+                        AccessDeniedDetail=detail)
+        return _err("AccessDenied", "You have no right to access this object because of bucket acl.", 403,
+                    "0003-00000001", AccessDeniedDetail=detail)
     if exc.code.startswith("Throttling"):
         return _err("ServerBusy", "Please reduce your request rate.", 503, "0003-00000503")
     return exc

@@ -48,6 +48,8 @@ def error_xml(code: str, message: str, request_id: str, host_id: str, ec: str, e
     for k, v in (extra or {}).items():
         if isinstance(v, str | int | float):
             parts.append(el(k, v))
+        elif isinstance(v, dict):  # e.g. AccessDeniedDetail: one level of child elements
+            parts.append(f"<{k}>" + "".join(el(ck, cv) for ck, cv in v.items()) + f"</{k}>")
     parts.append(el("EC", ec))
     return doc("Error", *parts)
 

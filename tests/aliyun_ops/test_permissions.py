@@ -70,3 +70,22 @@ def test_no_temporary_instance_is_made_that_could_not_be_watched_and_released(em
     with pytest.raises(AliyunPermissionError, match=missing):
         op.execute(ctx())
     assert calls(emulator, "RunInstances") == 0 and emulator.admin.table("ecs.instances") == {}
+
+
+@pytest.mark.parametrize("effect, kind", [("Allow", "ImplicitDeny"), ("Deny", "ExplicitDeny")])
+def test_an_oss_denial_names_the_permission_too(emulator, aliyun_env, effect, kind):
+    """OSS answers ``AccessDenied`` with an ``AccessDeniedDetail`` body; the SDK drops it, the hook reads it."""
+    from aliyun_ops.hooks.oss import OssHook
+
+    emulator.admin.load_fleet({"buckets": [{"name": "perm-archive", "region": HZ}]})
+    statements = [{"Effect": "Allow", "Action": ["oss:GetBucketInfo", "oss:GetObject"], "Resource": "*"}]
+    if effect == "Deny":
+        statements += [{"Effect": "Allow", "Action": "oss:*", "Resource": "*"},
+                       {"Effect": "Deny", "Action": "oss:PutObject", "Resource": "*"}]
+    emulator.admin.put_keys({"access_key_id": "NoPut", "access_key_secret": "NoPut-secret",
+                             "policy": {"Version": "1", "Statement": statements}})
+    aliyun_env(access_key_id="NoPut", access_key_secret="NoPut-secret", max_attempts=1)
+    with pytest.raises(AliyunPermissionError) as err:
+        OssHook().put_json("perm-archive", "manifests/x.json", {"a": 1})
+    assert f"[missing RAM permission: oss:PutObject ({kind})]" in str(err.value)
+    assert not emulator.admin.table("oss.objects")

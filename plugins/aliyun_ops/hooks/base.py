@@ -452,6 +452,24 @@ def _strip_sdk_message(message: str | None, data: Any) -> str | None:
     return message
 
 
+def oss_access_denied_detail(body: Any) -> dict[str, str] | None:
+    """``<AccessDeniedDetail>`` of an OSS error body as a dict (``AuthAction``, ``NoPermissionType``, ...).
+
+    >>> oss_access_denied_detail(b"<Error><AccessDeniedDetail><AuthAction>oss:PutObject</AuthAction>"
+    ...                          b"</AccessDeniedDetail></Error>")
+    {'AuthAction': 'oss:PutObject'}
+    """
+    if not isinstance(body, bytes | bytearray) or b"AccessDeniedDetail" not in body:
+        return None
+    import xml.etree.ElementTree as ET
+
+    try:
+        node = ET.fromstring(bytes(body)).find("AccessDeniedDetail")
+    except ET.ParseError:
+        return None
+    return None if node is None else {child.tag: (child.text or "") for child in node}
+
+
 def classify_error(action: str, exc: BaseException, *, service: str | None = None) -> AliyunApiError | None:
     """Turn an SDK exception into :class:`AliyunApiError`; None if it is not an API/network error."""
     if isinstance(exc, AliyunApiError):
@@ -494,6 +512,8 @@ def classify_error(action: str, exc: BaseException, *, service: str | None = Non
     message = _strip_sdk_message(getattr(inner, "message", None), data) or str(inner)
     code = None if code in (None, "None") else str(code)
     denied = data.get("AccessDeniedDetail") if isinstance(data, Mapping) else None
+    if denied is None and code == "AccessDenied":  # OSS: the SDK keeps only flat fields; the detail is in the body
+        denied = oss_access_denied_detail(getattr(inner, "snapshot", None))
     if isinstance(denied, Mapping) and denied.get("AuthAction"):
         # name the missing permission: a user fixes a RAM policy from this line alone
         message = (f"{message} [missing RAM permission: {denied['AuthAction']} "
