@@ -226,10 +226,19 @@ class AirflowCluster:
                 subprocess.run(["createdb", "-h", PG_HOST, "-U", PG_USER, self.db_name], check=True, timeout=60)
             self._migrate(self.env)  # idempotent: brings a kept database up to this Airflow version
         elif self.backend == "postgres":
-            template = "aliyun_bench_template"
+            # one migrated template per Airflow version, renamed into place only once its migration finished
+            from importlib.metadata import version
+
+            template = "aliyun_bench_template_" + version("apache-airflow").replace(".", "_")
             if not self._psql(f"SELECT 1 FROM pg_database WHERE datname='{template}'").strip():
-                subprocess.run(["createdb", "-h", PG_HOST, "-U", PG_USER, template], check=True, timeout=60)
-                self._migrate({**self.env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._sql_conn(template)})
+                building = f"{template}_building_{os.getpid()}"
+                subprocess.run(["createdb", "-h", PG_HOST, "-U", PG_USER, building], check=True, timeout=60)
+                try:
+                    self._migrate({**self.env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._sql_conn(building)})
+                    self._psql(f'ALTER DATABASE "{building}" RENAME TO "{template}"')
+                finally:
+                    subprocess.run(["dropdb", "-h", PG_HOST, "-U", PG_USER, "--if-exists", building],
+                                   capture_output=True, timeout=60)
             subprocess.run(["createdb", "-h", PG_HOST, "-U", PG_USER, "-T", template, self.db_name],
                            check=True, timeout=120)
         else:
