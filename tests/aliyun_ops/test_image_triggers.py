@@ -48,6 +48,14 @@ def test_serialize_round_trip():
     assert SnapshotsReadyTrigger(**snap.serialize()[1]).serialize() == snap.serialize()
 
 
+def test_a_trigger_serialized_before_the_carry_rename_still_loads():
+    """Deferred tasks outlive upgrades: kwargs stored with the old ``echo`` name come back as ``carry``."""
+    old = {"items": [{"region": SRC, "id": "m-1"}], "echo": {"results": [{"image_id": "m-1"}], "deadline": 9.0}}
+    trigger = ImagesAvailableTrigger(**old)
+    assert trigger.carry == old["echo"]
+    assert trigger.serialize()[1]["carry"] == old["echo"] and "echo" not in trigger.serialize()[1]
+
+
 def test_normalize_items_rejects_bad_input():
     with pytest.raises(ValueError, match="no region"):
         normalize_items(["m-1"])

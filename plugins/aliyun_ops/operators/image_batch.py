@@ -256,10 +256,10 @@ class BatchImageOperator(AliyunBaseOperator):
                               "one" if return_when == "first" else "all", len(items), self.watch_kind, len(queued),
                               self._timeout_seconds)
                 trigger_cls = ImagesAvailableTrigger if self.watch_kind == "image" else SnapshotsReadyTrigger
-                # the results travel in the trigger's echo: dag.test() drops defer(kwargs=...) on resume
+                # the results travel in the trigger's carry: dag.test() drops defer(kwargs=...) on resume
                 self.defer(trigger=trigger_cls(items=items, aliyun_conn_id=self.aliyun_conn_id, region=self.region,
                                                poll_interval=float(self.poll_interval), deadline=deadline,
-                                               echo={"results": results, "deadline": deadline},
+                                               carry={"results": results, "deadline": deadline},
                                                probe_tags=probe_tags, return_when=return_when),
                            method_name="execute_complete", timeout=timedelta(seconds=self._timeout_seconds + 600))
             self._apply_event(results, self._poll_in_process(items, deadline, probe_tags, return_when))
@@ -285,10 +285,10 @@ class BatchImageOperator(AliyunBaseOperator):
     def execute_complete(self, context: Any, event: Mapping | None = None) -> list[dict]:
         if event is None:
             raise AirflowException(f"{self.task_id}: resumed without a trigger event")
-        echo = event.get("echo") or {}
-        results = [dict(r) for r in echo.get("results") or []]
+        carry = event.get("carry") or event.get("echo") or {}  # "echo": events of triggers from before the rename
+        results = [dict(r) for r in carry.get("results") or []]
         self._apply_event(results, event)
-        deadline = echo.get("deadline")
+        deadline = carry.get("deadline")
         return self._run_window(context, results, float(deadline) if deadline is not None else None)
 
     def _apply_event(self, results: list[dict], event: Mapping | None) -> None:

@@ -23,10 +23,10 @@ probing, possibly well after the fact). Exactly one :class:`TriggerEvent` is yie
      "items": {"m-1": {"region", "status", "progress", "size_gib", "reason", "observed_at"}, ...},
      "timed_out": ["m-7"],            # still not terminal at the deadline
      "message": "...", "error": {...} | None, "polls": 3, "api_calls": 4,
-     "echo": ...}                     # the trigger's ``echo`` argument, unchanged (if given)
+     "carry": ...}                    # the trigger's ``carry`` argument, unchanged (if given)
 
-``echo`` carries the deferring operator's in-flight results through the deferral: ``dag.test()``
-resumes a task with ``next_kwargs={"event": ...}`` only, dropping ``defer(kwargs=...)``.
+``carry`` (the same name as the instance triggers') takes the deferring operator's in-flight results through the
+deferral: ``dag.test()`` resumes a task with ``next_kwargs={"event": ...}`` only, dropping ``defer(kwargs=...)``.
 
 With ``return_when="first"`` (an operator's sliding window waiting for a free slot) the trigger ends as
 soon as any item is terminal, with ``status == "progress"``; the others are still pending. It does so no
@@ -71,19 +71,20 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
 
     kind: ClassVar[str] = "image"
     id_key: ClassVar[str] = "image_id"
-    serialized_fields: ClassVar[tuple[str, ...]] = ("items", "missing_polls", "echo", "probe_tags", "return_when",
+    serialized_fields: ClassVar[tuple[str, ...]] = ("items", "missing_polls", "carry", "probe_tags", "return_when",
                                                     "min_partial_seconds")
 
-    def __init__(self, *, items: Sequence[Mapping[str, str]], missing_polls: int = 2, echo: Any = None,
+    def __init__(self, *, items: Sequence[Mapping[str, str]], missing_polls: int = 2, carry: Any = None,
                  probe_tags: Mapping[str, str] | None = None, return_when: str = "all",
                  min_partial_seconds: float | None = None, **kwargs: Any) -> None:
+        legacy = kwargs.pop("echo", None)  # the old name, in triggers serialized before the rename
         super().__init__(**kwargs)
         if return_when not in RETURN_WHEN:
             raise ValueError(f"return_when must be one of {RETURN_WHEN}, got {return_when!r}")
         self.return_when = return_when
         self.min_partial_seconds = float(min_partial_seconds if min_partial_seconds is not None
                                          else min(30.0, 5 * self.poll_interval))
-        self.echo = echo  # JSON-safe data handed back unchanged in the event (the operator's in-flight state)
+        self.carry = carry if carry is not None else legacy  # JSON-safe, handed back unchanged in the event
         self.items = [{"region": i["region"], "id": i["id"]} for i in normalize_items(
             items, default_region=kwargs.get("region"), id_key=self.id_key)]
         self.missing_polls = int(missing_polls)
@@ -103,7 +104,7 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
     async def run(self):
         watch = ResourceWatch(self.items, kind=self.kind, missing_polls=self.missing_polls)
         if not self.items:
-            yield TriggerEvent(self._echo(watch.event("success", message="nothing to wait for")))
+            yield TriggerEvent(self._carry(watch.event("success", message="nothing to wait for")))
             return
         plan = PollPlan(watch, poll_interval=self.poll_interval, deadline=self.deadline, probe_tags=self.probe_tags)
         try:
@@ -122,11 +123,11 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
                                  min_partial_seconds=self.min_partial_seconds)
         except ValueError as err:  # e.g. a broken connection definition
             event = watch.event("error", message=str(err), error={"code": "ValueError", "message": str(err)})
-        yield TriggerEvent(self._echo(event))
+        yield TriggerEvent(self._carry(event))
 
-    def _echo(self, event: dict) -> dict:
-        if self.echo is not None:
-            event["echo"] = self.echo
+    def _carry(self, event: dict) -> dict:
+        if self.carry is not None:
+            event["carry"] = self.carry
         return event
 
 
