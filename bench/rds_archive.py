@@ -5,8 +5,9 @@ and a bucket. Then, in the same run and for the same bytes, two kinds of worker 
 from its ``BackupDownloadURL`` into the bucket with ``--concurrency`` threads:
 
 * ``archive``: :class:`aliyun_ops.operators.rds.ArchiveRdsBackupsToOssOperator` ``.execute(context)``
-  (default ``part_size`` 8 MiB and ``parallel_num`` 2), with ``AIRFLOW_CONN_ALIYUN_DEFAULT`` pointing at the
-  emulator and a fake task-instance context;
+  (default ``parallel_num``: 1 per backup when several stream at once, and ``part_size`` derived from its 24 MiB
+  memory budget: 6 MiB at concurrency 4; ``--parallel`` and ``--part-mib`` fix them), with
+  ``AIRFLOW_CONN_ALIYUN_DEFAULT`` pointing at the emulator and a fake task-instance context;
 * ``raw``: the baseline, a plain loopback copy: ``urlopen(url)`` streamed as the body of one ``PutObject``
   (``alibabacloud_oss_v2``, the SDK's own upload CRC-64 check off: no integrity work at all). ``--raw`` also
   accepts ``put-crc`` (the same with the SDK's CRC-64 check on) and ``uploader`` (the SDK uploader's
@@ -579,8 +580,8 @@ def _machine() -> dict:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
-def run(sizes: Sequence[int], backups: int, concurrency: int, raw_modes: Sequence[str], part_size: int,
-        parallel_num: int, order: Sequence[str], data_dir: str | None, log_path: Path,
+def run(sizes: Sequence[int], backups: int, concurrency: int, raw_modes: Sequence[str], part_size: int | None,
+        parallel_num: int | None, order: Sequence[str], data_dir: str | None, log_path: Path,
         worker_env: Mapping[str, str] | None = None,
         repeat: int = 1, quiet_wait: float = 0.0) -> dict:
     import psutil
@@ -604,8 +605,9 @@ def run(sizes: Sequence[int], backups: int, concurrency: int, raw_modes: Sequenc
             listed = _describe_backups(emu, instance_id(size))
             spec = {"endpoint": emu.base_url, "access_key_id": emu.access_key_id,
                     "access_key_secret": emu.access_key_secret, "instance_id": instance_id(size),
-                    "concurrency": concurrency, "part_size": part_size, "parallel_num": parallel_num,
-                    "operator_kwargs": {"part_size": part_size, "parallel_num": parallel_num},
+                    "concurrency": concurrency, "part_size": part_size or 8 * MIB, "parallel_num": parallel_num or 2,
+                    "operator_kwargs": {k: v for k, v in {"part_size": part_size, "parallel_num": parallel_num}.items()
+                                        if v},
                     "backups": [{k: b[k] for k in ("BackupId", "BackupSize", "BackupDownloadURL")} for b in listed]}
             runs: dict[str, list[dict]] = {}
             skipped: dict[str, str] = {}
@@ -643,8 +645,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="backups copied at once (default 4)")
     parser.add_argument("--raw", default="put", help=f"baseline modes, comma separated, from {','.join(RAW_MODES)}; "
                                                      "the first one is the ratio's baseline (default put)")
-    parser.add_argument("--part-mib", type=int, default=8, help="part size in MiB (default 8, the operator's)")
-    parser.add_argument("--parallel", type=int, default=2, help="parts in flight per backup (default 2)")
+    parser.add_argument("--part-mib", type=int, default=None, help="part size in MiB (default: the operator's, "
+                                                                   "derived from its memory budget)")
+    parser.add_argument("--parallel", type=int, default=None, help="parts in flight per backup (default: the "
+                                                                   "operator's)")
     parser.add_argument("--order", default="raw,archive", help="phase order per size (default raw,archive)")
     parser.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",
                         help="investigation: extra environment for the workers (e.g. MALLOC_ARENA_MAX=2)")
@@ -677,7 +681,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     log_path = (out_dir if not args.no_save else Path(tempfile.gettempdir())) / f"rds_archive-{stamp}.log"
     started, machine = time.time(), _machine()  # the code's commit as the run starts
-    result = run(sizes, args.backups, args.concurrency, raw_modes, args.part_mib * MIB, args.parallel, order,
+    part_size = args.part_mib * MIB if args.part_mib else None
+    result = run(sizes, args.backups, args.concurrency, raw_modes, part_size, args.parallel, order,
                  args.data_dir, log_path, worker_env, args.repeat, args.quiet_wait)
     rows = [case_row(c["size_bytes"], c["backups"], c["phases"], raw_modes[0]) for c in result["cases"]
             if c.get("phases")]
@@ -686,14 +691,15 @@ def main(argv: list[str] | None = None) -> int:
            "command": "python -m bench.rds_archive " + " ".join(argv if argv is not None else sys.argv[1:]),
            "machine": machine, "machine_at_end": _machine(),
            "config": {"sizes": sizes, "backups": args.backups, "concurrency": args.concurrency, "raw": raw_modes,
-                      "part_size": args.part_mib * MIB, "parallel_num": args.parallel, "order": order,
+                      "part_size": part_size, "parallel_num": args.parallel, "order": order,
                       "worker_env": worker_env, "repeat": args.repeat,
                       "quiet_wait_s": args.quiet_wait,
                       "ratio_target": RATIO_TARGET, "rss_target_bytes": RSS_TARGET_BYTES},
            "rows": rows, "targets": targets, **result}
     print()
     print(f"RDS archive vs raw loopback copy ({raw_modes[0]}), concurrency {args.concurrency}, "
-          f"{args.part_mib} MiB parts x {args.parallel}")
+          f"parts of {f'{args.part_mib} MiB' if part_size else 'the operator size'} x "
+          f"{args.parallel or 'the operator number'}")
     print(text_table(rows))
     for t in targets:
         print(f"  {t['size']}: ratio {t['ratio']} (>= {RATIO_TARGET}: {t['ratio_met']}), worker peak RSS "

@@ -52,11 +52,13 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from aliyun_ops.logic.crc64 import crc64_combine
+
 from . import registry
 from .errors import ApiError
 from .faults import CORRUPT, DROP, DROP_AFTER
 from .oss_auth import Identity, authenticate
-from .oss_store import CHUNK, BlobStore, crc64_combine
+from .oss_store import CHUNK, BlobStore
 from .oss_xml import doc, el, error_header, error_xml, http_date, iso_ms, parse, url_encode
 from .registry import fleet_section
 from .security import MAX_OBJECT_SIZE, MAX_XML_BODY, read_limited

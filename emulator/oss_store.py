@@ -7,9 +7,9 @@ reset simply forgets the references. Blobs are immutable once published, with on
 (an appendable object's last blob, appended in place only while it has a single link), so
 copies are hard links and a completed multipart object is just the list of its part blobs.
 
-CRC64 is CRC-64/XZ (ECMA-182 polynomial, reflected, init and xor-out all ones) as OSS sends
-it in ``x-oss-hash-crc64ecma``; :func:`crc64_combine` joins the CRCs of two adjacent pieces
-(zlib's GF(2) matrix method) so multipart objects never need re-reading.
+CRC64 is CRC-64/XZ as OSS sends it in ``x-oss-hash-crc64ecma``, from
+:mod:`aliyun_ops.logic.crc64` (shared with the OSS hook); its ``crc64_combine`` joins the CRCs
+of two adjacent pieces, so multipart objects never need re-reading.
 """
 
 from __future__ import annotations
@@ -21,79 +21,9 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import crcmod
+from aliyun_ops.logic.crc64 import new_crc
 
 CHUNK = 1024 * 1024
-_CRC_POLY = 0x142F0E1EBA9EA3693
-_crc_fun = crcmod.mkCrcFun(_CRC_POLY, initCrc=0, xorOut=0xFFFFFFFFFFFFFFFF, rev=True)
-_crc_template = crcmod.Crc(_CRC_POLY, initCrc=0, xorOut=0xFFFFFFFFFFFFFFFF, rev=True)
-
-try:  # the C extension makes CRC64 ~GB/s; the pure-Python fallback is ~100x slower
-    import crcmod._crcfunext  # noqa: F401
-
-    CRC_C_EXTENSION = True
-except ImportError:  # pragma: no cover
-    CRC_C_EXTENSION = False
-
-
-def crc64(data: bytes, crc: int = 0) -> int:
-    """CRC64-ECMA of ``data``, continuing from ``crc`` (the CRC of the bytes before it)."""
-    return _crc_fun(data, crc)
-
-
-def new_crc() -> crcmod.Crc:
-    return _crc_template.new()
-
-
-# -- CRC64 combine (zlib's crc32_combine, for the reflected ECMA-182 polynomial) --------------
-_REV_POLY = 0xC96C5795D7870F42
-
-
-def _gf2_times(mat: list[int], vec: int) -> int:
-    total = 0
-    i = 0
-    while vec:
-        if vec & 1:
-            total ^= mat[i]
-        vec >>= 1
-        i += 1
-    return total
-
-
-def _gf2_square(mat: list[int]) -> list[int]:
-    return [_gf2_times(mat, mat[n]) for n in range(64)]
-
-
-def _zero_operators() -> list[list[int]]:
-    """``ops[k]`` applies 2**k zero bytes to a CRC register."""
-    odd = [_REV_POLY] + [1 << (n - 1) for n in range(1, 64)]  # one zero bit
-    even = _gf2_square(odd)  # two zero bits
-    odd = _gf2_square(even)  # four zero bits
-    ops = []
-    current = _gf2_square(odd)  # one zero byte
-    for _ in range(64):
-        ops.append(current)
-        current = _gf2_square(current)
-    return ops
-
-
-_ZERO_OPS: list[list[int]] | None = None
-
-
-def crc64_combine(crc1: int, crc2: int, len2: int) -> int:
-    """CRC of ``A + B`` from ``crc(A)``, ``crc(B)`` and ``len(B)``."""
-    global _ZERO_OPS
-    if len2 <= 0:
-        return crc1
-    if _ZERO_OPS is None:
-        _ZERO_OPS = _zero_operators()
-    k = 0
-    while len2:
-        if len2 & 1:
-            crc1 = _gf2_times(_ZERO_OPS[k], crc1)
-        len2 >>= 1
-        k += 1
-    return crc1 ^ crc2
 
 
 class BlobStore:

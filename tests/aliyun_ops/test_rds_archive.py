@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aliyun_ops.exceptions import TooManyItemFailures
-from aliyun_ops.hooks.oss import OssHook
+from aliyun_ops.hooks.oss import MAX_PARTS, MIN_PART_SIZE, OssHook, part_size_for, read_into
 from aliyun_ops.logic.report import PENDING, SKIPPED
 from aliyun_ops.operators.rds import ArchiveRdsBackupsToOssOperator
 from aliyun_ops.operators.rds_archive import classify_backups, existing_verdict
@@ -307,3 +307,51 @@ def test_manifest_is_json_with_window(emu, oss_hook):
     doc = manifest(oss_hook)
     assert doc["bucket"] == BUCKET and doc["window"]["start"].startswith("2024-01-01")
     json.dumps(doc)
+
+
+# -- bounded memory -------------------------------------------------------------------------------------
+@given(st.integers(0, 200 * 1024**3), st.integers(100 * 1024, 256 * MIB), st.integers(1, 16))
+def test_part_size_keeps_the_parts_in_the_budget_unless_10000_parts_forbid(size, budget, buffers):
+    part, needed, share = part_size_for(size, budget, buffers), -(-size // MAX_PARTS), budget // buffers
+    assert part >= MIN_PART_SIZE and part * MAX_PARTS >= size    # OSS's limits
+    assert part <= max(8 * MIB, needed + 64 * 1024)               # 8 MiB at most, unless 10,000 parts need more
+    if share >= max(MIN_PART_SIZE, needed + 64 * 1024):
+        assert part * buffers <= budget                           # the budget holds whenever it can
+
+
+def test_parts_are_sized_from_the_memory_budget_and_the_streams():
+    op = archive(part_size=None)
+    assert (op._parallel_num(1), op._parallel_num(4)) == (2, 1)          # alone: download and upload overlap
+    assert op._part_size(5 * 1024**3, 4, 1) == 6 * MIB                    # 4 streams x 6 MiB = the 24 MiB budget
+    assert op._part_size(5 * 1024**3, 1, 2) == 8 * MIB                    # never above the old 8 MiB default
+    assert op._part_size(100 * 1024**3, 4, 1) * 10_000 >= 100 * 1024**3   # over budget rather than > 10,000 parts
+    assert archive(part_size=MIB)._part_size(5 * 1024**3, 4, 1) == MIB
+
+
+class Trickle:
+    """A source that answers at most ``step`` bytes per call, with or without ``readinto``."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step, self.pos = data, step, 0
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self.data[self.pos:self.pos + min(n, self.step)]
+        self.pos += len(chunk)
+        return chunk
+
+
+class TrickleInto(Trickle):
+    def readinto(self, buffer: memoryview) -> int:
+        chunk = self.read(len(buffer))
+        buffer[:len(chunk)] = chunk
+        return len(chunk)
+
+
+@pytest.mark.parametrize("source", [Trickle, TrickleInto])
+def test_a_part_is_filled_from_a_source_that_answers_in_pieces(source):
+    data = bytes(range(256)) * 40
+    stream, buffer = source(data, 7), bytearray(4096)
+    assert read_into(stream, buffer) == 4096 and bytes(buffer) == data[:4096]
+    assert read_into(stream, buffer) == 4096 and bytes(buffer) == data[4096:8192]
+    assert read_into(stream, buffer) == len(data) - 8192 and bytes(buffer[:len(data) - 8192]) == data[8192:]
+    assert read_into(stream, buffer) == 0

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -22,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from aliyun_ops.exceptions import AliyunApiError
 from aliyun_ops.hooks.base import AliyunBaseHook
+from aliyun_ops.logic.crc64 import crc64, crc64_combine
 
 if TYPE_CHECKING:
     import alibabacloud_oss_v2 as oss
@@ -29,34 +31,64 @@ if TYPE_CHECKING:
 MIB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MIB
 STORAGE_CLASSES = ("Standard", "IA", "Archive", "ColdArchive", "DeepColdArchive")
+MAX_PARTS = 10_000  # OSS: parts per multipart upload
+MIN_PART_SIZE = 100 * 1024  # OSS: every part but the last
+MAX_PART_SIZE = 5 * 1024**3
 
 
-def read_full(source: IO[bytes], size: int) -> bytes:
-    """Up to ``size`` bytes from ``source``: fewer only at the end of the stream (a socket answers in pieces)."""
-    chunks, missing = [], size
-    while missing > 0:
-        chunk = source.read(missing)
-        if not chunk:
+def read_into(source: IO[bytes], buffer: bytearray) -> int:
+    """Fill ``buffer`` from ``source``; returns how many bytes came (fewer only at the end of the stream: a socket
+    answers in pieces). A source with ``readinto`` (an HTTP response, a file) writes straight into the buffer, so
+    a part's bytes are never copied."""
+    view, filled = memoryview(buffer), 0
+    readinto = getattr(source, "readinto", None)
+    while filled < len(buffer):
+        if readinto is not None:
+            got = readinto(view[filled:]) or 0
+        else:
+            chunk = source.read(len(buffer) - filled)
+            got = len(chunk)
+            view[filled:filled + got] = chunk
+        if not got:
             break
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
+        filled += got
+    return filled
 
 
-def crc64_of(data: bytes) -> int:
-    """CRC-64/ECMA as OSS computes it (``x-oss-hash-crc64ecma``)."""
-    from alibabacloud_oss_v2.crc import Crc64
+def part_size_for(size: int, memory_budget: int, buffers: int, largest: int = DEFAULT_PART_SIZE) -> int:
+    """The part size that keeps ``buffers`` part buffers (streams x ``parallel_num``) within ``memory_budget``
+    bytes, at most ``largest``, rounded down to 64 KiB; but never so small that a ``size``-byte object needs more
+    than 10,000 parts (then the budget is exceeded), nor under OSS's 100 KiB minimum.
 
-    crc = Crc64(0)
-    crc.update(data)
-    return crc.sum64()
+    >>> [part_size_for(5 * 1024**3, 24 * MIB, b) // 1024 for b in (2, 8)], part_size_for(100 * 1024**3, 24 * MIB, 8)
+    ([8192, 3072], 10747904)
+    """
+    step = 64 * 1024
+    fits = min(largest, memory_budget // max(1, buffers)) // step * step
+    needed = -(-size // MAX_PARTS)  # ceil
+    return min(MAX_PART_SIZE, max(MIN_PART_SIZE, fits, -(-needed // step) * step))
 
 
-def combine_crc64(crc1: int, crc2: int, len2: int) -> int:
-    """The CRC-64 of ``a + b`` from ``crc(a)``, ``crc(b)`` and ``len(b)``: a stream is hashed once, part by part."""
-    from alibabacloud_oss_v2.crc import Crc64
+class PartBuffers:
+    """At most ``count`` reusable buffers of ``size`` bytes, one per part in flight: a part is read into one,
+    hashed and sent from it, then the buffer is given back for a later part. Waiting for a free buffer is what
+    bounds the reading; reusing them means no allocation and no copy per part (allocating a fresh ``bytes`` per
+    part left the worker's RSS ~25 MiB above the parts it held: bench/README.md)."""
 
-    return Crc64.combine(crc1, crc2, len2)
+    def __init__(self, size: int, count: int) -> None:
+        self.size, self.count = size, count
+        self._unallocated = count
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+
+    def take(self) -> bytearray:
+        """A free buffer, allocated on first need; blocks while all ``count`` are in use (one thread takes)."""
+        if self._unallocated:
+            self._unallocated -= 1
+            return bytearray(self.size)
+        return self._free.get()
+
+    def give(self, buffer: bytearray) -> None:
+        self._free.put(buffer)
 
 
 class CrcMismatch(RuntimeError):
@@ -184,8 +216,9 @@ class OssHook(AliyunBaseHook):
                       content_type: str | None = None) -> dict:
         """Stream ``source`` into ``oss://bucket/key`` in bounded memory, CRC-64 checked end to end.
 
-        At most ``parallel_num`` parts (``part_size`` bytes each) are held at once: the next part is read from
-        the source only when an upload slot is free, so a slow OSS slows the download instead of filling memory.
+        At most ``parallel_num`` parts (``part_size`` bytes each) are held at once, in buffers reused from part to
+        part (read into straight from the source, sent from, never copied): the next part is read only when an
+        upload slot is free, so a slow OSS slows the download instead of filling memory.
         A source shorter than one part is sent with one PutObject. Every part's and the whole object's
         ``x-oss-hash-crc64ecma`` must equal the CRC-64 computed here while reading; on any error or mismatch the
         source is no longer read, the multipart upload is aborted (nothing is left open) and a completed but
@@ -201,7 +234,7 @@ class OssHook(AliyunBaseHook):
         """
         import alibabacloud_oss_v2 as oss
 
-        if not 100 * 1024 <= part_size <= 5 * 1024**3:
+        if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
             raise ValueError(f"part_size must be 100 KiB - 5 GiB, got {part_size}")
         if parallel_num < 1:
             raise ValueError(f"parallel_num must be at least 1, got {parallel_num}")
@@ -210,13 +243,16 @@ class OssHook(AliyunBaseHook):
         region = self.resolve_region(region)
         client = self._streaming_client(region)
         meta = dict(metadata) if metadata else None
-        first = read_full(source, part_size)
-        if len(first) < part_size:  # the whole stream fits in one request
-            crc = crc64_of(first)
+        buffers = PartBuffers(part_size, parallel_num)
+        first = buffers.take()
+        length = read_into(source, first)
+        if length < part_size:  # the whole stream fits in one request
+            body = memoryview(first)[:length]
+            crc = crc64(body)
             result = self._send_checked("PutObject", lambda: client.put_object(oss.PutObjectRequest(
-                bucket=bucket, key=key, body=first, metadata=meta, storage_class=storage_class,
+                bucket=bucket, key=key, body=body, metadata=meta, storage_class=storage_class,
                 content_type=content_type)), crc, f"oss://{bucket}/{key}", region)
-            return {"size": len(first), "crc64": str(crc), "etag": result.etag, "parts": 0,
+            return {"size": length, "crc64": str(crc), "etag": result.etag, "parts": 0,
                     "request_id": result.request_id}
         upload_id = self._call("InitiateMultipartUpload", client.initiate_multipart_upload,
                                oss.InitiateMultipartUploadRequest(bucket=bucket, key=key, metadata=meta,
@@ -224,9 +260,7 @@ class OssHook(AliyunBaseHook):
                                                                   content_type=content_type),
                                region=region).upload_id
         try:
-            pending, first = [first], b""  # only the upload keeps the first part alive
-            parts, size, crc = self._send_parts(client, bucket, key, upload_id, pending, source, part_size,
-                                                parallel_num, region)
+            parts, size, crc = self._send_parts(client, bucket, key, upload_id, source, buffers, first, region)
             etag, remote_crc, request_id = self._complete(client, bucket, key, upload_id, parts, size, region)
         except BaseException:
             self.abort_upload(bucket, key, upload_id, region=region)
@@ -256,50 +290,51 @@ class OssHook(AliyunBaseHook):
                              attempt, attempts)
         raise CrcMismatch(f"{what}: OSS stored CRC-64 {remote}, sent {crc} ({attempts} attempts)")
 
-    def _send_parts(self, client: oss.Client, bucket: str, key: str, upload_id: str, first: list[bytes],
-                    source: IO[bytes], part_size: int, parallel_num: int, region: str) -> tuple[list, int, int]:
-        """Upload ``first[0]`` and the rest of ``source`` as parts, never more than ``parallel_num`` in memory;
-        stops reading at the first failed part. ``first`` is emptied so that nothing keeps a sent part alive.
-        Returns the parts, the size and the whole stream's CRC-64 (each part hashed once, then combined)."""
+    def _send_parts(self, client: oss.Client, bucket: str, key: str, upload_id: str, source: IO[bytes],
+                    buffers: PartBuffers, first: bytearray, region: str) -> tuple[list, int, int]:
+        """Upload ``first`` (a full part) and the rest of ``source`` as parts, each read into a free buffer of
+        ``buffers`` (so never more parts in memory than it has); stops reading at the first failed part. Returns
+        the parts, the size and the whole stream's CRC-64 (each part hashed once, then combined)."""
         import alibabacloud_oss_v2 as oss
 
-        slots = threading.BoundedSemaphore(parallel_num)
-        crcs: dict[int, tuple[int, int]] = {}
+        crcs: list[tuple[int, int, int]] = []
+        parts: list[oss.UploadPart] = []
+        failed = threading.Event()
 
-        def send(number: int, data: bytes) -> oss.UploadPart:
+        def send(number: int, buffer: bytearray, length: int) -> None:
             try:
-                crc = crc64_of(data)
-                crcs[number] = (crc, len(data))
+                body = memoryview(buffer)[:length]
+                crc = crc64(body)
+                crcs.append((number, crc, length))
                 res = self._send_checked("UploadPart", lambda: client.upload_part(oss.UploadPartRequest(
-                    bucket=bucket, key=key, upload_id=upload_id, part_number=number, body=data)), crc,
+                    bucket=bucket, key=key, upload_id=upload_id, part_number=number, body=body)), crc,
                     f"part {number} of oss://{bucket}/{key}", region)
-                return oss.UploadPart(part_number=number, etag=res.etag)
+                parts.append(oss.UploadPart(part_number=number, etag=res.etag))
+            except BaseException:
+                failed.set()
+                raise
             finally:
-                slots.release()
+                buffers.give(buffer)
 
-        futures: list[Future] = []
-        data, number = first.pop(), 1
-        size = len(data)
-        with ThreadPoolExecutor(max_workers=parallel_num, thread_name_prefix=f"oss-{key[-24:]}") as pool:
-            slots.acquire()
+        running: list[Future] = []  # in flight or failed only: a finished Future holds ~1.6 KB (5 MiB at 4 x 5 GiB)
+        buffer, length, number, size = first, buffers.size, 1, buffers.size
+        with ThreadPoolExecutor(max_workers=buffers.count, thread_name_prefix=f"oss-{key[-24:]}") as pool:
             while True:
-                futures.append(pool.submit(send, number, data))
-                data = b""
-                slots.acquire()  # wait for a free slot before reading more of the source
-                if any(f.done() and f.exception() is not None for f in futures):
-                    slots.release()
+                running = [f for f in running if not f.done() or f.exception() is not None]
+                running.append(pool.submit(send, number, buffer, length))
+                buffer = buffers.take()  # wait for a free buffer (an upload slot) before reading more of the source
+                length = 0 if failed.is_set() else read_into(source, buffer)
+                if not length:
                     break
-                data = read_full(source, part_size)
-                if not data:
-                    slots.release()
-                    break
-                size += len(data)
+                size += length
                 number += 1
-            wait(futures, return_when=FIRST_EXCEPTION)
-            parts = [f.result() for f in futures]  # raises the first failure
-        total = crcs[1][0]
-        for n in range(2, len(parts) + 1):
-            total = combine_crc64(total, *crcs[n])
+            wait(running, return_when=FIRST_EXCEPTION)
+            for future in running:
+                future.result()  # raises the first failure
+        parts.sort(key=lambda part: part.part_number)
+        total = 0
+        for _, crc, length in sorted(crcs):
+            total = crc64_combine(total, crc, length)
         return parts, size, total
 
     def _complete(self, client: oss.Client, bucket: str, key: str, upload_id: str, parts: list, size: int,

@@ -18,9 +18,9 @@ from typing import Any
 
 from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, ItemSkipped, TooManyItemFailures
-from aliyun_ops.hooks.oss import DEFAULT_PART_SIZE, STORAGE_CLASSES, OssHook
+from aliyun_ops.hooks.oss import MAX_PART_SIZE, MIB, MIN_PART_SIZE, STORAGE_CLASSES, OssHook, part_size_for
 from aliyun_ops.hooks.rds import RdsHook, parse_rds_time
-from aliyun_ops.logic.budget import check_concurrency, resolve_count
+from aliyun_ops.logic.budget import check_concurrency, resolve_concurrency, resolve_count
 from aliyun_ops.logic.ids import check as check_id
 from aliyun_ops.logic.report import FAILED, PENDING, SKIPPED, SUCCESS, ArchiveRow
 from aliyun_ops.operators.base import AliyunBaseOperator
@@ -30,6 +30,9 @@ DEFAULT_KEY_TEMPLATE = "rds/{instance_id}/{date}/{backup_id}.tar"
 DEFAULT_MANIFEST_KEY = "manifests/{dag_id}/{run_id}.json"
 MANIFEST_FIELDS = frozenset({"dag_id", "run_id"})
 META_MANIFEST = "archive-manifest"
+# part buffers of all streams together: with Airflow, the SDKs and the operator imported a worker holds 155-158
+# MiB before the first byte, so 24 MiB keeps one at concurrency 4 under 200 MB (bench/README.md)
+DEFAULT_MEMORY_BUDGET = 24 * MIB
 
 
 def as_datetime(value: Any, name: str) -> datetime | None:
@@ -148,11 +151,16 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
     manifest of the run that wrote it) is ``skipped``; anything else at the key is replaced.
 
     Each backup is streamed from its download URL straight into a multipart upload holding at most
-    ``parallel_num`` parts of ``part_size`` bytes (memory: ``concurrency x parallel_num x part_size``); the
-    CRC-64 computed while streaming must match OSS's for every part and for the object; on any failure the
-    download stops, the upload is aborted and a mismatching object deleted. Objects carry metadata (instance,
-    backup id, method, size, start/end, the manifest) and ``storage_class``. With ``transition_days``, a
-    lifecycle rule moves the key prefix to ``transition_storage_class`` after that many days.
+    ``parallel_num`` parts of ``part_size`` bytes (memory: ``concurrency x parallel_num x part_size``), read
+    straight into reused buffers. Without ``parallel_num``, a backup streamed alone has 2 parts in flight (its
+    download and upload overlap) and backups streamed side by side have 1 each (they overlap each other). Without
+    ``part_size``, it is derived from ``memory_budget`` (all streams' parts together, 24 MiB: 6 MiB parts at
+    ``concurrency=4``, at most 8 MiB), but never so small that a backup would need more than 10,000 parts (a
+    backup over ~60 GiB at ``concurrency=4`` then takes more memory, logged). The CRC-64 computed while
+    streaming must match OSS's for every part and for the object; on any failure the download stops, the upload
+    is aborted and a mismatching object deleted. Objects carry metadata (instance, backup id, method, size,
+    start/end, the manifest) and ``storage_class``. With ``transition_days``, a lifecycle rule moves the key
+    prefix to ``transition_storage_class`` after that many days.
 
     The run's manifest (``manifest_key``, fields dag_id and run_id) lists every backup with its key, size,
     CRC-64, times and status; it is written even when backups failed, before the task fails for them
@@ -175,7 +183,8 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
 
     def __init__(self, *, instance_ids: Sequence[str] | str, bucket: str, start: Any = None, end: Any = None,
                  key_template: str = DEFAULT_KEY_TEMPLATE, oss_region: str | None = None,
-                 part_size: int = DEFAULT_PART_SIZE, parallel_num: int = 2, concurrency: int | str = 2,
+                 part_size: int | None = None, parallel_num: int | None = None, concurrency: int | str = 2,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET,
                  max_errors: int | str = 0, download_timeout: float = 60.0, storage_class: str | None = None,
                  transition_days: int | None = None, transition_storage_class: str = "Archive",
                  manifest_key: str = DEFAULT_MANIFEST_KEY, **kwargs: Any) -> None:
@@ -188,6 +197,7 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
         self.oss_region = oss_region
         self.part_size = part_size
         self.parallel_num = parallel_num
+        self.memory_budget = memory_budget
         self.concurrency = concurrency
         self.max_errors = max_errors
         self.download_timeout = download_timeout
@@ -224,9 +234,11 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
         start, end = as_datetime(self.start, "start"), as_datetime(self.end, "end")
         if start and end and end < start:
             raise ValueError("end is before start")
-        if not (100 * 1024 <= int(self.part_size) <= 5 * 1024**3):
+        if self.part_size is not None and not (MIN_PART_SIZE <= int(self.part_size) <= MAX_PART_SIZE):
             raise ValueError("part_size must be 100 KiB - 5 GiB")
-        if int(self.parallel_num) < 1:
+        if int(self.memory_budget) < MIN_PART_SIZE:
+            raise ValueError("memory_budget must be at least 100 KiB")
+        if self.parallel_num is not None and int(self.parallel_num) < 1:
             raise ValueError("parallel_num must be at least 1")
         if self.storage_class not in (None, "", *STORAGE_CLASSES):
             raise ValueError(f"storage_class must be one of {list(STORAGE_CLASSES)}, got {self.storage_class!r}")
@@ -279,8 +291,10 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
         earlier: dict[str, dict] = {}
         meta = {"dag": ti.dag_id, "run": str(context["run_id"]), "manifest": manifest_key}
 
+        streams = min(len(items), resolve_concurrency(self.concurrency, len(items)))
+
         def archive(item: dict) -> dict:
-            return self._archive_one(oss, reader, item, meta, earlier)
+            return self._archive_one(oss, reader, item, meta, earlier, streams)
 
         batch = run_batch(items, archive, key=lambda i: str(i["backup"]["BackupId"]), concurrency=self.concurrency,
                           max_errors=self.max_errors)
@@ -304,8 +318,27 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
                                       + "; ".join(f"{r.backup_id}: {r.reason}" for r in failed))
         return [asdict(r) for r in rows]
 
+    def _parallel_num(self, streams: int) -> int:
+        """``parallel_num`` if given, else 2 for a backup streamed alone and 1 for backups streamed side by side."""
+        if self.parallel_num is not None:
+            return int(self.parallel_num)
+        return 1 if streams > 1 else 2
+
+    def _part_size(self, size: int, streams: int, parallel_num: int) -> int:
+        """``part_size`` if given, else the largest that keeps ``streams`` backups' parts in ``memory_budget``
+        (see :func:`~aliyun_ops.hooks.oss.part_size_for`)."""
+        if self.part_size is not None:
+            return int(self.part_size)
+        buffers = max(1, streams) * parallel_num
+        part_size = part_size_for(size, int(self.memory_budget), buffers)
+        if part_size * buffers > int(self.memory_budget):
+            self.log.warning("a %d-byte backup needs %d-byte parts (10,000 at most): %d streams x %d parts take "
+                             "%d MiB, over memory_budget", size, part_size, streams, parallel_num,
+                             part_size * buffers // MIB)
+        return part_size
+
     def _archive_one(self, oss: OssHook, reader: ManifestReader, item: dict, meta: Mapping[str, str],
-                     earlier: dict[str, dict]) -> dict:
+                     earlier: dict[str, dict], streams: int) -> dict:
         backup, key = item["backup"], item["key"]
         backup_id = str(backup.get("BackupId"))
         note = ""
@@ -335,8 +368,10 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
             length = response.headers.get("Content-Length")
             if length is not None and int(length) != expected:
                 raise RuntimeError(f"the download is {length} bytes, DescribeBackups says {expected}")
-            result = oss.upload_stream(self.bucket, key, response, part_size=int(self.part_size),
-                                       parallel_num=int(self.parallel_num), metadata=metadata,
+            parallel_num = self._parallel_num(streams)
+            result = oss.upload_stream(self.bucket, key, response,
+                                       part_size=self._part_size(expected, streams, parallel_num),
+                                       parallel_num=parallel_num, metadata=metadata,
                                        storage_class=self.storage_class or None)
         if result["size"] != expected:
             self._delete_quietly(oss, key)
