@@ -43,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aliyun_ops.logic import pause, provenance
+from deploy.rest import AirflowRest
 
 from .backup_scale import Machine, generate_fleet, ideal_times
 
@@ -484,31 +485,6 @@ class SoakOptions:
     work_dir: str | None = None
 
 
-class Rest:
-    """The Airflow REST API with a token from the all-admins simple auth manager."""
-
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-        self._token: str | None = None
-
-    def call(self, method: str, path: str, body: dict | None = None, timeout: float = 60) -> dict:
-        import urllib.error
-        import urllib.request
-
-        if self._token is None:
-            with urllib.request.urlopen(f"{self.base}/auth/token", timeout=10) as r:
-                self._token = json.loads(r.read())["access_token"]
-        req = urllib.request.Request(f"{self.base}{path}", method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {self._token}"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                return json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"{method} {path}: {exc.code} {exc.read()[:800]!r}") from None
-
-
 def _code_snapshot(mode: str, dest: Path) -> tuple[Path, str]:
     """dags/, plugins/, include/ to run: git HEAD extracted to ``dest`` (default), or the live tree."""
     root = Path(__file__).resolve().parent.parent
@@ -649,7 +625,7 @@ def log_events(lines: Iterable[str], since: str = "") -> dict:
     return out
 
 
-def _read_report(rest: Rest, cluster, run_id: str) -> dict | None:
+def _read_report(rest: AirflowRest, cluster, run_id: str) -> dict | None:
     """The run's report: XCom ``report`` of task ``report``; the artifact JSON if the XCom is missing."""
     try:
         entry = rest.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/report/xcomEntries/report")
@@ -752,7 +728,7 @@ def run_soak(opts: SoakOptions, log=print) -> dict:
             cluster.prepare_db()
             up = cluster.start()
             log(f"  Airflow up in {up:.0f}s ({cluster.backend}); logs {cluster.logs}, task logs {cluster.home / 'logs'}")
-            rest = Rest(cluster.port)
+            rest = AirflowRest(f"http://127.0.0.1:{cluster.port}")
             emu.admin.clock(time_scale=scale, freeze=False)
             failing = pick_failing(selected, opts.faults.image_create_fail, opts.faults.seed)
             cfg = fault_config(opts.faults, failing_instances=failing)
