@@ -177,6 +177,9 @@ class AirflowCluster:
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            # a task's first call to the execution API can wait on a busy 2-core machine; the default 5 s timeout
+            # failed it after 4 attempts, and the DAG's retry delay then cost minutes (seen in the benchmark)
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",   # only our triggered runs, never the cron one
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([
                 {"name": "project-dags", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",

@@ -86,6 +86,7 @@ def test_make_cluster_is_the_compose_topology(tmp_path):
     compose, native_env = _compose_env(services, "airflow-worker"), cluster.env
     for key in ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
                 "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER", "AIRFLOW__CORE__LOAD_EXAMPLES",
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT",
                 "ALIBABA_CLOUD_ECS_METADATA_DISABLED"):
         assert compose[key] == native_env[key], key
     for key, prefix in (("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql+psycopg2://"),
