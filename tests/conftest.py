@@ -204,17 +204,30 @@ def smtp_server(monkeypatch):
 
 # -- no secret in any file the tests leave behind -----------------------------------------------------------
 SECRET_PATTERNS = (re.compile(re.escape(DEFAULT_SECRET)), re.compile(r"RamTest[A-Za-z]+-secret"),
+                   re.compile(r"cluster-backup-key-secret"),  # tests/system's key
                    re.compile(r"CAIS[A-Za-z0-9+/]{40,}"))  # the emulator's key, the RAM test keys, STS tokens
 
 
 SCANNED_LOGS: list[tuple[str, str]] = []
 
 
+def _scanned_files(session) -> list[Path]:
+    """The tests' AIRFLOW_HOME, and every ``logs``/``reports`` folder under pytest's temporary directory (the
+    Airflow deployments of tests/system and tests/ui: component logs, task logs, reports)."""
+    files = list(Path(_AIRFLOW_HOME).rglob("*"))
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        base = factory.getbasetemp()
+        files += [p for p in base.rglob("*") if {"logs", "reports"} & set(p.relative_to(base).parts[:-1])]
+    return files
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """Scan every file under the tests' AIRFLOW_HOME (task logs, reports) and the emulator's log for access key
-    secrets and STS tokens; finding one fails the session: secrets must stay masked everywhere."""
+    """Scan every file under the tests' AIRFLOW_HOME and the tests' Airflow deployments' logs and reports, and
+    the emulator's log, for access key secrets and STS tokens; finding one fails the session: secrets must stay
+    masked everywhere."""
     found = [f"{name}: {p.pattern[:40]}" for name, text in SCANNED_LOGS for p in SECRET_PATTERNS if p.search(text)]
-    for path in Path(_AIRFLOW_HOME).rglob("*"):
+    for path in _scanned_files(session):
         if not path.is_file() or path.suffix in (".db", ".sqlite", ".pyc") or path.stat().st_size > 20 * 1024**2:
             continue
         text = path.read_text(errors="replace")
