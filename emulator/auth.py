@@ -5,7 +5,7 @@ Three signature schemes are verified, exactly as the official SDKs compute them:
 * ``ACS3-HMAC-SHA256`` (tea-openapi, today's ECS/RDS/VPC SDKs),
 * the classic RPC ``HMAC-SHA1`` signature (``aliyun-python-sdk-core``, the aliyun CLI, STS
   AssumeRole from ``alibabacloud-credentials``),
-* ``OSS4-HMAC-SHA256`` (``alibabacloud-oss-v2``), verified in :mod:`emulator.oss_auth`.
+* ``OSS4-HMAC-SHA256`` (``alibabacloud-oss-v2``), verified in :mod:`emulator.oss.auth`.
 """
 
 from __future__ import annotations

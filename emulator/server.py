@@ -8,6 +8,7 @@ import json
 import logging
 import uuid
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -30,6 +31,35 @@ MAX_LINE = 128 * 1024
 
 def new_request_id() -> str:
     return str(uuid.uuid4()).upper()
+
+
+class Exchange(Protocol):
+    """One call through :meth:`Emulator.serve`: the steps RPC (:class:`RpcCall`) and OSS
+    (:class:`emulator.oss.OssCall`) each take their own way. ``label`` (``product:Action``, what fault rules name),
+    ``region`` and ``access_key_id`` are what the call log records; :meth:`admit` fills them in as it learns them,
+    so a call refused half way is logged with what was known by then."""
+
+    request_id: str
+    label: str
+    region: str | None
+    access_key_id: str | None
+    fault: str | None  # set by Emulator.serve: the kind of the fault rule that matched the call, if any
+    log: logging.Logger
+
+    async def admit(self) -> None:
+        """Parse, authenticate and authorise the call; raise :class:`ApiError` to refuse it."""
+
+    async def run(self) -> tuple[web.StreamResponse, str | None]:
+        """Serve the admitted call: its answer, and the error code the call log records with it (if any)."""
+
+    def refuse(self, exc: ApiError) -> tuple[ApiError, web.StreamResponse]:
+        """``exc`` in this protocol's codes, and its answer."""
+
+    def nested_too_deep(self) -> ApiError:
+        """The error of a request nested beyond reason (``RecursionError``)."""
+
+    def internal_error(self) -> ApiError:
+        """The error of an unexpected exception (500)."""
 
 
 class Emulator:
@@ -123,25 +153,24 @@ class Emulator:
                 return await metadata.handle(self, request)
             self.state.advance()
             if request.headers.get("x-acs-action") or "Action" in request.query:
-                return await self.handle_rpc(request, await self.read_rpc_body(request))
+                return await self.serve(request, RpcCall(self, request, await self.read_rpc_body(request)))
             # a classic RPC call may carry everything in a form body; RPC is always served at "/" (OSS paths
             # name a bucket), so an OSS upload is never read here
             if (path == "/" and request.method == "POST"
                     and request.content_type == "application/x-www-form-urlencoded"):
                 body = await self.read_rpc_body(request)
                 if b"Action=" in body:
-                    return await self.handle_rpc(request, body)
-            from . import oss  # imported lazily: OSS has its own streaming handler
+                    return await self.serve(request, RpcCall(self, request, body))
+            from . import oss  # imported lazily: OSS streams its bodies (uploads, downloads)
 
-            return await oss.handle(self, request)
+            return await self.serve(request, oss.OssCall(self, request))
         except ApiError as exc:  # errors raised outside a product handler
             return self.rpc_error(exc, new_request_id())
         except (ConnectionError, asyncio.CancelledError):
             raise
         except Exception:
             log.exception("internal error serving %s %s", request.method, path)
-            return self.rpc_error(ApiError("InternalError", "The request processing has failed due to some "
-                                           "unknown error, exception or failure.", 500), new_request_id())
+            return self.rpc_error(RpcCall.internal_error(), new_request_id())
 
     @staticmethod
     async def read_rpc_body(request: web.Request) -> bytes:
@@ -149,60 +178,37 @@ class Emulator:
         return await security.read_limited(request, security.MAX_RPC_BODY, lambda: ApiError(
             "RequestEntityTooLarge", f"The request body must not exceed {security.MAX_RPC_BODY} bytes.", 400))
 
-    async def handle_rpc(self, request: web.Request, body: bytes) -> web.StreamResponse:
-        request_id = new_request_id()
-        query = dict(request.query)
-        form: dict[str, str] = {}
-        action = version = ""
-        label = "?:?"
-        region = None
-        access_key_id = None
-        fault = None
+    async def serve(self, request: web.Request, call: Exchange) -> web.StreamResponse:
+        """The steps every call takes, RPC or OSS: admit it (parse, authenticate, authorise), apply the fault rules,
+        run it, answer an error as its protocol does, and log the call (``product:Action``, status, code)."""
         try:
-            if body and request.content_type == "application/x-www-form-urlencoded":
-                try:
-                    text = body.decode()
-                except UnicodeDecodeError:
-                    raise ApiError("InvalidParameter", "The request body is not valid UTF-8.", 400) from None
-                form = dict(parse_qsl(text, keep_blank_values=True))
-            params = {**query, **form}
-            _check_text(request.headers, params)
-            action = request.headers.get("x-acs-action") or params.get("Action", "")
-            version = request.headers.get("x-acs-version") or params.get("Version", "")
-            label = f"?:{action}"
-            region = params.get("RegionId")
-            product = VERSIONS.get(version)
-            if product is None:
-                raise ApiError("InvalidVersion", f"Specified parameter Version is not valid: {version!r}.", 400)
-            label = f"{product}:{action}"
-            key = self.authenticate(request, query, params, body)
-            access_key_id = key.access_key_id
-            self.keys.check_permission(key, label, lambda: ram.resource_tags(self.state, label, params))
-            fault = self.faults.before_call(label)
-            if fault == DROP:
-                return self.drop_connection(request, label, region, fault, request_id, access_key_id)
-            call = Call(self.state, product, action, request_id, access_key_id, self.base_url, region,
-                        extra={"key": key, "emulator": self})
-            result = dispatch(call, Params(params))
-            if not action.startswith(READ_ONLY_PREFIXES):
-                self.state.dirty = True
-            status, code = 200, None
-            response = web.Response(body=json.dumps({"RequestId": request_id, **result}).encode(),
-                                    content_type="application/json", headers={"x-acs-request-id": request_id})
+            await call.admit()
+            call.fault = self.faults.before_call(call.label)
+            if call.fault == DROP:
+                return self.drop_connection(request, call.label, call.region, call.fault, call.request_id,
+                                            call.access_key_id)
+            response, code = await call.run()
+            status = response.status
         except ApiError as exc:
-            status, code, response = exc.status, exc.code, self.rpc_error(exc, request_id)
-        except RecursionError:  # a parameter nested beyond reason (JSON of thousands of brackets)
-            exc = ApiError("InvalidParameter", "A parameter is nested too deeply.", 400)
-            status, code, response = exc.status, exc.code, self.rpc_error(exc, request_id)
+            status, code, response = self._refuse(call, exc)
+        except (ConnectionError, asyncio.CancelledError):  # the client went away mid-request
+            self.calls.record(call.label, call.region, 499, "ClientDisconnected", call.request_id, call.access_key_id)
+            raise
+        except RecursionError:  # a parameter or an XML body nested beyond reason
+            status, code, response = self._refuse(call, call.nested_too_deep())
         except Exception:
-            log.exception("internal error in %s", label)
-            status, code = 500, "InternalError"
-            response = self.rpc_error(ApiError("InternalError", "The request processing has failed due to some "
-                                               "unknown error, exception or failure.", 500), request_id)
-        if fault == DROP_AFTER:  # executed (state changes stay), but the answer never leaves
-            return self.drop_connection(request, label, region, fault, request_id, access_key_id)
-        self.calls.record(label, region, status, code, request_id, access_key_id)
+            call.log.exception("internal error in %s", call.label)
+            status, code, response = self._refuse(call, call.internal_error())
+        if call.fault == DROP_AFTER:  # executed (state changes stay), but the answer never leaves
+            return self.drop_connection(request, call.label, call.region, call.fault, call.request_id,
+                                        call.access_key_id)
+        self.calls.record(call.label, call.region, status, code, call.request_id, call.access_key_id)
         return response
+
+    @staticmethod
+    def _refuse(call: Exchange, exc: ApiError) -> tuple[int, str, web.StreamResponse]:
+        exc, response = call.refuse(exc)
+        return exc.status, exc.code, response
 
     def drop_connection(self, request: web.Request, label: str, region: str | None, kind: str, request_id: str,
                         access_key_id: str | None) -> web.Response:
@@ -250,6 +256,72 @@ class Emulator:
                 **exc.extra}
         return web.Response(status=exc.status, body=json.dumps(body).encode(), content_type="application/json",
                             headers={"x-acs-request-id": request_id, **exc.headers})
+
+
+
+class RpcCall:
+    """An RPC call (ECS, VPC, RDS, STS) through :meth:`Emulator.serve`: parameters from the query and the form
+    body, action and product from ``x-acs-action``/``Action`` and ``x-acs-version``/``Version``, JSON answers."""
+
+    log = log
+
+    def __init__(self, emulator: Emulator, request: web.Request, body: bytes) -> None:
+        self.emulator, self.request, self.body = emulator, request, body
+        self.request_id = new_request_id()
+        self.query = dict(request.query)
+        self.label = "?:?"
+        self.region: str | None = None
+        self.access_key_id: str | None = None
+        self.fault: str | None = None
+        self.params: dict[str, str] = {}
+        self.product = self.action = ""
+        self.key = None
+
+    async def admit(self) -> None:
+        request, emulator = self.request, self.emulator
+        form: dict[str, str] = {}
+        if self.body and request.content_type == "application/x-www-form-urlencoded":
+            try:
+                text = self.body.decode()
+            except UnicodeDecodeError:
+                raise ApiError("InvalidParameter", "The request body is not valid UTF-8.", 400) from None
+            form = dict(parse_qsl(text, keep_blank_values=True))
+        params = self.params = {**self.query, **form}
+        _check_text(request.headers, params)
+        self.action = request.headers.get("x-acs-action") or params.get("Action", "")
+        version = request.headers.get("x-acs-version") or params.get("Version", "")
+        self.label = f"?:{self.action}"
+        self.region = params.get("RegionId")
+        product = VERSIONS.get(version)
+        if product is None:
+            raise ApiError("InvalidVersion", f"Specified parameter Version is not valid: {version!r}.", 400)
+        self.product, self.label = product, f"{product}:{self.action}"
+        label = self.label
+        self.key = key = emulator.authenticate(request, self.query, params, self.body)
+        self.access_key_id = key.access_key_id
+        emulator.keys.check_permission(key, label, lambda: ram.resource_tags(emulator.state, label, params))
+
+    async def run(self) -> tuple[web.StreamResponse, str | None]:
+        emulator = self.emulator
+        call = Call(emulator.state, self.product, self.action, self.request_id, self.access_key_id,
+                    emulator.base_url, self.region, extra={"key": self.key, "emulator": emulator})
+        result = dispatch(call, Params(self.params))
+        if not self.action.startswith(READ_ONLY_PREFIXES):
+            emulator.state.dirty = True
+        return web.Response(body=json.dumps({"RequestId": self.request_id, **result}).encode(),
+                            content_type="application/json", headers={"x-acs-request-id": self.request_id}), None
+
+    def refuse(self, exc: ApiError) -> tuple[ApiError, web.StreamResponse]:
+        return exc, Emulator.rpc_error(exc, self.request_id)
+
+    @staticmethod
+    def nested_too_deep() -> ApiError:  # a parameter nested beyond reason (JSON of thousands of brackets)
+        return ApiError("InvalidParameter", "A parameter is nested too deeply.", 400)
+
+    @staticmethod
+    def internal_error() -> ApiError:
+        return ApiError("InternalError", "The request processing has failed due to some unknown error, exception "
+                        "or failure.", 500)
 
 
 def _check_text(headers, params: dict) -> None:

@@ -9,7 +9,7 @@ from email.utils import formatdate
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
-from .errors import ApiError
+from ..errors import ApiError
 
 XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
 

@@ -1,4 +1,4 @@
-"""On-disk object data for the OSS emulator: streamed writes, CRC64-ECMA, segment reads.
+"""On-disk object data for the OSS emulator: streamed writes, CRC64-ECMA, segment reads; one store per emulator.
 
 Object bytes live in *blob* files named by a random id (never by object key), under
 ``<data_dir>/oss/blobs/<id[:2]>/<id>``. Metadata (which blobs make up an object, sizes,
@@ -167,3 +167,20 @@ def _unlink(path) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+_STORES: dict[int, BlobStore] = {}
+_TMP_DIRS: list[tempfile.TemporaryDirectory] = []
+
+
+def store_of(emulator) -> BlobStore:
+    """The blob store of ``emulator``: under ``<data_dir>/oss``, or a temporary directory without a data dir."""
+    store = _STORES.get(id(emulator))
+    if store is None:
+        data_dir = emulator.state.data_dir
+        if data_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="emulator-oss-")
+            _TMP_DIRS.append(tmp)
+            data_dir = Path(tmp.name)
+        store = _STORES[id(emulator)] = BlobStore(Path(data_dir) / "oss")
+    return store

@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
 
-from .auth import AccessKey
-from .errors import ApiError
-from .security import MAX_SKEW
-from .sts import credential_now
+from ..auth import AccessKey
+from ..errors import ApiError
+from ..security import MAX_SKEW
+from ..sts import credential_now
 
 ALGORITHM = "OSS4-HMAC-SHA256"
 # the query parameters the V1 signature covers (the SDK's list plus the sub-resources operations declare)
