@@ -201,7 +201,8 @@ class AirflowCluster:
         env.update(self.extra_env)
         return env
 
-    def _airflow(self, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+        """`airflow <args>` with this deployment's environment (or ``env``), output captured."""
         return subprocess.run([str(VENV_BIN / "airflow"), *args], env=env or self.env, cwd=self.work_dir,
                               capture_output=True, text=True, timeout=timeout)
 
@@ -214,7 +215,7 @@ class AirflowCluster:
         return out.stdout
 
     def _migrate(self, env: dict) -> None:
-        out = self._airflow("db", "migrate", env=env, timeout=600)
+        out = self.cli("db", "migrate", env=env, timeout=600)
         if out.returncode:
             raise RuntimeError(f"airflow db migrate failed:\n{out.stderr[-3000:]}")
 
@@ -399,7 +400,7 @@ class AirflowCluster:
 
     # -- runs ---------------------------------------------------------------------------------------
     def trigger(self, dag_id: str, conf: dict, run_id: str) -> None:
-        out = self._airflow("dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps(conf), timeout=180)
+        out = self.cli("dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps(conf), timeout=180)
         if out.returncode:
             raise RuntimeError(f"airflow dags trigger failed:\n{out.stdout[-1500:]}\n{out.stderr[-1500:]}")
 

@@ -97,7 +97,7 @@ def start() -> int:
 
 def demo_run(airflow: AirflowCluster) -> int:
     """Unpause the backup DAG and run it once through the scheduler and the Celery workers."""
-    out = airflow._airflow("dags", "unpause", DAG_ID)
+    out = airflow.cli("dags", "unpause", DAG_ID)
     if out.returncode:
         raise SystemExit(f"airflow dags unpause failed:\n{out.stderr[-2000:]}")
     run_id = f"cluster__{time.strftime('%Y%m%dT%H%M%S')}"

@@ -14,16 +14,35 @@ of two adjacent pieces, so multipart objects never need re-reading.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from aliyun_ops.logic.crc64 import new_crc
 
 CHUNK = 1024 * 1024
+
+
+class _BlobWriter:
+    """Writes chunks to an open file, keeping size, MD5 and CRC-64 as they pass."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh, self.md5, self.crc, self.size = fh, hashlib.md5(), new_crc(), 0
+        self.blob = ""
+
+    def write(self, chunk: bytes) -> None:
+        self.fh.write(chunk)
+        self.md5.update(chunk)
+        self.crc.update(chunk)
+        self.size += len(chunk)
+
+    def result(self) -> tuple[str, int, bytes, int]:
+        return self.blob, self.size, self.md5.digest(), self.crc.crcValue
 
 
 class BlobStore:
@@ -55,56 +74,41 @@ class BlobStore:
     def _temp(self) -> tuple[int, str]:
         return tempfile.mkstemp(dir=self.tmp_dir, prefix="up-")
 
+    @contextlib.contextmanager
+    def _new_blob(self) -> Iterator[_BlobWriter]:
+        """A blob written through a :class:`_BlobWriter`, published when the block ends; a failure half way
+        removes the temporary file and publishes nothing."""
+        fd, tmp_path = self._temp()
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                writer = _BlobWriter(fh)
+                yield writer
+            writer.blob = self._publish(tmp_path)
+        except BaseException:
+            _unlink(tmp_path)
+            raise
+
     async def write_stream(self, chunks: AsyncIterator[bytes]) -> tuple[str, int, bytes, int]:
-        """Write the stream to a new blob atomically; returns (blob, size, md5 digest, crc64).
+        """Write a stream of chunks into a new blob; returns ``(blob, size, md5 digest, crc64)``.
 
         If the stream fails half way, the temporary file is removed and nothing is published.
         """
-        fd, tmp_path = self._temp()
-        md5 = hashlib.md5()
-        crc = new_crc()
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                async for chunk in chunks:
-                    fh.write(chunk)
-                    md5.update(chunk)
-                    crc.update(chunk)
-                    size += len(chunk)
-            blob = self._publish(tmp_path)
-        except BaseException:
-            _unlink(tmp_path)
-            raise
-        return blob, size, md5.digest(), crc.crcValue
+        with self._new_blob() as writer:
+            async for chunk in chunks:
+                writer.write(chunk)
+        return writer.result()
 
     def write_bytes(self, data: bytes) -> str:
-        fd, tmp_path = self._temp()
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            return self._publish(tmp_path)
-        except BaseException:
-            _unlink(tmp_path)
-            raise
+        with self._new_blob() as writer:
+            writer.write(data)
+        return writer.blob
 
     def copy_range(self, segments: list[list], start: int, end: int) -> tuple[str, int, bytes, int]:
         """New blob holding bytes ``[start, end]`` of the object made of ``segments`` (blocking)."""
-        fd, tmp_path = self._temp()
-        md5 = hashlib.md5()
-        crc = new_crc()
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in self.iter_range(segments, start, end):
-                    out.write(chunk)
-                    md5.update(chunk)
-                    crc.update(chunk)
-                    size += len(chunk)
-            blob = self._publish(tmp_path)
-        except BaseException:
-            _unlink(tmp_path)
-            raise
-        return blob, size, md5.digest(), crc.crcValue
+        with self._new_blob() as writer:
+            for chunk in self.iter_range(segments, start, end):
+                writer.write(chunk)
+        return writer.result()
 
     def link(self, blob: str) -> str:
         """A new blob id for the same bytes (a hard link; falls back to a copy)."""

@@ -134,7 +134,7 @@ def test_backup_survives_a_killed_worker(cluster, emulator):
 
 
 def test_backfill_of_three_nights(cluster, emulator):
-    out = cluster._airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", NIGHTS[0].isoformat(),
+    out = cluster.cli("backfill", "create", "--dag-id", DAG_ID, "--from-date", NIGHTS[0].isoformat(),
                            "--to-date", NIGHTS[-1].isoformat(), "--dag-run-conf", json.dumps(CONF), timeout=180)
     assert out.returncode == 0, out.stderr[-3000:]
 
