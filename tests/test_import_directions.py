@@ -71,3 +71,16 @@ def test_no_function_longer_than_80_lines(root):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
                 long.append(f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert not long, long
+
+
+def test_operators_hand_off_and_resume_in_one_place():
+    """One ``execute_complete`` and one ``defer()`` for every operator: ``AliyunItemsOperator`` (issue 9)."""
+    for path in files("operators"):
+        if path.name == "base.py":
+            continue
+        tree = ast.parse(path.read_text())
+        defined = [n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+        assert "execute_complete" not in defined, f"{path.name} defines its own execute_complete"
+        defers = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call)
+                  and isinstance(n.func, ast.Attribute) and n.func.attr == "defer"]
+        assert not defers, f"{path.name} calls defer() itself (lines {defers}): use hand_off()"

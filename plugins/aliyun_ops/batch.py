@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from .exceptions import ItemSkipped
 from .logic.budget import ErrorBudget, resolve_concurrency
+from .logic.outcome import FAILED, SKIPPED, SUCCESS
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -55,13 +56,12 @@ def run_batch(items: Sequence[T], action: Callable[[T], Any], *, key: Callable[[
                 index, item = queue.pop(0)
                 reason = skip(item) if skip else None
                 if reason:
-                    results[index] = ItemResult(key(item), "skipped", error=reason)
+                    results[index] = ItemResult(key(item), SKIPPED, error=reason)
                     continue
                 pending[pool.submit(action, item)] = index
             if budget.exhausted and queue:
                 for index, item in queue:
-                    results[index] = ItemResult(key(item), "skipped",
-                                                error=f"not started: more than {budget.allowed} errors (max_errors)")
+                    results[index] = ItemResult(key(item), SKIPPED, error=budget.not_started)
                 queue = []
             if not pending:
                 continue
@@ -70,18 +70,16 @@ def run_batch(items: Sequence[T], action: Callable[[T], Any], *, key: Callable[[
                 index = pending.pop(future)
                 item_key = key(items[index])
                 try:
-                    results[index] = ItemResult(item_key, "success", future.result())
+                    results[index] = ItemResult(item_key, SUCCESS, future.result())
                 except ItemSkipped as exc:  # left alone on purpose: not an error
-                    results[index] = ItemResult(item_key, "skipped", error=str(exc))
+                    results[index] = ItemResult(item_key, SKIPPED, error=str(exc))
                 except Exception as exc:  # one item's failure must not stop the others
                     budget.fail()
                     log.warning("%s failed: %s", item_key, exc)
-                    results[index] = ItemResult(item_key, "failed", error=str(exc))
+                    results[index] = ItemResult(item_key, FAILED, error=str(exc))
     return [results[i] for i in range(total)]
 
 
 def errors_exceeded(results: Sequence[ItemResult], max_errors: int | str) -> bool:
     """Whether the failures in ``results`` exceed ``max_errors``."""
-    budget = ErrorBudget.of(max_errors, len(results))
-    budget.fail(sum(1 for r in results if r.status == "failed"))
-    return budget.exhausted
+    return ErrorBudget.after((r.status for r in results), max_errors).exhausted

@@ -1,11 +1,19 @@
-"""Errors raised by the aliyun_ops hooks.
+"""The errors of aliyun_ops: one small hierarchy, no message-prefix protocols.
 
-Every failure of an Alibaba Cloud API call made through a hook surfaces as
-:class:`AliyunApiError`, whatever the SDK (tea-openapi, darabonba, OSS v2) raised. The original
-exception is kept as ``__cause__``.
+- Bad input: ``ValueError`` (or a Param's schema error in the trigger form), raised before any API call.
+- A failed API call: :class:`AliyunApiError` (the SDK's exception, whatever the SDK, kept as ``__cause__``);
+  :class:`AliyunPermissionError` when RAM refused it (fails the task at once: a retry cannot help).
+- An item left alone on purpose: :class:`ItemSkipped` (per-item actions; not counted as an error).
+- Everything else a task of ours fails with is an :class:`AliyunOpsError`:
+  :class:`WaitFailed` (a wait ended without what it waited for), :class:`TooManyItemFailures` (more items
+  failed than ``max_errors`` allows; no retry) and :class:`RunIncomplete` (a report task found that something
+  the run promised did not happen; raised after the report is written).
+- A task with nothing to do says so with Airflow's ``AirflowSkipException``.
 """
 
 from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 THROTTLING_CODES = frozenset({
     "Throttling", "Throttling.User", "Throttling.Api", "Throttling.Concurrent", "ServiceUnavailable",
@@ -124,13 +132,30 @@ def _rebuild(cls, data: dict) -> AliyunApiError:
     return cls(*args, **data)
 
 
-def _fail_exception_base() -> type[Exception]:
-    from airflow.sdk.exceptions import AirflowFailException
-
-    return AirflowFailException
+class AliyunOpsError(AirflowException, RuntimeError):
+    """Base of the errors our tasks fail with (an ``AirflowException``, and a ``RuntimeError`` as before)."""
 
 
-class AliyunPermissionError(AliyunApiError, _fail_exception_base()):  # type: ignore[misc]
+class WaitFailed(AliyunOpsError):
+    """A wait ended without what it waited for: a timeout, a resource that failed, a resume without its event.
+
+    Example::
+
+        raise WaitFailed(f"instances {ids} did not all reach Running: {event['message']}")
+    """
+
+
+class RunIncomplete(AliyunOpsError):
+    """Something the run promised did not happen (a start, a thaw, a delete, an archive): raised by a report
+    task after it wrote the report, so the run is not green.
+
+    Example::
+
+        raise RunIncomplete(f"{len(problems)} problem(s) (report: {path})")
+    """
+
+
+class AliyunPermissionError(AliyunApiError, AirflowFailException):  # type: ignore[misc]
     """An API call the connection's RAM user or role may not make (``Forbidden.RAM``, OSS ``AccessDenied``).
 
     It is an :class:`AliyunApiError` (per-item code handles it like any other failure) and an
@@ -148,7 +173,7 @@ def denied(reason: str) -> bool:
     return any(f"{code}:" in reason for code in PERMISSION_CODES) or "missing RAM permission" in reason
 
 
-class TooManyItemFailures(_fail_exception_base()):  # type: ignore[misc]
+class TooManyItemFailures(AliyunOpsError, AirflowFailException):
     """More items failed than ``max_errors`` allows.
 
     The per-item results are final (every API call was already retried by the hook), so the

@@ -17,7 +17,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aliyun_ops.exceptions import AliyunApiError, AliyunPermissionError
@@ -150,6 +150,19 @@ class EcsHook(AliyunBaseHook):
                 return out
             seen.add(token)
 
+    async def _aby_batches(self, region: str | None, ids: Sequence[str], client: EcsClient | None,
+                           fetch: Callable[[EcsClient, str, list[str]], Awaitable[list[dict]]]) -> list[dict]:
+        """Async, for triggers: ``fetch(client, region, batch)`` for ``ids`` in batches of 100, results joined."""
+        await self.asettings()
+        region = self.resolve_region(region)
+        if not ids:
+            return []
+        client = client or self.get_async_client(region)
+        out: list[dict] = []
+        for batch in chunks(ids, MAX_IDS_PER_CALL):
+            out.extend(await fetch(client, region, list(batch)))
+        return out
+
     @staticmethod
     def _more_pages(body: Mapping[str, Any], got_total: int, page_items: int, page_size: int) -> bool:
         total = int(body.get("TotalCount") or 0)
@@ -245,17 +258,8 @@ class EcsHook(AliyunBaseHook):
     async def describe_instances_async(self, region: str | None, instance_ids: Sequence[str],
                                        client: EcsClient | None = None) -> list[dict]:
         """Async DescribeInstances for triggers: the given ids, in batches of 100, all pages."""
-        await self.asettings()
-        region = self.resolve_region(region)
-        if not instance_ids:
-            return []
-        client = client or self.get_async_client(region)
-        out: list[dict] = []
-        for ids in chunks(instance_ids, MAX_IDS_PER_CALL):
-            out.extend(await self._apages_by_token(client, "DescribeInstances", region,
-                                                   self._instances_request(region, ids, None, None, None, {}),
-                                                   ("Instances", "Instance")))
-        return out
+        return await self._aby_batches(region, instance_ids, client, lambda c, r, ids: self._apages_by_token(
+            c, "DescribeInstances", r, self._instances_request(r, ids, None, None, None, {}), ("Instances", "Instance")))
 
     def start_instances(self, region: str | None, instance_ids: Sequence[str], *,
                         batch_optimization: str = "SuccessFirst", dry_run: bool = False) -> list[dict]:
@@ -410,11 +414,21 @@ class EcsHook(AliyunBaseHook):
         return out
 
     def count_images(self, region: str | None = None, tags: Mapping[str, str] | None = None,
-                     owner: str | None = "self") -> int:
-        """How many images match (every status): one DescribeImages call of page size 1, read ``TotalCount``."""
+                     owner: str | None = "self", status: str | None = ALL_IMAGE_STATUSES) -> int:
+        """How many images match: one DescribeImages call of page size 1, read ``TotalCount``."""
         region = self.resolve_region(region)
-        make = self._images_request(region, None, ALL_IMAGE_STATUSES, owner, tags, None, 1, {})
+        make = self._images_request(region, None, status, owner, tags, None, 1, {})
         return int(self._do("DescribeImages", region, make(1)).get("TotalCount") or 0)
+
+    async def count_images_async(self, region: str | None, tags: Mapping[str, str] | None = None, *,
+                                 owner: str | None = "self", status: str | None = ALL_IMAGE_STATUSES,
+                                 client: EcsClient | None = None) -> int:
+        """Async :meth:`count_images` for triggers."""
+        await self.asettings()
+        region = self.resolve_region(region)
+        client = client or self.get_async_client(region)
+        make = self._images_request(region, None, status, owner, tags, None, 1, {})
+        return int((await self._ado(client, "DescribeImages", region, make(1))).get("TotalCount") or 0)
 
     async def describe_images_async(self, region: str | None, image_ids: Sequence[str], *,
                                     status: str | None = ALL_IMAGE_STATUSES, owner: str | None = None,
@@ -423,17 +437,9 @@ class EcsHook(AliyunBaseHook):
 
         ``owner`` defaults to any owner here, so a poll of a shared or copied image id still finds it.
         """
-        await self.asettings()
-        region = self.resolve_region(region)
-        if not image_ids:
-            return []
-        client = client or self.get_async_client(region)
-        out: list[dict] = []
-        for ids in chunks(image_ids, MAX_IDS_PER_CALL):
-            make = self._images_request(region, ids, status, owner, None, None, MAX_IDS_PER_CALL, {})
-            out.extend(await self._apages_by_number(client, "DescribeImages", region, make, ("Images", "Image"),
-                                                    MAX_IDS_PER_CALL))
-        return out
+        return await self._aby_batches(region, image_ids, client, lambda c, r, ids: self._apages_by_number(
+            c, "DescribeImages", r, self._images_request(r, ids, status, owner, None, None, MAX_IDS_PER_CALL, {}),
+            ("Images", "Image"), MAX_IDS_PER_CALL))
 
     def create_image(self, region: str | None, instance_id: str, image_name: str | None = None,
                      description: str | None = None, tags: Mapping[str, str] | None = None,
@@ -525,6 +531,15 @@ class EcsHook(AliyunBaseHook):
 
             out.extend(self._pages_by_token("DescribeSnapshots", region, make, ("Snapshots", "Snapshot")))
         return out
+
+    async def describe_snapshots_async(self, region: str | None, snapshot_ids: Sequence[str], *,
+                                       client: EcsClient | None = None) -> list[dict]:
+        """Async DescribeSnapshots of the given ids (batches of 100, every page) for triggers."""
+        m = _models()
+        return await self._aby_batches(region, snapshot_ids, client, lambda c, r, ids: self._apages_by_token(
+            c, "DescribeSnapshots", r, lambda token: m.DescribeSnapshotsRequest(
+                region_id=r, snapshot_ids=json.dumps(ids), max_results=MAX_IDS_PER_CALL, next_token=token),
+            ("Snapshots", "Snapshot")))
 
     def create_snapshot(self, region: str | None, disk_id: str, name: str | None = None,
                         description: str | None = None, tags: Mapping[str, str] | None = None,

@@ -11,7 +11,10 @@ so what passes validation never fails at run time.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from .outcome import FAILED
 
 COUNT_OR_PERCENT = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d{1,3}%$"}]}
 """JSON schema of ``max_errors``: a count or a percentage."""
@@ -87,8 +90,21 @@ class ErrorBudget:
     def of(cls, max_errors: int | str, total: int) -> ErrorBudget:
         return cls(resolve_count(max_errors, total, name="max_errors"))
 
+    @classmethod
+    def after(cls, statuses: Iterable[str], max_errors: int | str) -> ErrorBudget:
+        """The budget once items with these ``statuses`` are done: ``ErrorBudget.after(["failed"], 0).exhausted``."""
+        statuses = list(statuses)
+        budget = cls.of(max_errors, len(statuses))
+        budget.fail(sum(1 for s in statuses if s == FAILED))
+        return budget
+
     def fail(self, n: int = 1) -> None:
         self.failures += n
+
+    @property
+    def not_started(self) -> str:
+        """The reason given to the items never started once the budget is spent."""
+        return f"not started: more than {self.allowed} errors (max_errors)"
 
     @property
     def exhausted(self) -> bool:

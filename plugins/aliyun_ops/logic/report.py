@@ -7,7 +7,8 @@ import html
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 
-SUCCESS, FAILED, SKIPPED, PENDING = "success", "failed", "skipped", "pending"
+from .outcome import FAILED, PENDING, SKIPPED, SUCCESS  # noqa: F401 (PENDING: re-exported for reports)
+
 COLUMNS = ("instance_id", "instance_name", "source_region", "destination_region", "image_id", "copy_image_id",
            "size_gib", "image_seconds", "copy_seconds", "paused_seconds", "verified_rpo_hours", "status", "reason")
 

@@ -16,8 +16,9 @@ def check_region(region: Any, what: str = "region") -> str:
     return check_id("region", region, what)
 
 
-def normalize_instances(instances: Any, default_region: str | None) -> list[dict]:
-    """Loose instance input -> ``[{"instance_id", "region"}]`` (order kept, duplicates removed).
+def normalize_instances(instances: Any, default_region: str | None, *, with_names: bool = False) -> list[dict]:
+    """Loose instance input -> ``[{"instance_id", "region"}]`` (order kept, duplicates removed); with
+    ``with_names`` each also has the ``instance_name`` its object gave ("" for a bare id).
 
     >>> normalize_instances("i-1, i-2", "cn-hangzhou")[1]
     {'instance_id': 'i-2', 'region': 'cn-hangzhou'}
@@ -34,9 +35,10 @@ def normalize_instances(instances: Any, default_region: str | None) -> list[dict
     seen: set[str] = set()
     for item in instances:
         if isinstance(item, str):
-            iid, region = item.strip(), default_region
+            iid, name, region = item.strip(), "", default_region
         elif isinstance(item, Mapping):
             iid = item.get("instance_id") or item.get("InstanceId")
+            name = str(item.get("instance_name") or item.get("InstanceName") or "")
             region = item.get("region") or item.get("RegionId") or default_region
         else:
             raise ValueError(f"cannot read an instance id from {item!r}")
@@ -46,7 +48,8 @@ def normalize_instances(instances: Any, default_region: str | None) -> list[dict
         check_region(region)
         if iid not in seen:
             seen.add(iid)
-            out.append({"instance_id": iid, "region": region})
+            out.append({"instance_id": iid, "instance_name": name, "region": region} if with_names
+                       else {"instance_id": iid, "region": region})
     return out
 
 

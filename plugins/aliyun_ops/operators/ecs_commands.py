@@ -14,21 +14,19 @@ from typing import Any
 from aliyun_ops.exceptions import AliyunApiError
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import pause
-from aliyun_ops.logic.budget import ErrorBudget, check_concurrency, resolve_concurrency
-from aliyun_ops.operators.base import AliyunBaseOperator
+from aliyun_ops.logic.budget import check_concurrency
+from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
+from aliyun_ops.operators.base import AliyunItemsOperator
 from aliyun_ops.operators.ecs_instances import (
-    FAILED,
-    SKIPPED,
-    SUCCESS,
     as_number,
     by_region,
     check_count,
-    describe_targets,
-    enforce_budget,
-    log_results,
     mark_paused,
+    next_wave,
     normalize_instances,
+    plan_waves,
     result,
+    triage,
 )
 from aliyun_ops.triggers.ecs_instances import InvocationTrigger
 from aliyun_ops.waiting import deadline_from
@@ -61,7 +59,7 @@ def decode_output(raw: str | None) -> str:
         return raw
 
 
-class RunCommandOperator(AliyunBaseOperator):
+class RunCommandOperator(AliyunItemsOperator):
     """Run a Cloud Assistant command on ECS instances and report exit code and output per instance.
 
     One ``RunCommand`` call per region for up to 100 instances (larger sets are chunked), each with a
@@ -113,6 +111,7 @@ class RunCommandOperator(AliyunBaseOperator):
     template_ext = (".sh", ".ps1", ".bat", ".py")
     template_fields_renderers = {"command_content": "bash", "parameters": "json"}
     hook_class = EcsHook
+    item_noun = "instances"
 
     def __init__(self, *, instances: Any, command_content: str | None = None, command_type: str = "RunShellScript",
                  parameters: Mapping[str, Any] | None = None, enable_parameter: bool | None = None,
@@ -198,50 +197,24 @@ class RunCommandOperator(AliyunBaseOperator):
             self.log.info("no instances: nothing to run")
             context["ti"].xcom_push(key="results", value=[])
             return []
-        current = describe_targets(hook, items)
+        settled, runnable = triage(hook, items, self._decide)
+        state = plan_waves(items, settled, runnable, self.concurrency, "run on", self.log)
+        return self._run_waves(context, {**state, "wave": 0, "current": {}})
+
+    def _decide(self, item: Mapping[str, Any], record: Mapping[str, Any]) -> tuple[str, str] | None:
         os_wanted = COMMAND_TYPES[self.command_type]
-        results: dict[str, dict] = {}
-        runnable: list[dict] = []
-        for item in items:
-            rec = current.get(item["instance_id"])
-            if rec is None:
-                results[item["instance_id"]] = result(item, FAILED, "", f"instance not found in {item['region']}")
-            elif rec.get("Status") != "Running":
-                outcome = SKIPPED if self.not_running == "skip" else FAILED
-                results[item["instance_id"]] = result(item, outcome, rec.get("Status", ""),
-                                                      f"instance is {rec.get('Status')}, not Running")
-            elif (rec.get("OSType") or "linux").lower() != os_wanted:
-                results[item["instance_id"]] = result(item, FAILED, rec.get("Status", ""),
-                                                      f"{self.command_type} needs a {os_wanted} instance, this "
-                                                      f"one runs {rec.get('OSType')}")
-            else:
-                runnable.append(item)
-        size = resolve_concurrency(self.concurrency, len(runnable))
-        waves = [runnable[i:i + size] for i in range(0, len(runnable), size)]
-        self.log.info("%d instance(s): %d to run on in %d wave(s), %d skipped, %d failed before any call",
-                      len(items), len(runnable), len(waves),
-                      sum(1 for r in results.values() if r["status"] == SKIPPED),
-                      sum(1 for r in results.values() if r["status"] == FAILED))
-        state = {"order": [i["instance_id"] for i in items], "results": results, "waves": waves, "wave": 0,
-                 "current": {}}
-        return self._run_waves(context, state)
+        if item["status"] != "Running":
+            return SKIPPED if self.not_running == "skip" else FAILED, f"instance is {item['status']}, not Running"
+        if (record.get("OSType") or "linux").lower() != os_wanted:
+            return FAILED, f"{self.command_type} needs a {os_wanted} instance, this one runs {record.get('OSType')}"
+        return None
 
     def _run_waves(self, context: Any, state: dict) -> list[dict]:
         params = self.validate()
         hook = self.hook
         results = state["results"]
         wait_timeout = self.wait_timeout if self.wait_timeout is not None else self.timeout + 300
-        while state["waves"]:
-            budget = ErrorBudget.of(self.max_errors, len(state["order"]))
-            budget.fail(sum(1 for r in results.values() if r["status"] == FAILED))
-            if budget.exhausted:
-                for wave in state["waves"]:
-                    for item in wave:
-                        results[item["instance_id"]] = result(item, SKIPPED, "Running", f"not started: more than "
-                                                              f"{budget.allowed} errors (max_errors)")
-                state["waves"] = []
-                break
-            wave = state["waves"].pop(0)
+        while (wave := next_wave(state, self.max_errors)) is not None:
             invocations = self._invoke(context, hook, wave, params, results, state["wave"])
             state["wave"] += 1
             targets: dict[str, list[str]] = {}
@@ -250,15 +223,17 @@ class RunCommandOperator(AliyunBaseOperator):
             if not targets:
                 continue
             state["current"] = invocations
-            if self.deferrable:
-                self.defer(trigger=InvocationTrigger(targets=targets, aliyun_conn_id=self.aliyun_conn_id,
-                                                     poll_interval=self.poll_interval,
-                                                     deadline=deadline_from(wait_timeout), carry=state),
-                           method_name="execute_complete", timeout=timedelta(seconds=wait_timeout + 300))
-            event = poll_invocations(hook, InvocationWatch(targets), poll_interval=self.poll_interval,
-                                     deadline=deadline_from(wait_timeout), log=self.log)
-            self._collect(state, event)
-        return self._finish(context, state)
+            self._collect(state, self._wait_for_invocations(targets, wait_timeout, state))
+        results = [state["results"][iid] for iid in state["order"]]
+        return self.conclude(context, results, title=f"RunCommand {self.command_type}")
+
+    def _wait_for_invocations(self, targets: dict[str, list[str]], wait_timeout: float,
+                              state: dict) -> Mapping[str, Any]:
+        deadline = deadline_from(wait_timeout)
+        trigger = InvocationTrigger(targets=targets, aliyun_conn_id=self.aliyun_conn_id,
+                                    poll_interval=self.poll_interval, deadline=deadline, carry=state)
+        return self.hand_off(trigger, timeout=timedelta(seconds=wait_timeout + 300), wait_here=lambda: poll_invocations(
+            self.hook, InvocationWatch(targets), poll_interval=self.poll_interval, deadline=deadline, log=self.log))
 
     def _invoke(self, context: Any, hook: EcsHook, runnable: list[dict], params: dict[str, str] | None,
                 results: dict[str, dict], wave: int) -> dict[str, dict]:
@@ -308,12 +283,9 @@ class RunCommandOperator(AliyunBaseOperator):
             hook.check_allowed(needed, region, ids[0])
         return mark_paused(hook, context, region, ids, pause.FREEZE, "not run")
 
-    def execute_complete(self, context: Any, event: dict | None = None) -> list[dict]:
-        state = (event or {}).get("carry")
-        if event is None or state is None:
-            raise RuntimeError("resumed without a trigger event")
-        self._collect(state, event)
-        return self._run_waves(context, state)
+    def resume(self, context: Any, carry: dict, event: Mapping[str, Any]) -> list[dict]:
+        self._collect(carry, event)
+        return self._run_waves(context, carry)
 
     def _collect(self, state: dict, event: Mapping[str, Any]) -> None:
         hook = self.hook
@@ -353,13 +325,6 @@ class RunCommandOperator(AliyunBaseOperator):
         if status in ("Pending", "Running", "Stopping", "Scheduled"):
             error = f"still {status} when the wait ended"
         return result(item, FAILED, "Running", f"{error} (exit code {exit_code})", **extra)
-
-    def _finish(self, context: Any, state: dict) -> list[dict]:
-        results = [state["results"][iid] for iid in state["order"]]
-        log_results(self.log, f"RunCommand {self.command_type}", results)
-        context["ti"].xcom_push(key="results", value=results)  # readable even when the budget check fails
-        enforce_budget(results, self.max_errors, "RunCommand")
-        return results
 
 
 __all__ = ["COMMAND_TYPES", "MAX_CONTENT_B64", "RunCommandOperator", "decode_output"]

@@ -6,11 +6,9 @@ from typing import Any
 
 from aliyun_ops.exceptions import AliyunApiError, ItemSkipped, error_reason
 from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
 from aliyun_ops.operators.image_batch import (
-    FAILED,
-    SKIPPED,
     STATE_DELETE,
-    SUCCESS,
     BatchImageOperator,
     all_static,
     describe_by_region,
@@ -109,8 +107,8 @@ class DeleteImagesOperator(BatchImageOperator):
         self._check_flags()
         targets, results = self._targets()
         if not targets:
-            return self._conclude(results)
-        return self._conclude(results + self.delete_images(context, targets))
+            return self.conclude(context, results)
+        return self.conclude(context, results + self.delete_images(context, targets))
 
     def delete_images(self, context: Any, targets: list[dict]) -> list[dict]:
         """The delete path (shared with pruning): describe in batches, guard, delete, clean snapshots."""

@@ -21,15 +21,13 @@ from aliyun_ops.logic.naming import (
     validate_image_name_template,
     validate_name_template,
 )
+from aliyun_ops.logic.outcome import FAILED, QUEUED, SKIPPED, SUCCESS
+from aliyun_ops.logic.targets import normalize_instances
 from aliyun_ops.operators.ecs_pause import resume_early
 from aliyun_ops.operators.image_batch import (
-    FAILED,
-    QUEUED,
-    SKIPPED,
     STATE_COPY,
     STATE_CREATE,
     SUBMIT_PARALLELISM,
-    SUCCESS,
     BatchImageOperator,
     all_static,
     as_list,
@@ -37,7 +35,6 @@ from aliyun_ops.operators.image_batch import (
     describe_by_region,
     naming_values,
     normalize_images,
-    normalize_instances,
     run_info,
     run_items,
     short_hash,
@@ -117,7 +114,7 @@ class CreateImageOperator(BatchImageOperator):
         if all_static(retention_days):
             check_retention_days(retention_days)
         if all_static(instances) and isinstance(instances, (str, list, tuple)):
-            normalize_instances(instances, "placeholder-region")
+            normalize_instances(instances, "cn-hangzhou")  # the ids only: the region is known at run time
 
     def _check_selection(self) -> None:
         if (self.instances is None) == (not self.instance_tags):
@@ -139,13 +136,7 @@ class CreateImageOperator(BatchImageOperator):
             return [{"instance_id": r["InstanceId"], "instance_name": r.get("InstanceName", ""), "region": region}
                     for r in self.hook.describe_instances(region, tags=dict(self.instance_tags))
                     if r.get("Status") in ("Running", "Stopped")], days
-        items = normalize_instances(self.instances, self.region or "__default__")
-        if any(i["region"] == "__default__" for i in items):
-            default = self.resolve_region()
-            for i in items:
-                if i["region"] == "__default__":
-                    i["region"] = default
-        return items, days
+        return normalize_instances(self.instances, self.region or self.hook.region, with_names=True), days
 
     def execute(self, context: Any) -> list[dict]:
         items, days = self._validate()
@@ -501,7 +492,7 @@ class CopyImageOperator(BatchImageOperator):
                 continue
             live.append((src, res, dest))
         if not live:
-            return self._conclude(results)
+            return self.conclude(context, results)
 
         # source images: exist, Available, their tags/names (one batched DescribeImages per source region)
         wanted: dict[str, list[str]] = {}

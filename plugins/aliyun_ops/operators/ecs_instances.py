@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aliyun_ops.batch import ItemResult, run_batch
-from aliyun_ops.exceptions import AliyunApiError, TooManyItemFailures
+from aliyun_ops.exceptions import AliyunApiError, WaitFailed
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import pause
 from aliyun_ops.logic.budget import ErrorBudget, check_concurrency, resolve_concurrency, resolve_count
+from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
 from aliyun_ops.logic.provenance import (
     DAG_ID,
     MANAGED_BY_KEY,
@@ -39,15 +40,13 @@ from aliyun_ops.logic.provenance import (
 )
 from aliyun_ops.logic.selection import INSTANCE_STATUSES, Criteria, compact, select
 from aliyun_ops.logic.targets import by_region, normalize_instances, normalize_regions
-from aliyun_ops.operators.base import AliyunBaseOperator, run_key
+from aliyun_ops.operators.base import AliyunBaseOperator, AliyunItemsOperator, run_key
 from aliyun_ops.triggers.ecs_instances import InstanceStatusTrigger
 from aliyun_ops.waiting import deadline_from
 from aliyun_ops.waiting.drivers import poll_instances
 from aliyun_ops.waiting.instances import DELETED, InstanceWatch
 
 MAX_IDS = 100
-
-SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 
 
 # -- shared helpers ------------------------------------------------------------------------------
@@ -61,27 +60,6 @@ def result(item: Mapping[str, Any], outcome: str, status: str = "", reason: str 
             "instance_status": status, **extra}
 
 
-def log_results(log: Any, title: str, results: Sequence[Mapping[str, Any]]) -> None:
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    log.info("%s: %s", title, ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to do")
-    for r in results:
-        log.info("  %-24s %-14s %-8s %-10s %s", r["instance_id"], r["region"], r["status"], r.get("instance_status", ""),
-                 r.get("reason", ""))
-
-
-def enforce_budget(results: Sequence[Mapping[str, Any]], max_errors: int | str, what: str) -> None:
-    """Raise :class:`TooManyItemFailures` (no Airflow retry) if the failures exceed ``max_errors``."""
-    failed = [r for r in results if r["status"] == FAILED]
-    budget = ErrorBudget.of(max_errors, len(results))
-    budget.fail(len(failed))
-    if budget.exhausted:
-        sample = "; ".join(f"{r['instance_id']}: {r.get('reason', '')}" for r in failed[:5])
-        raise TooManyItemFailures(f"{what}: {len(failed)} of {len(results)} instances failed, more than max_errors="
-                           f"{max_errors!r} allows ({budget.allowed}). {sample}")
-
-
 def describe_targets(hook: EcsHook, targets: Sequence[Mapping[str, Any]]) -> dict[str, dict]:
     """``{instance_id: DescribeInstances record}`` for the targets that exist (batched, per region)."""
     found: dict[str, dict] = {}
@@ -89,6 +67,54 @@ def describe_targets(hook: EcsHook, targets: Sequence[Mapping[str, Any]]) -> dic
         for rec in hook.describe_instances(region, instance_ids=ids):
             found[rec["InstanceId"]] = rec
     return found
+
+
+def triage(hook: EcsHook, items: Sequence[Mapping[str, Any]],
+           decide: Callable[[dict, Mapping[str, Any]], tuple[str, str] | None]) -> tuple[dict[str, dict], list[dict]]:
+    """Look the instances up (batched, per region) and settle what needs no call: ``decide(item, record)`` returns
+    None to act on the instance, or ``(outcome, reason)`` to settle it now; an instance not found fails.
+    Returns ``({instance_id: result} settled, [items to act on, each with its current "status"])``."""
+    current = describe_targets(hook, items)
+    settled: dict[str, dict] = {}
+    todo: list[dict] = []
+    for item in items:
+        rec = current.get(item["instance_id"])
+        if rec is None:
+            settled[item["instance_id"]] = result(item, FAILED, "", f"instance not found in {item['region']}")
+            continue
+        item = {**item, "status": rec.get("Status", "")}
+        verdict = decide(item, rec)
+        if verdict is None:
+            todo.append(item)
+        else:
+            settled[item["instance_id"]] = result(item, verdict[0], item["status"], verdict[1])
+    return settled, todo
+
+
+def plan_waves(items: Sequence[Mapping[str, Any]], settled: dict[str, dict], todo: list[dict],
+               concurrency: int | str, doing: str, log: Any) -> dict:
+    """The resumable state of a rolling run: ``todo`` cut into waves of ``concurrency`` (OOS semantics)."""
+    size = resolve_concurrency(concurrency, len(todo))
+    waves = [todo[i:i + size] for i in range(0, len(todo), size)]
+    log.info("%d instance(s): %d to %s in %d wave(s), %d skipped, %d failed before any call", len(items), len(todo),
+             doing, len(waves), sum(1 for r in settled.values() if r["status"] == SKIPPED),
+             sum(1 for r in settled.values() if r["status"] == FAILED))
+    return {"order": [i["instance_id"] for i in items], "results": settled, "waves": waves}
+
+
+def next_wave(state: dict, max_errors: int | str) -> list[dict] | None:
+    """The next wave of ``state``; None when none is left or the failures exceed ``max_errors`` (then every
+    instance of the waves left is ``skipped``, never started)."""
+    results = state["results"]
+    if not state["waves"]:
+        return None
+    budget = ErrorBudget.after([results[i]["status"] if i in results else "" for i in state["order"]], max_errors)
+    if budget.exhausted:
+        for item in (i for wave in state["waves"] for i in wave):
+            results[item["instance_id"]] = result(item, SKIPPED, item.get("status", ""), budget.not_started)
+        state["waves"] = []
+        return None
+    return state["waves"].pop(0)
 
 
 def mark_paused(hook: EcsHook, context: Any, region: str, ids: list[str], mode: str, refusal: str) -> str | None:
@@ -134,27 +160,27 @@ def select_by_tags(hook: EcsHook, regions: Sequence[str], tags: Mapping[str, str
     return out
 
 
-class _WaitMixin:
-    """Waiting for instance statuses: deferred to :class:`InstanceStatusTrigger`, or polled in process."""
+class InstanceItemsOperator(AliyunItemsOperator):
+    """Per-instance operators that wait for instance statuses: deferred to :class:`InstanceStatusTrigger`, or
+    polled in the worker with the same engine (:class:`InstanceWatch`)."""
 
-    deferrable: bool
+    hook_class = EcsHook
+    item_noun = "instances"
     poll_interval: float
     wait_timeout: float | None
-    aliyun_conn_id: str
 
-    def _trigger(self, targets: Mapping[str, Sequence[str]], target_status: str,
-                 carry: Any = None) -> InstanceStatusTrigger:
-        return InstanceStatusTrigger(targets=dict(targets), target_status=target_status, carry=carry,
-                                     aliyun_conn_id=self.aliyun_conn_id, poll_interval=self.poll_interval,
-                                     deadline=deadline_from(self.wait_timeout))
-
-    def _defer_timeout(self) -> timedelta | None:
-        return None if self.wait_timeout is None else timedelta(seconds=float(self.wait_timeout) + 300)
-
-    def _wait_here(self, hook: EcsHook, targets: Mapping[str, Sequence[str]], target_status: str) -> dict:
-        watch = InstanceWatch(targets, target_status)
-        return poll_instances(hook, watch, poll_interval=self.poll_interval,
-                              deadline=deadline_from(self.wait_timeout), log=self.log)  # type: ignore[attr-defined]
+    def wait_for_instances(self, targets: Mapping[str, Sequence[str]], target_status: str,
+                           carry: Any) -> Mapping[str, Any]:
+        """The watch event once every instance of ``targets`` (``{region: [ids]}``) is ``target_status`` or the
+        wait ended; ``carry`` is what :meth:`resume` gets back after a deferral."""
+        deadline = deadline_from(self.wait_timeout)
+        trigger = InstanceStatusTrigger(targets=dict(targets), target_status=target_status, carry=carry,
+                                        aliyun_conn_id=self.aliyun_conn_id, poll_interval=self.poll_interval,
+                                        deadline=deadline)
+        timeout = None if self.wait_timeout is None else timedelta(seconds=float(self.wait_timeout) + 300)
+        return self.hand_off(trigger, timeout=timeout, wait_here=lambda: poll_instances(
+            self.hook, InstanceWatch(targets, target_status), poll_interval=self.poll_interval, deadline=deadline,
+            log=self.log))
 
 
 def as_number(value: Any) -> Any:
@@ -272,12 +298,11 @@ class SelectInstancesOperator(AliyunBaseOperator):
 
 
 # -- start / stop --------------------------------------------------------------------------------
-class _PowerOperator(_WaitMixin, AliyunBaseOperator):
+class _PowerOperator(InstanceItemsOperator):
     """Shared by Start/Stop: skip instances already there, batch the API calls, wait, report per instance."""
 
     template_fields = ("aliyun_conn_id", "region", "instances", "regions", "tags", "concurrency", "max_errors",
                        "poll_interval", "wait_timeout")
-    hook_class = EcsHook
     target_status = ""
     from_status = ""         # status an instance must have for the API call
     heading = ("",)          # statuses already on the way to the target: wait only
@@ -349,50 +374,23 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
     # -- flow ---------------------------------------------------------------------------------------
     def execute(self, context: Any) -> list[dict]:
         self.validate()
-        hook = self.hook
-        items = self.targets(hook)
-        current = describe_targets(hook, items)
-        results: dict[str, dict] = {}
-        todo: list[dict] = []
-        for item in items:
-            rec = current.get(item["instance_id"])
-            if rec is None:
-                results[item["instance_id"]] = result(item, FAILED, "", f"instance not found in {item['region']}")
-                continue
-            status = rec.get("Status", "")
-            item = {**item, "status": status}
-            if status == self.target_status:
-                results[item["instance_id"]] = result(item, SKIPPED, status, f"already {status}")
-            elif status == self.from_status or status in self.heading:
-                todo.append(item)
-            else:
-                results[item["instance_id"]] = result(
-                    item, FAILED, status, f"cannot go {status} -> {self.target_status}; retry when it settles")
-        wave = resolve_concurrency(self.concurrency, len(todo))
-        waves = [todo[i:i + wave] for i in range(0, len(todo), wave)]
-        self.log.info("%d instance(s): %d to %s in %d wave(s), %d skipped, %d failed before any call", len(items),
-                      len(todo), self.target_status, len(waves),
-                      sum(1 for r in results.values() if r["status"] == SKIPPED),
-                      sum(1 for r in results.values() if r["status"] == FAILED))
-        state = {"order": [i["instance_id"] for i in items], "results": results, "waves": waves}
-        return self._run_waves(context, state)
+        items = self.targets(self.hook)
+        settled, todo = triage(self.hook, items, self._decide)
+        return self._run_waves(context, plan_waves(items, settled, todo, self.concurrency, self.target_status,
+                                                   self.log))
+
+    def _decide(self, item: Mapping[str, Any], record: Mapping[str, Any]) -> tuple[str, str] | None:
+        status = item["status"]
+        if status == self.target_status:
+            return SKIPPED, f"already {status}"
+        if status == self.from_status or status in self.heading:
+            return None
+        return FAILED, f"cannot go {status} -> {self.target_status}; retry when it settles"
 
     def _run_waves(self, context: Any, state: dict) -> list[dict]:
         hook = self.hook
         results = state["results"]
-        total = len(state["order"])
-        while state["waves"]:
-            budget = ErrorBudget.of(self.max_errors, total)
-            budget.fail(sum(1 for r in results.values() if r["status"] == FAILED))
-            if budget.exhausted:
-                for wave_items in state["waves"]:
-                    for item in wave_items:
-                        results[item["instance_id"]] = result(
-                            item, SKIPPED, item.get("status", ""),
-                            f"not started: more than {budget.allowed} errors (max_errors)")
-                state["waves"] = []
-                break
-            wave_items = state["waves"].pop(0)
+        while (wave_items := next_wave(state, self.max_errors)) is not None:
             waiting: dict[str, list[str]] = {}
             for region, ids in by_region([i for i in wave_items if i["status"] == self.from_status]).items():
                 not_marked = self._mark_paused(context, hook, region, ids)
@@ -420,18 +418,13 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
                                                           "requested" if not self.wait_for_completion else "")
             if not waiting or not self.wait_for_completion:
                 continue
-            if self.deferrable:
-                self.defer(trigger=self._trigger(waiting, self.target_status, carry=state),
-                           method_name="execute_complete", timeout=self._defer_timeout())
-            self._apply_event(state, self._wait_here(hook, waiting, self.target_status))
-        return self._finish(context, state)
+            self._apply_event(state, self.wait_for_instances(waiting, self.target_status, carry=state))
+        results = [state["results"][iid] for iid in state["order"]]
+        return self.conclude(context, results, title=f"{type(self).__name__} -> {self.target_status}")
 
-    def execute_complete(self, context: Any, event: dict | None = None) -> list[dict]:
-        state = (event or {}).get("carry")
-        if event is None or state is None:
-            raise RuntimeError("resumed without a trigger event")
-        self._apply_event(state, event)
-        return self._run_waves(context, state)
+    def resume(self, context: Any, carry: dict, event: Mapping[str, Any]) -> list[dict]:
+        self._apply_event(carry, event)
+        return self._run_waves(context, carry)
 
     def _apply_event(self, state: dict, event: Mapping[str, Any]) -> None:
         results = state["results"]
@@ -448,13 +441,6 @@ class _PowerOperator(_WaitMixin, AliyunBaseOperator):
                 res["status"] = FAILED
                 res["reason"] = (f"did not reach {self.target_status} (last status {info.get('status')}; "
                                  f"wait {event.get('status')}: {event.get('message', '')})")
-
-    def _finish(self, context: Any, state: dict) -> list[dict]:
-        results = [state["results"][iid] for iid in state["order"]]
-        log_results(self.log, f"{type(self).__name__} -> {self.target_status}", results)
-        context["ti"].xcom_push(key="results", value=results)  # readable even when the budget check fails
-        enforce_budget(results, self.max_errors, type(self).__name__)
-        return results
 
 
 class StartInstancesOperator(_PowerOperator):
@@ -529,7 +515,7 @@ class StopInstancesOperator(_PowerOperator):
 
 
 # -- replace system disk ---------------------------------------------------------------------------
-class ReplaceSystemDiskOperator(AliyunBaseOperator):
+class ReplaceSystemDiskOperator(AliyunItemsOperator):
     """Replace the system disk of instances with ``image_id``: stop, replace, wait In_use, start, wait Running.
 
     The OOS ``ACS::ECS::ReplaceSystemDisk`` sequence per instance, run over many instances with
@@ -593,7 +579,7 @@ class ReplaceSystemDiskOperator(AliyunBaseOperator):
                                poll_interval=self.poll_interval, deadline=deadline_from(self.step_timeout))
         info = event["instances"][item["instance_id"]]
         if not info["reached"]:
-            raise RuntimeError(f"did not reach {target}: {event['message']}")
+            raise WaitFailed(f"did not reach {target}: {event['message']}")
         return info["status"]
 
     def _wait_disk(self, hook: EcsHook, region: str, disk_id: str) -> None:
@@ -604,7 +590,7 @@ class ReplaceSystemDiskOperator(AliyunBaseOperator):
             if status == "In_use":
                 return
             if time.time() >= deadline:
-                raise RuntimeError(f"new system disk {disk_id} is {status}, not In_use, after {self.step_timeout}s")
+                raise WaitFailed(f"new system disk {disk_id} is {status}, not In_use, after {self.step_timeout}s")
             time.sleep(self.poll_interval)
 
     def _system_disk(self, hook: EcsHook, region: str, instance_id: str) -> dict | None:
@@ -664,9 +650,7 @@ class ReplaceSystemDiskOperator(AliyunBaseOperator):
                                    "system disk already from image" if res.status == SUCCESS else "")
             results.append(result(item, res.status, value.get("status", ""), reason, image_id=self.image_id,
                                   disk_id=value.get("disk_id")))
-        log_results(self.log, f"ReplaceSystemDisk -> {self.image_id}", results)
-        enforce_budget(results, self.max_errors, "ReplaceSystemDisk")
-        return results
+        return self.conclude(context, results, title=f"ReplaceSystemDisk -> {self.image_id}")
 
 
 def _mask(secret: str) -> None:
@@ -684,7 +668,7 @@ def default_network(hook: EcsHook, region: str, zone: str | None = None) -> tupl
     return hook.default_network(region, zone)
 
 
-class RunInstancesOperator(_WaitMixin, AliyunBaseOperator):
+class RunInstancesOperator(InstanceItemsOperator):
     """Create temporary ECS instances (repair/update jobs) and wait until they are Running.
 
     Network: ``vswitch_id`` / ``security_group_id`` if given, otherwise the region's default VPC
@@ -775,29 +759,22 @@ class RunInstancesOperator(_WaitMixin, AliyunBaseOperator):
             self.remember(context, "run_instances_ids", ids)
         self.log.info("instances %s in %s", ", ".join(ids), region)
         if self.wait_for_running:
-            if self.deferrable:
-                self.defer(trigger=self._trigger({region: ids}, "Running", carry={"region": region, "ids": ids}),
-                           method_name="execute_complete", timeout=self._defer_timeout())
-            event = self._wait_here(hook, {region: ids}, "Running")
-            return self._done(region, ids, event)
+            carry = {"region": region, "ids": ids}
+            return self.resume(context, carry, self.wait_for_instances({region: ids}, "Running", carry=carry))
         return [compact(r) for r in hook.describe_instances(region, instance_ids=ids)]
 
-    def execute_complete(self, context: Any, event: dict | None = None) -> list[dict]:
-        if event is None or not event.get("carry"):
-            raise RuntimeError("resumed without a trigger event")
-        return self._done(event["carry"]["region"], list(event["carry"]["ids"]), event)
-
-    def _done(self, region: str, ids: list[str], event: Mapping[str, Any]) -> list[dict]:
+    def resume(self, context: Any, carry: Mapping[str, Any], event: Mapping[str, Any]) -> list[dict]:
+        region, ids = carry["region"], list(carry["ids"])
         records = {r["InstanceId"]: compact(r) for r in self.hook.describe_instances(region, instance_ids=ids)}
         out = [records.get(i) or {"instance_id": i, "instance_name": "", "region": region, "zone": "",
                                   "status": "Missing", "tags": {}} for i in ids]
         if event.get("status") != "success" or any(r["status"] != "Running" for r in out):
-            raise RuntimeError(f"instances {ids} did not all reach Running: {event.get('message')} "
+            raise WaitFailed(f"instances {ids} did not all reach Running: {event.get('message')} "
                                f"(the teardown task should delete them)")
         return out
 
 
-class DeleteInstancesOperator(_WaitMixin, AliyunBaseOperator):
+class DeleteInstancesOperator(InstanceItemsOperator):
     """Delete (release) ECS instances and wait until they are gone; "already gone" is success.
 
     ``instances``: ids or records (e.g. a :class:`RunInstancesOperator` output; ``None`` is accepted,
@@ -861,23 +838,12 @@ class DeleteInstancesOperator(_WaitMixin, AliyunBaseOperator):
                     results[item["instance_id"]] = result(item, FAILED, "", f"{err.code}: {err.message}")
         state = {"order": [i["instance_id"] for i in items], "results": results}
         if waiting and self.wait_for_deletion:
-            if self.deferrable:
-                self.defer(trigger=self._trigger(waiting, DELETED, carry=state), method_name="execute_complete",
-                           timeout=self._defer_timeout())
-            self._apply(state, self._wait_here(hook, waiting, DELETED))
-        return self._finish(state)
+            return self.resume(context, state, self.wait_for_instances(waiting, DELETED, carry=state))
+        return self.resume(context, state, {})
 
-    def execute_complete(self, context: Any, event: dict | None = None) -> list[dict]:
-        state = (event or {}).get("carry")
-        if event is None or state is None:
-            raise RuntimeError("resumed without a trigger event")
-        self._apply(state, event)
-        return self._finish(state)
-
-    @staticmethod
-    def _apply(state: dict, event: Mapping[str, Any]) -> None:
+    def resume(self, context: Any, carry: dict, event: Mapping[str, Any]) -> list[dict]:
         for iid, info in (event.get("instances") or {}).items():
-            res = state["results"].get(iid)
+            res = carry["results"].get(iid)
             if res is None:
                 continue
             res["instance_status"] = info.get("status", "")
@@ -885,12 +851,7 @@ class DeleteInstancesOperator(_WaitMixin, AliyunBaseOperator):
                 res["reason"] = "deleted"
             else:
                 res["status"], res["reason"] = FAILED, f"still {info.get('status')}: {event.get('message')}"
-
-    def _finish(self, state: dict) -> list[dict]:
-        results = [state["results"][i] for i in state["order"]]
-        log_results(self.log, "DeleteInstances", results)
-        enforce_budget(results, self.max_errors, "DeleteInstances")
-        return results
+        return self.conclude(context, [carry["results"][i] for i in carry["order"]], title="DeleteInstances")
 
 
 __all__ = [

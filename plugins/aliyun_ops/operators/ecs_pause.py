@@ -12,22 +12,20 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
-from aliyun_ops.exceptions import AliyunApiError, denied, error_reason
+from aliyun_ops.exceptions import AliyunApiError, RunIncomplete, denied, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import pause
+from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.logic.provenance import tags_from_api
-from aliyun_ops.operators.base import AliyunBaseOperator, run_key
+from aliyun_ops.operators.base import AliyunBaseOperator, log_item_results, run_key
 from aliyun_ops.operators.ecs_commands import COMMAND_TYPES, MAX_INSTANCES_PER_CALL
 from aliyun_ops.operators.ecs_instances import (
-    FAILED,
-    SUCCESS,
     as_number,
     by_region,
     call_power,
     describe_targets,
-    log_results,
     normalize_regions,
 )
 from aliyun_ops.waiting import deadline_from
@@ -334,7 +332,7 @@ class ResumePausedOperator(AliyunBaseOperator):
     def finish(self, context: Any, results: list[dict]) -> list[dict]:
         for r in results:
             r.pop("_early", None)
-        log_results(self.log, f"resume ({self.scope})", results)
+        log_item_results(self.log, f"resume ({self.scope})", results)
         context["ti"].xcom_push(key="results", value=results)
         still = [r for r in results if r["status"] != SUCCESS]
         if still:
@@ -343,7 +341,7 @@ class ResumePausedOperator(AliyunBaseOperator):
                        f"ops:paused-* tags for the next run: {sample}")
             if all(denied(r["reason"]) for r in still):  # a retry cannot help until the RAM policy is fixed
                 raise AirflowFailException(message)
-            raise AirflowException(message)
+            raise RunIncomplete(message)
         return results
 
 

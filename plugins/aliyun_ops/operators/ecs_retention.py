@@ -15,11 +15,12 @@ from typing import Any
 from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
 from aliyun_ops.logic.retention import ImageFacts, RetentionPlan, RetentionPolicy, decision_rows
 from aliyun_ops.logic.retention import plan as make_plan
 from aliyun_ops.operators.base import AliyunBaseOperator
 from aliyun_ops.operators.ecs_image_cleanup import DeleteImagesOperator
-from aliyun_ops.operators.image_batch import FAILED, SKIPPED, SUCCESS, all_static, as_list, run_date, run_items
+from aliyun_ops.operators.image_batch import all_static, as_list, run_date, run_items
 
 QUOTA_ATTRIBUTE = "max-image-count"
 QUOTA_WARN_HEADROOM = 0.2
@@ -309,7 +310,7 @@ class ApplyRetentionPlanOperator(DeleteImagesOperator):
             raise ValueError("plan must be the output of PlanImageRetentionOperator")
         if not isinstance(self.approved, bool) or not isinstance(self.dry_run, bool):
             raise ValueError("approved and dry_run must be true or false")
-        return self._conclude(self.apply(context, self.plan), context)
+        return self.conclude(context, self.apply(context, self.plan))
 
     def apply(self, context: Any, survey: Mapping[str, Any]) -> list[dict]:
         plan = RetentionPlan.from_dict(survey["plan"])

@@ -10,16 +10,15 @@ from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.naming import (
     sanitize_image_name,
 )
+from aliyun_ops.logic.outcome import FAILED, SUCCESS
+from aliyun_ops.logic.targets import normalize_instances
 from aliyun_ops.operators.image_batch import (
-    FAILED,
     SOURCE_DISK,
     STATE_SNAPSHOT,
-    SUCCESS,
     BatchImageOperator,
     all_static,
     as_list,
     check_retention_days,
-    normalize_instances,
     run_date,
     run_info,
     run_items,
@@ -122,11 +121,9 @@ class CreateSnapshotOperator(BatchImageOperator):
                                 "disk_type": (rec or {}).get("Type", ""), "size_gib": (rec or {}).get("Size"),
                                 "found": rec is not None})
             return out
-        instances = normalize_instances(self.instances, self.region or "__default__")
         by_region: dict[str, list[str]] = {}
-        for i in instances:
-            region = self.resolve_region() if i["region"] == "__default__" else i["region"]
-            by_region.setdefault(region, []).append(i["instance_id"])
+        for i in normalize_instances(self.instances, self.region or hook.region):
+            by_region.setdefault(i["region"], []).append(i["instance_id"])
         out = []
         for region, ids in by_region.items():
             disks = hook.describe_disks(region, disk_type=None if self.disk_type == "all" else self.disk_type)

@@ -18,8 +18,9 @@ from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.operators.base import AliyunBaseOperator
-from aliyun_ops.operators.image_batch import FAILED, SUCCESS, run_info
+from aliyun_ops.operators.image_batch import run_info
 from aliyun_ops.operators.steps import run_health_command, wait_for_instance
 
 VERIFY_OF = "ops:verify-of"

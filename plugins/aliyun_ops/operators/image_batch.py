@@ -14,22 +14,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
-
-from aliyun_ops.batch import errors_exceeded, run_batch
-from aliyun_ops.exceptions import TooManyItemFailures
+from aliyun_ops.batch import run_batch
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.budget import ErrorBudget, check_concurrency, resolve_concurrency
-from aliyun_ops.operators.base import AliyunBaseOperator, run_key
+from aliyun_ops.logic.outcome import FAILED, PENDING, QUEUED, SKIPPED, SUCCESS
+from aliyun_ops.operators.base import AliyunItemsOperator, run_key
 from aliyun_ops.triggers.ecs_images import ImagesAvailableTrigger, SnapshotsReadyTrigger
 from aliyun_ops.waiting import deadline_from
 from aliyun_ops.waiting.drivers import drive
-from aliyun_ops.waiting.images import PROGRESS, PollPlan, ResourceWatch, probe_request, total_count
+from aliyun_ops.waiting.images import PROBE_STATUSES, PROGRESS, PollPlan, ResourceWatch
 
-SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
-QUEUED = "queued"
-"""An item waiting for a slot of the window (``concurrency`` items in flight at once)."""
 SUBMIT_PARALLELISM = 10
 """Create/copy calls sent at once when a window opens (the hook's rate limit applies on top)."""
 SOURCE_DISK = "ops:source-disk"
@@ -139,21 +134,14 @@ def describe_by_region(hook: Any, wanted: Mapping[str, Iterable[str]]) -> dict[s
     return out
 
 
-def failure_summary(results: Sequence[Mapping], key_fields: Sequence[str]) -> str:
-    lines = []
-    for r in results:
-        if r.get("status") == FAILED:
-            key = "/".join(str(r.get(k) or "") for k in key_fields)
-            lines.append(f"  {key}: {r.get('reason') or 'failed'}")
-    return "\n".join(lines)
-
-
 # -- the shared base ----------------------------------------------------------------------------
-class BatchImageOperator(AliyunBaseOperator):
-    """Batch settings, waiting (deferred or in-process), result bookkeeping."""
+class BatchImageOperator(AliyunItemsOperator):
+    """Batch settings and the sliding window of the image and snapshot operators: ``concurrency`` items in flight,
+    waits deferred to :class:`ImagesAvailableTrigger` / :class:`SnapshotsReadyTrigger` or polled in the worker."""
 
     hook_class = EcsHook
     result_key_fields: tuple[str, ...] = ("image_id",)
+    state_field = "image_status"
     watch_kind = "image"
     default_timeout = 4 * 3600.0
 
@@ -187,7 +175,7 @@ class BatchImageOperator(AliyunBaseOperator):
     # -- waiting -------------------------------------------------------------------------------
     def _wait_items(self, results: Sequence[Mapping]) -> list[dict]:
         """``[{"region", "id"}]`` of results still in flight (``status == "pending"``)."""
-        return [{"region": r["region"], "id": r[self._id_field]} for r in results if r.get("status") == "pending"]
+        return [{"region": r["region"], "id": r[self._id_field]} for r in results if r.get("status") == PENDING]
 
     _id_field = "image_id"
 
@@ -230,14 +218,13 @@ class BatchImageOperator(AliyunBaseOperator):
                 self._released(context, queued)
                 queued = []
             if queued:
-                budget = ErrorBudget.of(self.max_errors, len(results))
-                budget.fail(sum(1 for r in results if r.get("status") == FAILED))
+                budget = ErrorBudget.after((r.get("status", "") for r in results), self.max_errors)
                 if budget.exhausted:
                     for r in queued:
-                        r.update(status=SKIPPED, reason=f"not started: more than {budget.allowed} errors (max_errors)")
+                        r.update(status=SKIPPED, reason=budget.not_started)
                     self._released(context, queued)
                     queued = []
-            in_flight = sum(1 for r in results if r.get("status") == "pending")
+            in_flight = sum(1 for r in results if r.get("status") == PENDING)
             batch = queued[:max(0, self._window(results) - in_flight)]
             if batch:
                 self.log.info("submitting %d of %d queued item(s) (%d in flight, window %d)", len(batch),
@@ -246,23 +233,27 @@ class BatchImageOperator(AliyunBaseOperator):
                 queued = [r for r in queued if r.get("status") == QUEUED]
             items = self._wait_items(results)
             if not self.wait_for_completion or (not items and not queued):
-                return self._finish(context, results, None if not self.wait_for_completion else {"items": {}})
+                self._apply_event(results, None if not self.wait_for_completion else {"items": {}})
+                return self.conclude(context, results)
             if not items:  # everything submitted in this round failed at once: refill
                 continue
-            return_when = "first" if queued else "all"
-            probe_tags = self._probe_tags(context) if return_when == "all" else None
-            if self.deferrable:
-                self.log.info("Deferring: waiting for %s of %d %s(s), %d queued (timeout %.0fs)",
-                              "one" if return_when == "first" else "all", len(items), self.watch_kind, len(queued),
-                              self._timeout_seconds)
-                trigger_cls = ImagesAvailableTrigger if self.watch_kind == "image" else SnapshotsReadyTrigger
-                # the results travel in the trigger's carry: dag.test() drops defer(kwargs=...) on resume
-                self.defer(trigger=trigger_cls(items=items, aliyun_conn_id=self.aliyun_conn_id, region=self.region,
-                                               poll_interval=float(self.poll_interval), deadline=deadline,
-                                               carry={"results": results, "deadline": deadline},
-                                               probe_tags=probe_tags, return_when=return_when),
-                           method_name="execute_complete", timeout=timedelta(seconds=self._timeout_seconds + 600))
-            self._apply_event(results, self._poll_in_process(items, deadline, probe_tags, return_when))
+            self._apply_event(results, self._wait_for_items(context, items, results, deadline, bool(queued)))
+
+    def _wait_for_items(self, context: Any, items: list[dict], results: list[dict], deadline: float | None,
+                        any_queued: bool) -> Mapping:
+        """Wait for all of ``items`` (or, while items are queued, for the first to finish)."""
+        return_when = "first" if any_queued else "all"
+        probe_tags = self._probe_tags(context) if return_when == "all" else None
+        self.log.info("waiting for %s of %d %s(s) (timeout %.0fs, %s)", "one" if any_queued else "all", len(items),
+                      self.watch_kind, self._timeout_seconds, "deferred" if self.deferrable else "in the worker")
+        trigger_cls = ImagesAvailableTrigger if self.watch_kind == "image" else SnapshotsReadyTrigger
+        # the results travel in the trigger's carry: dag.test() drops defer(kwargs=...) on resume
+        trigger = trigger_cls(items=items, aliyun_conn_id=self.aliyun_conn_id, region=self.region,
+                              poll_interval=float(self.poll_interval), deadline=deadline,
+                              carry={"results": results, "deadline": deadline}, probe_tags=probe_tags,
+                              return_when=return_when)
+        return self.hand_off(trigger, timeout=timedelta(seconds=self._timeout_seconds + 600),
+                             wait_here=lambda: self._poll_in_process(items, deadline, probe_tags, return_when))
 
     def _poll_in_process(self, items: list[dict], deadline: float | None,
                          probe_tags: Mapping[str, str] | None = None, return_when: str = "all") -> dict:
@@ -274,18 +265,14 @@ class BatchImageOperator(AliyunBaseOperator):
         def answer(request: tuple) -> Any:
             what, region, arg = request
             if what == "count":
-                return total_count(hook.call("DescribeImages", hook.get_client(region).describe_images,
-                                             probe_request(region, arg), region=region))
+                return hook.count_images(region, arg, status=PROBE_STATUSES)
             if self.watch_kind == "image":
                 return hook.describe_images(region, image_ids=arg)
             return hook.describe_snapshots(region, snapshot_ids=arg)
 
         return drive(plan, answer, log=self.log, label=f"{self.watch_kind} wait", return_when=return_when)
 
-    def execute_complete(self, context: Any, event: Mapping | None = None) -> list[dict]:
-        if event is None:
-            raise AirflowException(f"{self.task_id}: resumed without a trigger event")
-        carry = event.get("carry") or event.get("echo") or {}  # "echo": events of triggers from before the rename
+    def resume(self, context: Any, carry: Mapping, event: Mapping) -> list[dict]:
         results = [dict(r) for r in carry.get("results") or []]
         self._apply_event(results, event)
         deadline = carry.get("deadline")
@@ -299,7 +286,7 @@ class BatchImageOperator(AliyunBaseOperator):
         timed_out = set((event or {}).get("timed_out") or []) if not partial else set()
         err_msg = (event or {}).get("message") if (event or {}).get("status") == "error" else None
         for r in results:
-            if r.get("status") != "pending":
+            if r.get("status") != PENDING:
                 continue
             rid = r[self._id_field]
             if event is None:
@@ -329,65 +316,9 @@ class BatchImageOperator(AliyunBaseOperator):
                 r["status"] = FAILED
                 r["reason"] = state.get("reason") or f"{self.watch_kind} is {status}"
 
-    def _conclude(self, results: list[dict], context: Any = None) -> list[dict]:
-        """Log the counts; with a ``context``, push the results as XCom ``results`` (readable when the task
-        then fails); raise :class:`TooManyItemFailures` past ``max_errors``."""
-        for r in results:
-            for key in [k for k in r if k.startswith("_")]:
-                del r[key]
-        if context is not None:
-            context["ti"].xcom_push(key="results", value=results)
-        counts = {s: sum(1 for r in results if r.get("status") == s) for s in (SUCCESS, FAILED, SKIPPED)}
-        self.log.info("%s: %d succeeded, %d failed, %d skipped", self.task_id, counts[SUCCESS], counts[FAILED],
-                      counts[SKIPPED])
-        failed = [r for r in results if r.get("status") == FAILED]
-        if failed and errors_exceeded([StatusView(r["status"]) for r in results], self.max_errors):
-            raise TooManyItemFailures(
-                f"{len(failed)} of {len(results)} item(s) failed, more than max_errors={self.max_errors!r}:\n"
-                + failure_summary(results, self.result_key_fields))
-        return results
-
-    def _finish(self, context: Any, results: list[dict], event: Mapping | None) -> list[dict]:
-        self._apply_event(results, event)
-        return self._conclude(results, context)
-
-
-class StatusView:
-    """Adapter so :func:`errors_exceeded` can count our dict results."""
-
-    def __init__(self, status: str) -> None:
-        self.status = status
-
 
 def run_items(items: Sequence[dict], action, *, key, concurrency, max_errors) -> list:
     return run_batch(items, action, key=key, concurrency=concurrency, max_errors=max_errors)
-
-
-def normalize_instances(instances: Any, default_region: str | None) -> list[dict]:
-    """One id, a list of ids, or SelectInstancesOperator's dicts -> ``[{"instance_id", "instance_name", "region"}]``.
-
-    Duplicates are dropped (first wins). Raises ``ValueError`` for anything else.
-    """
-    out: list[dict] = []
-    seen: set[tuple[str, str]] = set()
-    for item in as_list(instances, "instances"):
-        if isinstance(item, str):
-            iid, name, region = item.strip(), "", default_region
-        elif isinstance(item, Mapping):
-            iid = str(item.get("instance_id") or item.get("InstanceId") or "").strip()
-            name = str(item.get("instance_name") or item.get("InstanceName") or "")
-            region = item.get("region") or item.get("RegionId") or default_region
-        else:
-            raise ValueError(f"instances: cannot read an instance from {item!r}")
-        if not iid.startswith("i-"):
-            raise ValueError(f"instances: {iid!r} does not look like an ECS instance id (i-...)")
-        if not region:
-            raise ValueError(f"instances: no region for {iid}; pass region=... or give each item a 'region'")
-        if (region, iid) in seen:
-            continue
-        seen.add((region, iid))
-        out.append({"instance_id": iid, "instance_name": name, "region": str(region)})
-    return out
 
 
 def source_size_gib(rec: Mapping[str, Any]) -> float:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aliyun_ops.exceptions import AliyunApiError
+from aliyun_ops.exceptions import AliyunApiError, WaitFailed
 from aliyun_ops.hooks.rds import RdsHook, parse_rds_time
 from aliyun_ops.logic.ids import check as check_id
 from aliyun_ops.operators.base import AliyunBaseOperator
@@ -118,8 +118,8 @@ class CreateRdsBackupOperator(AliyunBaseOperator):
                     state["job_id"], "reused": reused}
         backup = self._wait(datetime.fromisoformat(state["since"]), set(state["known"]))
         if backup.get("BackupStatus") != "Success":
-            raise RuntimeError(f"backup {backup.get('BackupId')} of {self.instance_id} ended "
-                               f"{backup.get('BackupStatus')}")
+            raise WaitFailed(f"backup {backup.get('BackupId')} of {self.instance_id} ended "
+                             f"{backup.get('BackupStatus')}")
         return {**backup_summary(backup), "job_id": state["job_id"], "reused": reused}
 
     def _wait(self, since: datetime, known: set[str]) -> dict:
@@ -130,7 +130,7 @@ class CreateRdsBackupOperator(AliyunBaseOperator):
                 fresh.sort(key=lambda b: b.get("BackupStartTime") or "")
                 return fresh[-1]
             if time.time() >= deadline:
-                raise TimeoutError(f"no new backup of {self.instance_id} after {self.wait_timeout}s")
+                raise WaitFailed(f"no new backup of {self.instance_id} after {self.wait_timeout}s")
             self.log.info("waiting for the backup of %s", self.instance_id)
             time.sleep(float(self.poll_interval))
 

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ..exceptions import RunIncomplete
 from ..logic.report import FAILED, PENDING, ArchiveRow, Report
 from .report_output import send_report_email, write_artifacts
 
@@ -43,5 +44,5 @@ def finish_archive(context: Mapping[str, Any]) -> dict:
         log.warning("%d backup(s) failed within max_errors: %s", len(failed),
                     "; ".join(f"{r.backup_id}: {r.reason}" for r in failed))
     if problems:
-        raise RuntimeError(f"{len(problems)} problem(s) (report: {paths['html']}):\n- " + "\n- ".join(problems))
+        raise RunIncomplete(f"{len(problems)} problem(s) (report: {paths['html']}):\n- " + "\n- ".join(problems))
     return {"outcome": report.outcome, "counts": report.counts, "files": paths, "emailed": emailed}

@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow.sdk import Asset, AssetAlias
 
+from ..exceptions import RunIncomplete
 from ..logic.budget import ErrorBudget
 from ..logic.report import FAILED, Report, achieved_rpo, backup_rows
 from .report_output import send_report_email, write_artifacts
@@ -61,13 +62,11 @@ def finish_backup(context: Mapping[str, Any], config: Mapping[str, Any], selecte
                          if r.get("status") != "success")
     if not_resumed or resume_unknown or upstream_error or budget.exhausted or \
             (report.rows and report.outcome == "failure"):
-        from airflow.sdk.exceptions import AirflowException
-
         still = f"; STILL PAUSED (stopped or frozen): {', '.join(not_resumed)}" if not_resumed else \
             "; whether paused instances were resumed is UNKNOWN" if resume_unknown else ""
         why = f" ({upstream_error}: see its task log)" if upstream_error else ""
-        raise AirflowException(f"backup {report.outcome}{why}: {len(failed_instances)} instance(s) failed "
-                               f"(max_errors={config.get('max_errors', 0)}){still}; report: {paths.get('txt')}")
+        raise RunIncomplete(f"backup {report.outcome}{why}: {len(failed_instances)} instance(s) failed "
+                            f"(max_errors={config.get('max_errors', 0)}){still}; report: {paths.get('txt')}")
     return summary
 
 

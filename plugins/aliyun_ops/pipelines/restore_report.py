@@ -10,6 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ..exceptions import RunIncomplete
 from ..logic.report import FAILED, SKIPPED, Report, RestoreRow
 from .report_output import send_report_email, write_artifacts
 
@@ -54,7 +55,7 @@ def finish_restore(context: Mapping[str, Any], approve_state: str | None) -> dic
     log.info("restore report (%s):\n%s", report.outcome, report.to_text())
     emailed = send_report_email(report, list(params.get("notify_emails") or []), context)
     if row.status in (FAILED, SKIPPED):
-        raise RuntimeError(f"{row.instance_id}: {row.reason} (report: {paths['html']})")
+        raise RunIncomplete(f"{row.instance_id}: {row.reason} (report: {paths['html']})")
     if not_resumed:  # the restore worked, but the power state or the pause tags were not put back: say so
-        raise RuntimeError(f"restored, but not resumed: {meta['NOT RESUMED']} (report: {paths['html']})")
+        raise RunIncomplete(f"restored, but not resumed: {meta['NOT RESUMED']} (report: {paths['html']})")
     return {"outcome": report.outcome, "row": report.to_dict()["rows"][0], "files": paths, "emailed": emailed}

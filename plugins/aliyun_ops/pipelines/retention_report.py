@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..exceptions import denied
+from ..exceptions import RunIncomplete, denied
 from ..logic.report import FAILED, Report, RetentionRow
 from ..logic.retention import RetentionPlan, decision_rows
 from .approval import approve_task_state, is_manual_run
@@ -68,7 +68,7 @@ def finish_retention(context: Mapping[str, Any], survey: Mapping[str, Any] | Non
 
     ``approval``: ``"not needed"``, ``"approved"``, ``"rejected"`` or ``"not asked (scheduled run)"``."""
     if survey is None:
-        raise RuntimeError("the plan task failed or left no plan: nothing was deleted (see its log)")
+        raise RunIncomplete("the plan task failed or left no plan: nothing was deleted (see its log)")
     plan = RetentionPlan.from_dict(survey["plan"])
     policy = survey.get("policy") or {}
     rows = retention_rows(plan, results, dry_run=dry_run, approval=approval,
@@ -102,7 +102,7 @@ def finish_retention(context: Mapping[str, Any], survey: Mapping[str, Any] | Non
     failed += [f"{region} not scanned: {reason}" for region, reason in (survey.get("unscanned_regions") or {}).items()
                if denied(reason)]
     if failed:
-        raise RuntimeError(f"{len(failed)} retention step(s) did not happen (report: {paths['html']}):\n"
+        raise RunIncomplete(f"{len(failed)} retention step(s) did not happen (report: {paths['html']}):\n"
                            + "\n".join(f"- {line}" for line in failed[:20]))
     return summary
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..exceptions import RunIncomplete
 from ..logic.budget import ErrorBudget
 from ..logic.report import FAILED, SUCCESS, Report, RestoreRow
 from .report_output import send_report_email, write_artifacts
@@ -80,7 +81,7 @@ def finish_cycle(context: Mapping[str, Any], max_errors: int | str, notify_email
     ti = context["ti"]
     selected = ti.xcom_pull(task_ids="select_instances")
     if selected is None:
-        raise RuntimeError("instance selection failed: nothing was changed")
+        raise RunIncomplete("instance selection failed: nothing was changed")
     replaced = ti.xcom_pull(task_ids="replace_system_disk", key="results")
     if isinstance(replaced, list) and replaced and isinstance(replaced[0], list):   # one list per mapped task
         replaced = [row for part in replaced if part for row in part]
@@ -100,6 +101,6 @@ def finish_cycle(context: Mapping[str, Any], max_errors: int | str, notify_email
     budget = ErrorBudget.of(max_errors, len(rows))
     budget.fail(sum(1 for r in rows if r.status == FAILED))
     if budget.exhausted or not_resumed:
-        raise RuntimeError(f"{report.counts[FAILED]} instance(s) failed (max_errors={max_errors!r}), "
+        raise RunIncomplete(f"{report.counts[FAILED]} instance(s) failed (max_errors={max_errors!r}), "
                            f"{len(not_resumed)} not resumed; report: {paths['html']}")
     return {"outcome": report.outcome, "counts": report.counts, "files": paths, "emailed": emailed}

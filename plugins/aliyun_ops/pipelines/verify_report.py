@@ -10,6 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ..exceptions import RunIncomplete
 from ..logic.report import FAILED, SUCCESS, Report, VerifyRow
 from .report_output import send_report_email, write_artifacts
 
@@ -54,5 +55,5 @@ def finish_verify(context: Mapping[str, Any]) -> dict:
     problems += [f"{r.region} {r.image_id} ({r.instance_id}): {r.reason}" for r in rows if r.status != SUCCESS]
     problems += [f"temporary instance {r.get('instance_id')} not released: {r.get('reason')}" for r in left]
     if problems:
-        raise RuntimeError(f"{len(problems)} problem(s) (report: {paths['html']}):\n- " + "\n- ".join(problems))
+        raise RunIncomplete(f"{len(problems)} problem(s) (report: {paths['html']}):\n- " + "\n- ".join(problems))
     return {"outcome": report.outcome, "verified": len(rows), "files": paths, "emailed": emailed}

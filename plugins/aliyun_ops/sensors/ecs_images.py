@@ -8,8 +8,9 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowSensorTimeout
 
+from aliyun_ops.exceptions import WaitFailed
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.tasks import DEFAULT_CONN_ID, AliyunOperatorMixin, aliyun_template_fields
 from aliyun_ops.triggers.ecs_images import ImagesAvailableTrigger
@@ -68,7 +69,7 @@ class WaitForImageAvailableSensor(AliyunOperatorMixin, BaseSensorOperator):
         bad = {rid: t for rid, t in watch.items.items()
                if t.terminal and (t.status in self.fail_on or t.status == MISSING)}
         if bad:
-            raise AirflowException("image(s) will not become Available: " + ", ".join(
+            raise WaitFailed("image(s) will not become Available: " + ", ".join(
                 f"{rid} {t.status} in {t.region}" for rid, t in sorted(bad.items())))
         if all(t.ok for t in watch.items.values()):
             return {rid: t.to_dict() for rid, t in watch.items.items()}
@@ -99,14 +100,14 @@ class WaitForImageAvailableSensor(AliyunOperatorMixin, BaseSensorOperator):
 
     def execute_complete(self, context: Any, event: Mapping | None = None) -> dict:
         if not event:
-            raise AirflowException("resumed without a trigger event")
+            raise WaitFailed(f"{self.task_id}: resumed without a trigger event")
         if event.get("status") == "error":
-            raise AirflowException(f"waiting for images failed: {event.get('message')}")
+            raise WaitFailed(f"waiting for images failed: {event.get('message')}")
         items = event.get("items") or {}
         bad = {rid: s for rid, s in items.items() if s.get("status") not in OK_STATES
                and rid not in (event.get("timed_out") or [])}
         if bad:
-            raise AirflowException("image(s) will not become Available: " + ", ".join(
+            raise WaitFailed("image(s) will not become Available: " + ", ".join(
                 f"{rid} {s.get('status')} in {s.get('region')}" for rid, s in sorted(bad.items())))
         if event.get("status") == "timeout" or event.get("timed_out"):
             raise AirflowSensorTimeout(f"images not Available in time: {', '.join(event.get('timed_out') or [])}")

@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
+from aliyun_ops.exceptions import WaitFailed
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic.targets import by_region, normalize_instances
 from aliyun_ops.tasks import DEFAULT_CONN_ID, AliyunOperatorMixin, aliyun_template_fields
@@ -75,16 +76,16 @@ class WaitForInstanceStatusSensor(AliyunOperatorMixin, BaseSensorOperator):
         self.log.info("instances -> %s: %s", self.target_status, watch.summary())
         gone = [iid for iid, i in watch.items.items() if i["status"] == "Missing"]
         if gone:
-            raise RuntimeError(f"instance(s) not found while waiting for {self.target_status}: {gone}")
+            raise WaitFailed(f"instance(s) not found while waiting for {self.target_status}: {gone}")
         return watch.done
 
     def execute_complete(self, context: Any, event: dict | None = None) -> dict[str, str]:
         if not event:
-            raise RuntimeError("resumed without a trigger event")
+            raise WaitFailed(f"{self.task_id}: resumed without a trigger event")
         statuses = {iid: info["status"] for iid, info in (event.get("instances") or {}).items()}
         not_reached = [iid for iid, info in (event.get("instances") or {}).items() if not info.get("reached")]
         if event.get("status") != "success" or not_reached:
-            raise RuntimeError(f"instances did not reach {self.target_status}: {event.get('message')} "
+            raise WaitFailed(f"instances did not reach {self.target_status}: {event.get('message')} "
                                f"(not reached: {not_reached})")
         self.log.info("all %d instance(s) are %s", len(statuses), self.target_status)
         return statuses

@@ -53,18 +53,17 @@ from aliyun_ops.triggers.base import AliyunBaseTrigger
 from aliyun_ops.waiting.drivers import adrive
 from aliyun_ops.waiting.images import (
     MISSING,
+    PROBE_STATUSES,
     PROGRESS,
     RETURN_WHEN,
     PollPlan,
     Request,
     ResourceWatch,
     normalize_items,
-    probe_request,
-    total_count,
 )
 
 __all__ = ["MISSING", "PROGRESS", "ImagesAvailableTrigger", "PollPlan", "ResourceWatch", "SnapshotsReadyTrigger",
-           "normalize_items", "probe_request", "total_count"]
+           "normalize_items"]
 
 class _BatchWatchTrigger(AliyunBaseTrigger):
     """Polls many resources per region, by prediction (:class:`PollPlan`), until all are terminal or the deadline."""
@@ -159,9 +158,7 @@ class ImagesAvailableTrigger(_BatchWatchTrigger):
         return await hook.describe_images_async(region, ids, client=client)
 
     async def count(self, hook: Any, client: Any, region: str, tags: Mapping[str, str]) -> int:
-        response = await hook.acall("DescribeImages", client.describe_images_async, probe_request(region, tags),
-                                    region=region)
-        return total_count(response)
+        return await hook.count_images_async(region, tags, status=PROBE_STATUSES, client=client)
 
 
 class SnapshotsReadyTrigger(_BatchWatchTrigger):
@@ -177,18 +174,4 @@ class SnapshotsReadyTrigger(_BatchWatchTrigger):
     id_key = "snapshot_id"
 
     async def fetch(self, hook: Any, client: Any, region: str, ids: list[str]) -> list[dict]:
-        import json
-
-        from alibabacloud_ecs20140526 import models
-
-        out: list[dict] = []
-        token: str | None = None
-        while True:
-            request = models.DescribeSnapshotsRequest(region_id=region, snapshot_ids=json.dumps(ids),
-                                                      max_results=100, next_token=token)
-            response = await hook.acall("DescribeSnapshots", client.describe_snapshots_async, request, region=region)
-            body = response.body.to_map() if response.body is not None else {}
-            out.extend((body.get("Snapshots") or {}).get("Snapshot") or [])
-            token = body.get("NextToken") or None
-            if not token:
-                return out
+        return await hook.describe_snapshots_async(region, ids, client=client)

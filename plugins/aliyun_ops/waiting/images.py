@@ -253,6 +253,8 @@ def _number(value: Any) -> float:
 
 
 IN_PROGRESS = frozenset({"Creating", "Waiting", "progressing"})
+PROBE_STATUSES = "Creating,Waiting"
+"""What a probe counts: our images still being made (the ``Status`` filter of DescribeImages)."""
 BATCH = 100
 """Ids per DescribeImages / DescribeSnapshots call."""
 
@@ -469,17 +471,3 @@ def _human(seconds: float | None) -> str:
     if seconds < 90:
         return f"{int(seconds)} s"
     return f"{round(seconds / 60)} min"
-
-
-def probe_request(region: str, tags: Mapping[str, str]) -> Any:
-    """``DescribeImages`` of our in-progress images (``Creating,Waiting``) with these tags, one per page."""
-    from alibabacloud_ecs20140526 import models
-
-    return models.DescribeImagesRequest(
-        region_id=region, status="Creating,Waiting", image_owner_alias="self", page_number=1, page_size=1,
-        tag=[models.DescribeImagesRequestTag(key=k, value=v) for k, v in tags.items()])
-
-
-def total_count(response: Any) -> int:
-    body = response.body.to_map() if getattr(response, "body", None) is not None else {}
-    return int(body.get("TotalCount") or 0)
