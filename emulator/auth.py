@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 from .errors import ApiError
-from .ram import Policy, parse_policy
+from .ram import Policy, Resources, parse_policy
 
 DEFAULT_ACCESS_KEY_ID = "LOCAL_EMULATOR_AK"
 DEFAULT_ACCESS_KEY_SECRET = "local-emulator-secret-not-for-production"
@@ -45,7 +45,7 @@ class AccessKey:
     role_arn: str | None = None
     policy: Policy | None = None
 
-    def decide(self, action: str, resources=None) -> str:
+    def decide(self, action: str, resources: Resources | None = None) -> str:
         """``Allow``, ``ExplicitDeny`` or ``ImplicitDeny`` (see :meth:`emulator.ram.Policy.decide`)."""
         if self.allow is not None and not any(fnmatch.fnmatchcase(action.lower(), p.lower()) for p in self.allow):
             return "ImplicitDeny"
@@ -100,9 +100,10 @@ class KeyStore:
                 raise ApiError("InvalidSecurityToken.Expired", "Specified SecurityToken is expired.", 400)
         return key
 
-    def check_permission(self, key: AccessKey, action: str, resources=None) -> None:
+    def check_permission(self, key: AccessKey, action: str, resources: Resources | None = None) -> None:
         """Raise ``Forbidden.RAM`` (403, ``AccessDeniedDetail`` naming the action) unless the key may call it;
-        ``resources()`` gives the tags of the resources the call names, for tag conditions."""
+        ``resources()`` lists the resources the call names (:func:`emulator.arns.call_resources`), for
+        ``Resource`` patterns and tag conditions."""
         decision = key.decide(action, resources)
         if decision == "Allow":
             return

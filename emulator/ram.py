@@ -8,40 +8,81 @@ A key may carry a policy document (``Version`` "1", ``Statement`` list)::
        "Condition": {"StringEquals": {"acs:ResourceTag/ops:managed-by": "airflow-aliyun-ops"}}},
       {"Effect": "Deny", "Action": "ecs:DeleteInstance*", "Resource": "*"}]}
 
-Enforced: ``Action`` / ``NotAction`` patterns (``*`` and ``?`` wildcards, case-insensitive), an explicit
-``Deny`` over any ``Allow``, and tag conditions (``StringEquals``/``StringLike`` on
-``acs:ResourceTag/<key>``) for the actions whose resources the emulator can name (:data:`TAGGED_RESOURCES`):
-a conditioned statement applies only when every resource of the call carries the tag. ``Resource`` is
-parsed and kept (it documents the narrowing) but not matched: the emulator does not build ARNs.
-A document that breaks these rules is refused when loaded (:class:`InvalidPolicy`).
+Enforced:
+
+* ``Action`` / ``NotAction`` patterns (``*`` and ``?`` wildcards, case-insensitive);
+* ``Resource`` ARNs (``*`` and ``?`` wildcards, case-sensitive, a ``*`` spans ``:`` and ``/``), matched against
+  the ARNs of the resources the call names (:mod:`emulator.arns`: ``acs:ecs:<region>:<account>:instance/<id>``,
+  ``...:image/*`` for an image the call creates or a list call, ``acs:oss:*:<account>:<bucket>/<key>``...). A
+  call naming several resources (batch APIs, CreateImage from an instance, CopyImage's source image and
+  destination region) is allowed only if every one of them is; a statement applies to the resources its
+  ``Resource`` matches. An action the emulator names no resource for is checked as
+  ``acs:<service>:<region>:<account>:*``, and a check given no resources at all as ``*``: only ``"*"`` (or a
+  pattern matching that) authorises them, as RAM's "all resources" actions need;
+* an explicit ``Deny`` over any ``Allow``;
+* tag conditions (``StringEquals``/``StringLike``/``StringNotEquals`` on ``acs:ResourceTag/<key>``), read from
+  the existing ECS and RDS resources the call names: a conditioned statement applies to a resource only when
+  the condition holds on its tags; the key is absent (the condition fails) for a resource the emulator cannot
+  read tags of (one the call creates, an OSS object). A named resource that does not exist is left to the
+  handler (NotFound): conditions hold on it, so a retry after a lost answer stays idempotent.
+
+A document that breaks these rules is refused when loaded (:class:`InvalidPolicy`). ``decide`` is lazy: ARNs
+are built only when a statement naming the action is narrower than ``"*"``, and tags read only for a
+conditioned statement.
 """
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Callable, Mapping
+import functools
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .registry import admin_route
 
 ALLOW, DENY = "Allow", "Deny"
+EXPLICIT_DENY, IMPLICIT_DENY = "ExplicitDeny", "ImplicitDeny"
 TAG_KEY_PREFIX = "acs:ResourceTag/"
 OPERATORS = ("StringEquals", "StringLike", "StringNotEquals")
-
-# action -> (state table, request parameters naming its resources)
-TAGGED_RESOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "ecs:DeleteImage": ("ecs.images", ("ImageId",)),
-    "ecs:ModifyImageSharePermission": ("ecs.images", ("ImageId",)),
-    "ecs:DeleteSnapshot": ("ecs.snapshots", ("SnapshotId",)),
-    "ecs:DeleteInstance": ("ecs.instances", ("InstanceId",)),
-    "ecs:DeleteInstances": ("ecs.instances", ("InstanceId",)),
-    "ecs:ReplaceSystemDisk": ("ecs.instances", ("InstanceId",)),
-}
+ANY_RESOURCE = "*"  # what a check given no resources is matched as: only a "*" pattern authorises it
 
 
 class InvalidPolicy(ValueError):
     """The policy document is not one RAM would accept."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), re.DOTALL)
+
+
+def wildcard_match(pattern: str, text: str) -> bool:
+    """RAM's wildcard match: ``*`` is any run of characters (``:`` and ``/`` included), ``?`` one character,
+    everything else literal (no ``[...]`` classes), case-sensitive; the whole text must match."""
+    return _regex(pattern).fullmatch(text) is not None
+
+
+class _Gone:
+    """Tags of a named resource that does not exist (the handler answers NotFound)."""
+
+
+GONE = _Gone()
+Tags = Mapping[str, str] | _Gone | None  # None: the emulator cannot read the resource's tags
+
+
+@dataclass
+class Named:
+    """One resource a call names: its ARN, and how to read its tags (only when a tag condition asks)."""
+
+    arn: str
+    read_tags: Callable[[], Tags] | None = None
+    _tags: list = field(default_factory=list, repr=False)
+
+    def tags(self) -> Tags:
+        if not self._tags:
+            self._tags.append(self.read_tags() if self.read_tags is not None else None)
+        return self._tags[0]
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -62,15 +103,23 @@ class Statement:
     def names(self, action: str) -> bool:
         low = action.lower()
         if self.not_actions:
-            return not any(fnmatch.fnmatchcase(low, p.lower()) for p in self.not_actions)
-        return any(fnmatch.fnmatchcase(low, p.lower()) for p in self.actions)
+            return not any(wildcard_match(p.lower(), low) for p in self.not_actions)
+        return any(wildcard_match(p.lower(), low) for p in self.actions)
 
-    def conditions_hold(self, resources: list[Mapping[str, str]] | None) -> bool:
-        if not self.tag_conditions:
+    @property
+    def everywhere(self) -> bool:
+        """Applies to any resource, whatever its tags: deciding needs no resource at all."""
+        return "*" in self.resources and not self.tag_conditions
+
+    def covers(self, arn: str) -> bool:
+        return any(wildcard_match(p, arn) for p in self.resources)
+
+    def conditions_hold(self, tags: Tags) -> bool:
+        if not self.tag_conditions or isinstance(tags, _Gone):
             return True
-        if resources is None:  # the call names no resource the emulator can see: the condition key is absent
+        if tags is None:  # the emulator cannot read this resource's tags: the condition key is absent
             return False
-        return all(_holds(op, key, values, tags) for op, key, values in self.tag_conditions for tags in resources)
+        return all(_holds(op, key, values, tags) for op, key, values in self.tag_conditions)
 
 
 def _holds(op: str, key: str, values: tuple[str, ...], tags: Mapping[str, str]) -> bool:
@@ -79,30 +128,43 @@ def _holds(op: str, key: str, values: tuple[str, ...], tags: Mapping[str, str]) 
         return actual in values
     if op == "StringNotEquals":
         return actual not in values
-    return actual is not None and any(fnmatch.fnmatchcase(actual, v) for v in values)
+    return actual is not None and any(wildcard_match(v, actual) for v in values)
+
+
+def _verdict(statements: Sequence[Statement], resource: Named) -> str:
+    """The decision for one resource: Deny over Allow among the statements that apply to it."""
+    allowed = False
+    for s in statements:
+        if not s.covers(resource.arn) or (s.tag_conditions and not s.conditions_hold(resource.tags())):
+            continue
+        if s.effect == DENY:
+            return EXPLICIT_DENY
+        allowed = True
+    return ALLOW if allowed else IMPLICIT_DENY
+
+
+Resources = Callable[[], Sequence[Named]]
 
 
 @dataclass(frozen=True)
 class Policy:
     statements: tuple[Statement, ...] = field(default_factory=tuple)
 
-    def decide(self, action: str, resources: Callable[[], list[Mapping[str, str]] | None] | None = None) -> str:
-        """``Allow``, ``ExplicitDeny`` or ``ImplicitDeny``; ``resources`` is called only if a condition needs it."""
-        cache: list = []
-
-        def tags() -> list[Mapping[str, str]] | None:
-            if not cache:
-                cache.append(resources() if resources else None)
-            return cache[0]
-
-        allowed = False
-        for s in self.statements:
-            if not s.names(action) or not s.conditions_hold(tags() if s.tag_conditions else None):
-                continue
-            if s.effect == DENY:
-                return "ExplicitDeny"
-            allowed = True
-        return ALLOW if allowed else "ImplicitDeny"
+    def decide(self, action: str, resources: Resources | None = None) -> str:
+        """``Allow``, ``ExplicitDeny`` or ``ImplicitDeny``. ``resources()`` (called only when a statement naming
+        the action is narrower than ``"*"`` or conditioned) lists what the call names; every one must be
+        allowed. Without it the call is matched as the resource ``*``."""
+        statements = [s for s in self.statements if s.names(action)]
+        if all(s.everywhere for s in statements):
+            if any(s.effect == DENY for s in statements):
+                return EXPLICIT_DENY
+            return ALLOW if statements else IMPLICIT_DENY
+        named = list(resources()) if resources is not None else []
+        verdicts = {_verdict(statements, r) for r in named or [Named(ANY_RESOURCE)]}
+        for decision in (EXPLICIT_DENY, IMPLICIT_DENY):
+            if decision in verdicts:
+                return decision
+        return ALLOW
 
     def actions(self) -> set[str]:
         """Every action pattern an Allow statement names (for tests that keep policies complete)."""
@@ -163,36 +225,6 @@ def _conditions(raw: Any, where: str) -> tuple[tuple[str, str, tuple[str, ...]],
                                     f"got {key!r}")
             out.append((op, key[len(TAG_KEY_PREFIX):], _strings(values, f"{where}.Condition.{op}.{key}")))
     return tuple(out)
-
-
-def resource_tags(state: Any, action: str, params: Mapping[str, str]) -> list[Mapping[str, str]] | None:
-    """The tags of every existing resource the call names; None when the action or call names none."""
-    spec = TAGGED_RESOURCES.get(action)
-    if spec is None:
-        return None
-    table_name, names = spec
-    ids = []
-    for name in names:
-        if params.get(name):
-            ids.append(params[name])
-        ids += [v for k, v in sorted(params.items()) if k.startswith(f"{name}.") and v]
-        if params.get(f"{name}s"):  # JSON list form (DeleteInstances' InstanceId as a list)
-            ids += [str(v) for v in _json_list(params[f"{name}s"])]
-    if not ids:
-        return None
-    table = state.table(table_name)
-    # a resource that does not exist is left to the handler (NotFound): a retry after a lost answer stays idempotent
-    return [dict(rec.get("Tags") or {}) for rec in (table.get(i) for i in ids) if rec is not None]
-
-
-def _json_list(text: str) -> list:
-    import json
-
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return []
-    return value if isinstance(value, list) else []
 
 
 # -- admin: keys with policies, installed at run time (tests use one emulator for many keys) ---------------

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import admin, metadata, products, ram, registry, security, sts
+from . import admin, arns, metadata, products, registry, security, sts
 from .auth import KeyStore, parse_acs3_authorization, verify_acs3, verify_rpc_v1
 from .clock import SimClock
 from .errors import ApiError
@@ -299,7 +299,7 @@ class RpcCall:
         label = self.label
         self.key = key = emulator.authenticate(request, self.query, params, self.body)
         self.access_key_id = key.access_key_id
-        emulator.keys.check_permission(key, label, lambda: ram.resource_tags(emulator.state, label, params))
+        emulator.keys.check_permission(key, label, lambda: arns.call_resources(emulator.state, label, params))
 
     async def run(self) -> tuple[web.StreamResponse, str | None]:
         emulator = self.emulator

@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from urllib.parse import unquote
 
+from ..arns import oss_resources
 from ..security import MAX_OBJECT_SIZE, MAX_XML_BODY, read_limited
 from .codec import el, url_encode
 from .context import Ctx
@@ -168,7 +169,8 @@ def source_object(ctx: Ctx) -> dict:
     src_bucket, src_key = _copy_source(ctx)
     use_bucket(ctx, src_bucket)
     if ctx.identity.key is not None:
-        ctx.emulator.keys.check_permission(ctx.identity.key, "oss:GetObject")  # type: ignore[attr-defined]
+        ctx.emulator.keys.check_permission(ctx.identity.key, "oss:GetObject",  # type: ignore[attr-defined]
+                                           lambda: oss_resources(src_bucket, src_key))
     return object_record(ctx, src_bucket, src_key)
 
 

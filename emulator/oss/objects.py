@@ -9,6 +9,7 @@ from aiohttp import web
 
 from aliyun_ops.logic.crc64 import crc64_combine
 
+from ..arns import oss_resources
 from ..errors import ApiError
 from ..security import MAX_OBJECT_SIZE
 from . import common
@@ -157,6 +158,9 @@ async def delete_multiple_objects(ctx: Ctx) -> web.StreamResponse:
         raise err("MalformedXML", MALFORMED, 400, "0016-00000608")
     if len(keys) > 1000:
         raise err("MalformedXML", "The number of objects to delete must not exceed 1000.", 400, "0016-00000609")
+    if ctx.identity.key is not None:  # RAM: oss:DeleteObject on every object named, before any is deleted
+        ctx.emulator.keys.check_permission(  # type: ignore[attr-defined]
+            ctx.identity.key, "oss:DeleteObject", lambda: [n for k in keys for n in oss_resources(ctx.bucket, k)])
     encode = ctx.query.get("encoding-type") == "url"
     objects = ctx.state.table(common.OBJECTS)
     store = store_of(ctx.emulator)

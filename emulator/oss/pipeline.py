@@ -10,6 +10,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from ..arns import oss_resources
 from ..errors import ApiError
 from ..faults import CORRUPT, DROP_AFTER
 from ..security import MAX_OBJECT_SIZE, MAX_XML_BODY
@@ -78,7 +79,9 @@ class OssCall:
 
     def _authorise(self, ctx: Ctx, identity: Identity) -> None:
         if identity.key is not None:
-            self.emulator.keys.check_permission(identity.key, RAM_ACTIONS[ctx.op])
+            if ctx.op != "DeleteMultipleObjects":  # its keys are in the body: checked by the handler, each of them
+                self.emulator.keys.check_permission(identity.key, RAM_ACTIONS[ctx.op],
+                                                    lambda: oss_resources(ctx.bucket, ctx.key))
         elif ctx.bucket is None:
             raise access_denied("AccessDenied: anonymous access to ListBuckets is not allowed.")
         else:  # anonymous: reads and object writes, as the bucket's ACL allows; never a bucket or its config
