@@ -103,10 +103,7 @@ class CreateImageOperator(BatchImageOperator):
         if all_static(instances, instance_tags):
             self._check_selection()
         self.image_name_template = image_name_template
-        self.description = description
-        self.tags = tags
-        self.policy = policy
-        self.retention_days = retention_days
+        self._set_made_fields(description=description, tags=tags, policy=policy, retention_days=retention_days)
         if all_static(image_name_template):
             validate_image_name_template(image_name_template or "")
         if all_static(tags) and tags is not None:
@@ -403,10 +400,7 @@ class CopyImageOperator(BatchImageOperator):
         self.images = images
         self.destination_regions = destination_regions
         self.name_template = name_template
-        self.description = description
-        self.tags = tags
-        self.policy = policy
-        self.retention_days = retention_days
+        self._set_made_fields(description=description, tags=tags, policy=policy, retention_days=retention_days)
         self.encrypted = encrypted
         self.kms_key_id = kms_key_id
         self.mark_complete = mark_complete

@@ -73,10 +73,14 @@ class RetentionPolicyMixin:
     delete_failed: Any
     max_delete_fraction: Any
 
-    def _set_policy_fields(self, **values: Any) -> None:
+    def _set_survey_fields(self, *, regions: Any, orphan_grace_hours: Any, now: float | None, **policy: Any) -> None:
+        """The regions to survey, the orphan grace, the planning time and the policy fields (validated when static)."""
+        self.regions = regions
+        self.orphan_grace_hours = orphan_grace_hours
+        self.now = now
         for name in POLICY_FIELDS:
-            setattr(self, name, values[name])
-        if all_static(*values.values()):
+            setattr(self, name, policy[name])
+        if all_static(*policy.values()):
             self.retention_policy()
 
     def retention_policy(self) -> RetentionPolicy:
@@ -128,11 +132,9 @@ class PlanImageRetentionOperator(RetentionPolicyMixin, AliyunBaseOperator):
                  orphan_grace_hours: float | str = 24, image_quota: int | str | None = None,
                  now: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.regions = regions
-        self.orphan_grace_hours = orphan_grace_hours
         self.image_quota = image_quota
-        self.now = now
-        self._set_policy_fields(retention_days=retention_days, keep_last=keep_last, keep_daily=keep_daily,
+        self._set_survey_fields(regions=regions, orphan_grace_hours=orphan_grace_hours, now=now,
+                                retention_days=retention_days, keep_last=keep_last, keep_daily=keep_daily,
                                 keep_weekly=keep_weekly, keep_monthly=keep_monthly, timezone=timezone, policy=policy,
                                 delete_failed=delete_failed, max_delete_fraction=max_delete_fraction)
         if all_static(orphan_grace_hours, image_quota):
@@ -377,10 +379,8 @@ class PruneBackupImagesOperator(RetentionPolicyMixin, ApplyRetentionPlanOperator
                  orphan_grace_hours: float = 24, now: float | None = None, approved: bool | str = False,
                  **kwargs: Any) -> None:
         super().__init__(plan={}, approved=approved, **kwargs)
-        self.regions = regions
-        self.orphan_grace_hours = orphan_grace_hours
-        self.now = now
-        self._set_policy_fields(retention_days=retention_days, keep_last=keep_last, keep_daily=keep_daily,
+        self._set_survey_fields(regions=regions, orphan_grace_hours=orphan_grace_hours, now=now,
+                                retention_days=retention_days, keep_last=keep_last, keep_daily=keep_daily,
                                 keep_weekly=keep_weekly, keep_monthly=keep_monthly, timezone=timezone, policy=policy,
                                 delete_failed=delete_failed, max_delete_fraction=max_delete_fraction)
 

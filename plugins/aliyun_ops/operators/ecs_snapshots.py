@@ -82,10 +82,7 @@ class CreateSnapshotOperator(BatchImageOperator):
         self.instances = instances
         self.disk_type = disk_type
         self.name = name
-        self.description = description
-        self.tags = tags
-        self.retention_days = retention_days
-        self.policy = policy
+        self._set_made_fields(description=description, tags=tags, policy=policy, retention_days=retention_days)
         if all_static(disk_ids, instances, disk_type, name, tags, retention_days):
             self._check_args()
 

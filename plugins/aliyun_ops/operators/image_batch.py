@@ -162,6 +162,15 @@ class BatchImageOperator(AliyunItemsOperator):
         if all_static(timeout):
             check_seconds("timeout", timeout, allow_none=True)
 
+    def _set_made_fields(self, *, description: str | None, tags: Mapping[str, str] | None, policy: str | None,
+                         retention_days: int | None) -> None:
+        """What every image, copy or snapshot this task makes carries: description, user tags, and the retention
+        policy and days of its provenance tags."""
+        self.description = description
+        self.tags = tags
+        self.policy = policy
+        self.retention_days = retention_days
+
     # validation shared by execute()
     def _check_common(self) -> None:
         check_batch_args(self.concurrency, self.max_errors)
