@@ -298,7 +298,8 @@ class EcsHook(AliyunBaseHook):
     def check_allowed(self, action: str, region: str | None, instance_id: str) -> None:
         """Prove, with a DryRun call, that ``action`` (the undo of a step about to be taken: StartInstance(s) before a
         stop, DescribeInstances and DeleteInstance before a temporary instance is made, DescribeInvocations and
-        DescribeInvocationResults before a freeze whose thaw must be watched) is allowed, so a missing RAM permission fails the
+        DescribeInvocationResults before a freeze whose thaw must be watched, UntagResources before a pause tag,
+        DescribeDisks before a system disk is replaced) is allowed, so a missing RAM permission fails the
         step before it changes anything. Raises :class:`AliyunPermissionError`; any other answer (DryRunOperation,
         a status or NotFound error) means RAM let the request through.
 
@@ -309,9 +310,16 @@ class EcsHook(AliyunBaseHook):
         m = _models()
         region = self.resolve_region(region)
         reads = {"DescribeInstances": lambda: self.describe_instances(region, instance_ids=[instance_id]),
+                 "DescribeDisks": lambda: self.describe_disks(region, disk_ids=["d-permission-check"]),
                  "DescribeInvocations": lambda: self.describe_invocations(region, "t-permission-check"),
-                 "DescribeInvocationResults": lambda: self.describe_invocation_results(region, "t-permission-check")}
-        if action in reads:  # a read that changes nothing: an unknown id answers empty or NotFound
+                 "DescribeInvocationResults": lambda: self.describe_invocation_results(region, "t-permission-check"),
+                 # no DryRun: a command for an instance that does not exist runs nowhere (InvalidInstance.NotFound)
+                 "RunCommand": lambda: self.run_command(region, ["i-permission-check"], "exit 0",
+                                                        name="aliyun-ops-permission-check"),
+                 # no DryRun: removing a tag key the instance does not carry changes nothing
+                 "UntagResources": lambda: self.untag_resources(region, "instance", [instance_id],
+                                                                ["ops:permission-check"])}
+        if action in reads:  # a call that changes nothing: an unknown id answers empty or NotFound
             try:
                 reads[action]()
             except AliyunPermissionError:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from aliyun_ops.exceptions import AliyunApiError
+from aliyun_ops.exceptions import TRANSIENT_CODES, AliyunApiError
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import pause
 from aliyun_ops.logic.budget import check_concurrency
@@ -268,6 +268,7 @@ class RunCommandOperator(AliyunItemsOperator):
                         for iid in chunk:
                             results[iid] = result({"instance_id": iid, "region": region}, FAILED, "Running",
                                                   f"RunCommand failed: {err.code}: {err.message}")
+                        self._unmark_refused(hook, region, chunk, err)
                         continue
                     remembered[key] = invoke_id
                     self.remember(context, "run_command_invocations", remembered)
@@ -282,6 +283,18 @@ class RunCommandOperator(AliyunItemsOperator):
         for needed in ("DescribeInvocations", "DescribeInvocationResults"):  # the thaw must be watchable
             hook.check_allowed(needed, region, ids[0])
         return mark_paused(hook, context, region, ids, pause.FREEZE, "not run")
+
+    def _unmark_refused(self, hook: EcsHook, region: str, ids: list[str], err: AliyunApiError) -> None:
+        """A RunCommand refused for certain (a 4xx that is not "try again") froze nothing: drop the pause tags just
+        written, so no resume tries to thaw what was never frozen. A lost answer keeps them (it may have run)."""
+        refused = err.status_code is not None and 400 <= err.status_code < 500 and err.code not in TRANSIENT_CODES
+        if not (self.mark_paused and refused):
+            return
+        try:
+            hook.untag_resources(region, "instance", ids, pause.PAUSE_TAG_KEYS)
+        except AliyunApiError as untag_err:
+            self.log.warning("could not remove the pause tags of %s (%s): the resume will find them and thaw "
+                             "(a no-op) before untagging", ", ".join(ids), untag_err.code)
 
     def resume(self, context: Any, carry: dict, event: Mapping[str, Any]) -> list[dict]:
         self._collect(carry, event)

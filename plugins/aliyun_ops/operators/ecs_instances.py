@@ -119,9 +119,11 @@ def next_wave(state: dict, max_errors: int | str) -> list[dict] | None:
 
 def mark_paused(hook: EcsHook, context: Any, region: str, ids: list[str], mode: str, refusal: str) -> str | None:
     """Tag ``ids`` ``ops:paused-*`` (this run, ``mode``) before a disruptive call; returns the reason to give
-    each instance (``refusal`` + why) if tagging failed, in which case the caller must not pause them."""
+    each instance (``refusal`` + why) if tagging failed, in which case the caller must not pause them. The tag must
+    be removable again (``ecs:UntagResources``), or a resume could never finish: that is proven first."""
     tags = pause.pause_tags(run_key=run_key(context), dag_id=context["ti"].dag_id, mode=mode, at=datetime.now(UTC))
     try:
+        hook.check_allowed("UntagResources", region, ids[0])
         hook.tag_resources(region, "instance", ids, tags)
     except AliyunApiError as err:
         return f"{refusal}: could not tag it {pause.PAUSED_BY} first ({err.code}: {err.message})"
@@ -609,6 +611,7 @@ class ReplaceSystemDiskOperator(AliyunItemsOperator):
                           self.image_id)
             disk_id, replaced = disk["DiskId"], False
         else:
+            hook.check_allowed("DescribeDisks", region, iid)  # the new disk must be watchable before it is made
             if status in ("Running", "Stopping", "Starting", "Pending"):
                 hook.check_allowed("StartInstance", region, iid)  # it must be startable again before it stops
             if status == "Running":

@@ -140,6 +140,8 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
             raise RestoreError("the instance is Running: it must be stopped first (did the stop step fail?); "
                                "nothing was changed")
         self.wait_status(hook, region, iid, "Stopped")
+        for needed in self.needed_after_the_replace(plan):  # a missing one fails here, with nothing replaced
+            hook.check_allowed(needed, region, iid)
         if self.take_undo_snapshot and plan.get("current_disk_id"):
             row["undo_snapshot_id"] = self.undo_snapshot(context, hook, plan)
         try:
@@ -154,6 +156,16 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
             row["fallback_image_id"] = self.fall_back(context, hook, plan, row["undo_snapshot_id"])
             raise RestoreError(f"restore from {plan['image_id']} failed ({failure}); fell back to "
                                f"{row['fallback_image_id']}, instance {self.status(hook, region, iid)}") from None
+
+    def needed_after_the_replace(self, plan: Mapping[str, Any]) -> list[str]:
+        """The reads and undo the restore needs once the disk is replaced: watch the new disk, start the instance
+        again, read the health command's result."""
+        needed = ["DescribeDisks"]
+        if plan["was_status"] == "Running":
+            needed.append("StartInstance")
+            if self.health_command:
+                needed += ["RunCommand", "DescribeInvocations", "DescribeInvocationResults"]
+        return needed
 
     def fall_back(self, context: Any, hook: EcsHook, plan: dict, undo_snapshot_id: str) -> str:
         region, iid = plan["region"], plan["instance_id"]
