@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, ItemSkipped, error_reason
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
@@ -13,7 +14,6 @@ from aliyun_ops.operators.image_batch import (
     all_static,
     describe_by_region,
     normalize_images,
-    run_items,
 )
 
 
@@ -154,7 +154,7 @@ class DeleteImagesOperator(BatchImageOperator):
             to_remember = {r["image_id"]: r["snapshot_ids"] for r in jobs if r["snapshot_ids"]}
             if to_remember and self.delete_snapshots:
                 self.remember(context, STATE_DELETE, {**remembered, **to_remember})
-            outcomes = run_items(jobs, self._delete_one, key=lambda r: r["image_id"], concurrency=self.concurrency,
+            outcomes = run_batch(jobs, self._delete_one, key=lambda r: r["image_id"], concurrency=self.concurrency,
                             max_errors=self.max_errors)
             for res, outcome in zip(jobs, outcomes, strict=True):
                 res.pop("_delete_image", None)

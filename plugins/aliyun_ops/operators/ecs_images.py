@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.logic import pause
 from aliyun_ops.logic import provenance as pv
@@ -36,7 +37,6 @@ from aliyun_ops.operators.image_batch import (
     naming_values,
     normalize_images,
     run_info,
-    run_items,
     short_hash,
     source_size_gib,
 )
@@ -256,7 +256,7 @@ class CreateImageOperator(BatchImageOperator):
 
         self.log.info("Creating %d image(s) (concurrency %s, max_errors %s)", len(batch), self.concurrency,
                       self.max_errors)
-        outcomes = run_items(batch, create_one, key=lambda r: r["instance_id"], concurrency=SUBMIT_PARALLELISM,
+        outcomes = run_batch(batch, create_one, key=lambda r: r["instance_id"], concurrency=SUBMIT_PARALLELISM,
                              max_errors="100%")
         remembered: dict[str, str] = dict(self.recall(context, STATE_CREATE) or {})
         for res, outcome in zip(batch, outcomes, strict=True):
@@ -588,7 +588,7 @@ class CopyImageOperator(BatchImageOperator):
 
         self.log.info("Copying %d image(s) to %s (concurrency %s)", len(batch),
                       sorted({r["destination_region"] for r in batch}), self.concurrency)
-        outcomes = run_items(batch, copy_one, key=lambda r: f"{r['source_image_id']}->{r['destination_region']}",
+        outcomes = run_batch(batch, copy_one, key=lambda r: f"{r['source_image_id']}->{r['destination_region']}",
                              concurrency=SUBMIT_PARALLELISM, max_errors="100%")
         remembered: dict[str, str] = dict(self.recall(context, STATE_COPY) or {})
         for res, outcome in zip(batch, outcomes, strict=True):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
@@ -20,7 +21,7 @@ from aliyun_ops.logic.retention import ImageFacts, RetentionPlan, RetentionPolic
 from aliyun_ops.logic.retention import plan as make_plan
 from aliyun_ops.operators.base import AliyunBaseOperator
 from aliyun_ops.operators.ecs_image_cleanup import DeleteImagesOperator
-from aliyun_ops.operators.image_batch import all_static, as_list, run_date, run_items
+from aliyun_ops.operators.image_batch import all_static, as_list, run_date
 
 QUOTA_ATTRIBUTE = "max-image-count"
 QUOTA_WARN_HEADROOM = 0.2
@@ -349,7 +350,7 @@ class ApplyRetentionPlanOperator(DeleteImagesOperator):
                     raise RuntimeError(f"{sid}: {error_reason(err)}") from None
             row["deleted_snapshots"].append(sid)
 
-        outcomes = run_items(rows, sweep_one, key=lambda r: r["snapshot_ids"][0], concurrency=self.concurrency,
+        outcomes = run_batch(rows, sweep_one, key=lambda r: r["snapshot_ids"][0], concurrency=self.concurrency,
                              max_errors=self.max_errors)
         for row, outcome in zip(rows, outcomes, strict=True):
             if outcome.status in (FAILED, SKIPPED):

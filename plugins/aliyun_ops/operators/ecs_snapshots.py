@@ -6,6 +6,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from aliyun_ops.batch import run_batch
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.naming import (
     sanitize_image_name,
@@ -21,7 +22,6 @@ from aliyun_ops.operators.image_batch import (
     check_retention_days,
     run_date,
     run_info,
-    run_items,
 )
 
 # -- CreateSnapshot -------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ class CreateSnapshotOperator(BatchImageOperator):
             return sid
 
         if jobs:
-            outcomes = run_items(jobs, snap_one, key=lambda r: r["disk_id"], concurrency=self.concurrency,
+            outcomes = run_batch(jobs, snap_one, key=lambda r: r["disk_id"], concurrency=self.concurrency,
                             max_errors=self.max_errors)
             for res, outcome in zip(jobs, outcomes, strict=True):
                 res.pop("_disk_type", None)

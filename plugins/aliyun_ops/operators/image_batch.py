@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aliyun_ops.batch import run_batch
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.budget import ErrorBudget, check_concurrency, resolve_concurrency
@@ -324,10 +323,6 @@ class BatchImageOperator(AliyunItemsOperator):
             else:
                 r["status"] = FAILED
                 r["reason"] = state.get("reason") or f"{self.watch_kind} is {status}"
-
-
-def run_items(items: Sequence[dict], action, *, key, concurrency, max_errors) -> list:
-    return run_batch(items, action, key=key, concurrency=concurrency, max_errors=max_errors)
 
 
 def source_size_gib(rec: Mapping[str, Any]) -> float:
