@@ -149,3 +149,27 @@ def test_a_manual_run_waits_for_approval(run_dag, emulator, ecs_client, web, ans
         assert run.state == "failed"
         assert calls(emulator, "ReplaceSystemDisk") == 0 and calls(emulator, "CreateSnapshot") == 0
         assert status(emulator, web["id"]) == "Running"
+
+
+def test_throttling_server_errors_and_lost_answers_do_not_change_the_outcome(run_dag, emulator, ecs_client, web):
+    """Every disruptive call of a restore meets a fault once: throttled, a 503, an answer lost after the call was
+    applied (ClientTokens make the retries land on the same snapshot and disk). Same result as a clean run."""
+    emulator.admin.set_faults({"rules": [
+        {"action": "ecs:StopInstances", "kind": "drop_after", "count": 1},
+        {"action": "ecs:CreateSnapshot", "kind": "throttle", "count": 2, "retry_after_ms": 50},
+        {"action": "ecs:ReplaceSystemDisk", "kind": "drop_after", "count": 1},
+        {"action": "ecs:DescribeDisks", "kind": "error", "status": 503, "code": "ServiceUnavailable", "count": 2},
+        {"action": "ecs:StartInstance", "kind": "drop", "count": 1}]})
+    run = run_dag(DAG_ID, conf=conf(web))
+    assert run.state == "success"
+    assert system_disk(ecs_client, web["id"]).image_id == web["images"]["web-newest"]
+    assert status(emulator, web["id"]) == "Running"
+    assert len(undo_snapshots(ecs_client, web["id"])) == 1          # the throttled create made one snapshot
+    disks = [d for d in emulator.admin.table("ecs.disks").values()
+             if d.get("InstanceId") == web["id"] and d.get("Type") == "system"]
+    assert len(disks) == 1, disks                                  # the lost replace answer made one disk
+    counters = emulator.admin.calls()["counters"]                  # every fault was met, and retried
+    assert counters["ecs:CreateSnapshot"]["codes"].get("Throttling.User") == 2
+    assert counters["ecs:DescribeDisks"]["codes"].get("ServiceUnavailable") == 2
+    for action in ("StopInstances", "ReplaceSystemDisk", "StartInstance"):
+        assert counters[f"ecs:{action}"]["calls"] >= 2, (action, counters[f"ecs:{action}"])
