@@ -18,7 +18,10 @@ from its ``BackupDownloadURL`` into the bucket with ``--concurrency`` threads:
 Each worker imports everything, says it is ready, and only then does the timed work: the parent records the
 worker's RSS at that moment (the baseline) and samples its RSS (children included) every 50 ms, plus the
 emulator's RSS and the CPU time of both. Throughput is the bytes copied over the worker's own wall seconds.
-Objects are deleted after every phase, so the disk holds at most one phase's objects.
+Objects are deleted after every phase, so the disk holds at most one phase's objects. Besides the ratio of the
+median runs, each row gives the ratio per repeat (each archive run against the raw run just before it) and the
+CPU ratio (worker + emulator CPU seconds, raw over archive: the ratio if both were CPU-bound on the same
+cores); ``python -m bench.rds_archive_profile`` shows where the archive worker's CPU goes.
 
     .venv/bin/python -m bench.rds_archive --sizes 1,5 --backups 4          # 1 GiB and 5 GiB, 4 backups each
     .venv/bin/python -m bench.rds_archive --sizes-mib 8 --backups 2        # a quick run (a few seconds)
@@ -184,7 +187,37 @@ def case_row(size: int, backups: int, phases: Mapping[str, Mapping[str, Any]], r
             "worker_cpu_s_per_gib": arch.get("worker_cpu_s_per_gib"),
             "raw_worker_cpu_s_per_gib": base.get("worker_cpu_s_per_gib"),
             "emulator_cpu_s_per_gib": arch.get("emulator_cpu_s_per_gib"),
-            "other_cores": _pair(base.get("other_cores"), arch.get("other_cores"))}
+            "other_cores": _pair(base.get("other_cores"), arch.get("other_cores")),
+            "ratio_pairs": paired_ratios(base, arch), "cpu_ratio": cpu_ratio(base, arch)}
+
+
+def paired_ratios(raw: Mapping[str, Any], archive: Mapping[str, Any]) -> list[float]:
+    """Raw s / archive s of each repeat, the archive run paired with the raw run of the same repeat (the two ran
+    back to back, so under the same outside load more than the medians of each phase did).
+
+    >>> paired_ratios({"runs": [{"run": 1, "seconds": 30.0}, {"run": 2, "seconds": 40.0}]},
+    ...               {"runs": [{"run": 1, "seconds": 33.0}, {"run": 2, "seconds": 40.0}]})
+    [0.909, 1.0]
+    """
+    raw_s = {r.get("run"): r["seconds"] for r in raw.get("runs") or [] if r.get("seconds")}
+    return [round(raw_s[r.get("run")] / r["seconds"], 3) for r in archive.get("runs") or []
+            if r.get("seconds") and r.get("run") in raw_s]
+
+
+def cpu_ratio(raw: Mapping[str, Any], archive: Mapping[str, Any]) -> float | None:
+    """(worker + emulator CPU seconds of the raw copy) / (the same for the archive), over all repeats: the ratio
+    the two would reach if both were CPU-bound on the same cores (they copy the same bytes), whatever the
+    outside load did to their wall times. None without CPU figures.
+
+    >>> cpu_ratio({"runs": [{"worker_cpu_s": 5.0, "emulator_cpu_s": 30.0}]},
+    ...           {"runs": [{"worker_cpu_s": 13.0, "emulator_cpu_s": 27.0}]})
+    0.875
+    """
+    def total(phase: Mapping[str, Any]) -> float:
+        return sum(r.get("worker_cpu_s", 0.0) + r.get("emulator_cpu_s", 0.0) for r in phase.get("runs") or [phase])
+
+    arch, base = total(archive), total(raw)
+    return round(base / arch, 3) if arch > 0 and base > 0 else None
 
 
 def _pair(raw: Any, archive: Any) -> str | None:
@@ -197,7 +230,7 @@ def target_checks(rows: Iterable[Mapping[str, Any]], ratio_target: float = RATIO
     out = []
     for r in rows:
         ratio, rss = r.get("ratio"), r.get("worker_peak_rss_mib")
-        out.append({"size": r["size"],
+        out.append({"size": r["size"], "ratio_pairs": r.get("ratio_pairs") or [], "cpu_ratio": r.get("cpu_ratio"),
                     "ratio": ratio, "ratio_met": None if ratio is None else ratio >= ratio_target,
                     "worker_peak_rss_mib": rss,
                     "rss_met": None if rss is None else rss * MIB < rss_target})
@@ -208,12 +241,15 @@ COLUMNS = (("size", "size"), ("backups", "backups"), ("bytes", "bytes"), ("archi
            ("raw_s", "raw s"), ("ratio", "ratio archive/raw"), ("archive_mib_s", "archive MiB/s"),
            ("raw_mib_s", "raw MiB/s"), ("worker_peak_rss_mib", "worker peak RSS MiB"),
            ("baseline_rss_mib", "baseline RSS MiB"), ("emulator_peak_rss_mib", "emulator peak RSS MiB"),
-           ("other_cores", "other load, cores (raw / archive)"))
+           ("other_cores", "other load, cores (raw / archive)"), ("ratio_pairs", "ratio per repeat"),
+           ("cpu_ratio", "CPU ratio raw/archive"))
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return "–"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_cell(v) for v in value) if value else "–"
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
     if isinstance(value, int) and not isinstance(value, bool):
@@ -372,6 +408,7 @@ def _worker_archive(spec: Mapping[str, Any]) -> dict:
     import alibabacloud_oss_v2.crc  # noqa: F401
     import alibabacloud_rds20140815.client  # noqa: F401
 
+    from aliyun_ops.logic.crc64 import BACKEND
     from aliyun_ops.operators.rds import ArchiveRdsBackupsToOssOperator
 
     class FakeTI:
@@ -393,7 +430,8 @@ def _worker_archive(spec: Mapping[str, Any]) -> dict:
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     done = [r for r in rows if r["status"] == "success"]
     return {"seconds": seconds, "cpu_s": cpu, "bytes": sum(int(r["size"]) for r in done), "objects": len(done),
-            "statuses": sorted({r["status"] for r in rows}), "ok": len(done) == len(spec["backups"])}
+            "statuses": sorted({r["status"] for r in rows}), "ok": len(done) == len(spec["backups"]),
+            "crc_backend": BACKEND}
 
 
 def _worker_raw(spec: Mapping[str, Any], mode: str) -> dict:
@@ -555,7 +593,7 @@ def run_phase(emu: Any, phase: str, spec: dict, workdir: Path, log: Any,
     other = max(0.0, busy1 - busy0 - worker_cpu - emu_cpu)
     return phase_summary(res["bytes"], res["seconds"], peaks["worker"], baseline, peaks["emulator"],
                          worker_cpu=res["cpu_s"], emulator_cpu=emu_cpu, ok=bool(res["ok"]),
-                         objects=res["objects"], rss_samples=sampler.samples,
+                         objects=res["objects"], rss_samples=sampler.samples, crc_backend=res.get("crc_backend"),
                          other_cores=round(other / wall, 2) if wall else 0.0,
                          steal_cores=round((steal1 - steal0) / wall, 2) if wall else 0.0)
 
@@ -620,11 +658,11 @@ def run(sizes: Sequence[int], backups: int, concurrency: int, raw_modes: Sequenc
                     spec["run_id"] = f"bench__{size}_{rep}_{phase.replace(':', '-')}"
                     print(f"[rds_archive] {size_label(size)} x {n}, run {rep}/{repeat}: {phase} "
                           f"(other load before: {quiet.get('other_cores', '?')} cores, waited "
-                          f"{quiet.get('waited_s', 0)} s) ...", flush=True)
-                    free = shutil.disk_usage(emu.data_dir).free
+                          f"{quiet.get('waited_s', 0)} s; load average {os.getloadavg()[0]:.2f}) ...", flush=True)
+                    free, load = shutil.disk_usage(emu.data_dir).free, [round(x, 2) for x in os.getloadavg()]
                     p = run_phase(emu, phase, spec, workdir, log, worker_env)
                     p.update(run=rep, disk_free_gib_before=round(free / GIB, 1), objects_deleted=_delete_all(emu),
-                             quiet_wait=quiet)
+                             quiet_wait=quiet, loadavg_before=load)
                     runs.setdefault(phase, []).append(p)
                     print(f"[rds_archive]   {p['seconds']:.1f} s, {p['mib_per_s']:.1f} MiB/s, worker peak "
                           f"{p['worker_peak_rss_mib']:.1f} MiB (baseline {p['worker_baseline_rss_mib']:.1f}), "
@@ -702,7 +740,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.parallel or 'the operator number'}")
     print(text_table(rows))
     for t in targets:
-        print(f"  {t['size']}: ratio {t['ratio']} (>= {RATIO_TARGET}: {t['ratio_met']}), worker peak RSS "
+        print(f"  {t['size']}: ratio {t['ratio']} (>= {RATIO_TARGET}: {t['ratio_met']}; per repeat "
+              f"{_cell(t['ratio_pairs'])}; CPU ratio {_cell(t['cpu_ratio'])}), worker peak RSS "
               f"{t['worker_peak_rss_mib']} MiB (< 200 MB: {t['rss_met']})")
     if not args.no_save:
         text = json.dumps(doc, indent=2)

@@ -14,9 +14,11 @@ from bench.rds_archive import (
     aggregate_runs,
     backups_that_fit,
     case_row,
+    cpu_ratio,
     fleet_spec,
     instance_id,
     markdown_table,
+    paired_ratios,
     parse_sizes,
     phase_names,
     phase_summary,
@@ -128,6 +130,21 @@ def test_repeated_runs_report_the_median_and_the_worst_memory():
     assert row["other_cores"] == "1.000 / 0.100"
 
 
+def test_each_archive_run_is_paired_with_the_raw_run_of_its_repeat_and_cpu_decides_the_cpu_ratio():
+    raw = aggregate_runs([phase_summary(GIB, s, 40 * MIB, 38 * MIB, 70 * MIB, worker_cpu=1.0, emulator_cpu=7.0,
+                                        run=n) for n, s in ((1, 30.0), (2, 60.0))])
+    arch = aggregate_runs([phase_summary(GIB, s, 190 * MIB, 158 * MIB, 70 * MIB, worker_cpu=3.0, emulator_cpu=7.0,
+                                         run=n) for n, s in ((1, 40.0), (2, 50.0))])
+    assert paired_ratios(raw, arch) == [0.75, 1.2]  # the medians alone (30 / 40) would say 0.75
+    assert cpu_ratio(raw, arch) == 0.8  # (1 + 7) / (3 + 7), over both repeats
+    assert paired_ratios(raw, {}) == [] and cpu_ratio({}, arch) is None
+    row = case_row(GIB, 4, {"put": raw, "archive": arch})
+    assert row["ratio"] == 0.75 and row["ratio_pairs"] == [0.75, 1.2] and row["cpu_ratio"] == 0.8
+    assert "| 0.750, 1.200 | 0.800 |" in markdown_table([row])
+    (check,) = target_checks([row])
+    assert check["ratio_pairs"] == [0.75, 1.2] and check["cpu_ratio"] == 0.8
+
+
 @pytest.mark.timeout(180)
 def test_tiny_end_to_end_run(tmp_path):
     """Two 2 MiB backups (1 MiB parts: the multipart path) through both workers against a real emulator; checks
@@ -146,3 +163,6 @@ def test_tiny_end_to_end_run(tmp_path):
     assert case["phases"]["archive"]["objects_deleted"] == 3  # two backups and the run's manifest
     row = case_row(2 * MIB, 2, case["phases"])
     assert row["ratio"] is not None and row["archive_ok"] and row["raw_ok"]
+    assert len(row["ratio_pairs"]) == 1 and row["cpu_ratio"] > 0
+    assert case["phases"]["archive"]["crc_backend"] in ("crcmod", "fastcrc")
+    assert len(case["phases"]["put"]["loadavg_before"]) == 3
