@@ -21,13 +21,13 @@ state only when a tag condition asks (:class:`emulator.ram.Named`).
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from .auth import ACCOUNT_ID
+from .errors import ApiError
 from .ram import GONE, Named, Tags
+from .rpc import Params
 
 
 class Part(NamedTuple):
@@ -123,24 +123,17 @@ def _tag_reader(state: Any, table: str, rid: str):
 
 
 def ids_of(params: Mapping[str, str], name: str) -> list[str]:
-    """The ids parameter ``name`` gives in any SDK form: ``Name`` (one id, a JSON array or a comma list),
-    ``Name.N``; ``Struct.N.Field`` names a field of a repeated structure."""
-    if ".N." in name:
-        pattern = re.compile(re.escape(name).replace(r"\.N\.", r"\.\d+\."))
-        return [v for k, v in params.items() if v and pattern.fullmatch(k)]
-    prefix = f"{name}."
-    return _split(params.get(name) or "") + [v for k, v in params.items()
-                                             if v and k.startswith(prefix) and k[len(prefix):].isdigit()]
-
-
-def _split(value: str) -> list[str]:
-    if value.startswith("["):
-        try:
-            items = json.loads(value)
-        except ValueError:
-            return []
-        return [str(v) for v in items if v] if isinstance(items, list) else []
-    return [v.strip() for v in value.split(",") if v.strip()]
+    """The ids parameter ``name`` gives, read as the handlers read them (:meth:`emulator.rpc.Params.ids`: a JSON
+    array, a comma list or ``Name.N``); ``Struct.N.Field`` names a field of a repeated structure. A malformed
+    value names nothing here: the handler answers it with InvalidParameter."""
+    p = Params(dict(params))
+    try:
+        if ".N." in name:
+            struct, _, field = name.partition(".N.")
+            return [d[field] for d in p.struct_list(struct) if d.get(field)]
+        return p.ids(name)
+    except ApiError:
+        return []
 
 
 def oss_resources(bucket: str | None, key: str | None = None) -> list[Named]:

@@ -27,6 +27,7 @@ from aliyun_ops.operators.ecs_instances import (
     plan_waves,
     result,
     triage,
+    unmark_paused,
 )
 from aliyun_ops.triggers.ecs_instances import InvocationTrigger
 from aliyun_ops.waiting import deadline_from
@@ -288,13 +289,8 @@ class RunCommandOperator(AliyunItemsOperator):
         """A RunCommand refused for certain (a 4xx that is not "try again") froze nothing: drop the pause tags just
         written, so no resume tries to thaw what was never frozen. A lost answer keeps them (it may have run)."""
         refused = err.status_code is not None and 400 <= err.status_code < 500 and err.code not in TRANSIENT_CODES
-        if not (self.mark_paused and refused):
-            return
-        try:
-            hook.untag_resources(region, "instance", ids, pause.PAUSE_TAG_KEYS)
-        except AliyunApiError as untag_err:
-            self.log.warning("could not remove the pause tags of %s (%s): the resume will find them and thaw "
-                             "(a no-op) before untagging", ", ".join(ids), untag_err.code)
+        if self.mark_paused and refused:
+            unmark_paused(hook, region, ids, self.log, "and thaw (a no-op) before untagging")
 
     def resume(self, context: Any, carry: dict, event: Mapping[str, Any]) -> list[dict]:
         self._collect(carry, event)

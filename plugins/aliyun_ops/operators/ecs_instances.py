@@ -130,6 +130,17 @@ def mark_paused(hook: EcsHook, context: Any, region: str, ids: list[str], mode: 
     return None
 
 
+def unmark_paused(hook: EcsHook, region: str, ids: list[str], log: Any, left: str) -> None:
+    """Drop the ``ops:paused-*`` tags of ``ids``, which :func:`mark_paused` wrote but which were never paused (the
+    call was refused), so that no resume ever acts on them; ``left`` says in the warning what a resume would do if
+    the tags stay."""
+    try:
+        hook.untag_resources(region, "instance", ids, pause.PAUSE_TAG_KEYS)
+    except AliyunApiError as err:
+        log.warning("could not remove the pause tags of %s (%s): the resume will find them %s", ", ".join(ids),
+                    err.code, left)
+
+
 def call_power(hook: EcsHook, call: Any, region: str, ids: list[str], done: set[str], log: Any) -> dict[str, dict]:
     """Run a batched power call (``call()`` -> InstanceResponses); an instance whose answer is an error, or missing
     (a dropped connection, a retry told "IncorrectInstanceStatus ... is Starting"), is described again and counts
@@ -361,13 +372,8 @@ class _PowerOperator(InstanceItemsOperator):
     def _unmark_refused(self, hook: EcsHook, region: str, ids: list[str]) -> None:
         """Instances whose stop was refused and that never left ``from_status`` were not paused: drop the tags,
         so that no resume ever acts on them (someone may stop them on purpose later)."""
-        if not (ids and self.mark_paused and self.pause_mode):
-            return
-        try:
-            hook.untag_resources(region, "instance", ids, pause.PAUSE_TAG_KEYS)
-        except AliyunApiError as err:
-            self.log.warning("could not remove the pause tags of %s (%s): the resume will find them %s and leave "
-                             "them alone", ", ".join(ids), err.code, self.from_status)
+        if ids and self.mark_paused and self.pause_mode:
+            unmark_paused(hook, region, ids, self.log, f"{self.from_status} and leave them alone")
 
     def _call_idempotent(self, hook: EcsHook, region: str, ids: list[str]) -> dict[str, dict]:
         return call_power(hook, lambda: self.call_api(hook, region, ids), region, ids,
