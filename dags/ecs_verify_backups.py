@@ -81,7 +81,7 @@ with DAG(
         task_id="release_temporary_instances",
         regions=scope,
         include_run_instances=True,
-    ).as_teardown(setups=scope)
+    ).as_teardown(setups=scope, on_failure_fail_dagrun=True)   # a clone left running fails the run
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def report(**context) -> dict:

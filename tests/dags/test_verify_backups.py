@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pendulum
 
+from tests.dags.reports import report_json
+
 DAG_ID = "ecs_verify_backups"
 DR = "cn-shanghai"
 POLICY = "ecs-cross-region-backup"
@@ -75,6 +77,21 @@ def test_a_temporary_instance_the_verify_task_could_not_release_is_swept_by_the_
     assert "ops:verified-at" in image_tags(emulator, ids["copy-0"])
     assert temporary_instances(emulator) == []
     assert emulator.admin.calls()["counters"]["ecs:DeleteInstance"]["calls"] >= 2
+
+
+def test_a_clone_that_cannot_be_released_fails_the_run_and_the_report_names_it(run_dag, emulator):
+    """Every real DeleteInstance fails (the DryRun check passes): the booted clone of a production server keeps
+    running, so the run must fail, and the report must name the instance, never say "none left over"."""
+    ids = load_copies(emulator, count=1)
+    emulator.admin.set_faults({"rules": [{"action": "ecs:DeleteInstance", "kind": "error", "status": 403,
+                                          "code": "IncorrectInstanceStatus", "rate": 1.0}]})
+    run = run_dag(DAG_ID, conf={"regions": [DR]}, retries=0)
+    assert run.state == "failed"
+    left = temporary_instances(emulator)
+    assert len(left) == 1 and "ops:verified-at" in image_tags(emulator, ids["copy-0"])
+    report = report_json(DAG_ID, run)
+    assert left[0] in report["meta"]["NOT RELEASED"]
+    assert "none left over" not in report["meta"]["temporary instances released"]
 
 
 KILLABLE_VERIFY = """

@@ -12,9 +12,12 @@ from typing import Any
 
 from ..exceptions import RunIncomplete
 from ..logic.report import FAILED, SUCCESS, Report, VerifyRow
+from .report_inputs import describe_rows, failed_rows, task_results, unknown
 from .report_output import send_report_email, write_artifacts
 
 log = logging.getLogger(__name__)
+
+SWEEP = "release_temporary_instances"
 
 
 def verify_rows(copies: list[dict] | None, results: list[dict] | None) -> list[VerifyRow]:
@@ -37,13 +40,15 @@ def finish_verify(context: Mapping[str, Any]) -> dict:
     """The DAG's report task: build, write and mail the report; raise if anything promised did not happen."""
     ti = context["ti"]
     copies = ti.xcom_pull(task_ids="select_copies")
-    rows = verify_rows(copies, ti.xcom_pull(task_ids="verify", key="results"))
-    released = ti.xcom_pull(task_ids="release_temporary_instances") or []
-    left = [r for r in released if r.get("status") == FAILED]
+    rows = verify_rows(copies, task_results(ti, "verify"))
+    released = task_results(ti, SWEEP)
+    left = failed_rows(released)
+    gone = None if released is None else [r for r in released if r not in left]
     meta = {"dag": ti.dag_id, "run": context["run_id"],
-            "temporary instances released": ", ".join(r.get("instance_id", "") for r in released) or "none left over"}
+            "temporary instances released": describe_rows(gone, SWEEP, lambda r: r.get("instance_id", ""),
+                                                          empty="none" if left else "none left over")}
     if left:
-        meta["NOT RELEASED"] = "; ".join(f"{r.get('instance_id')}: {r.get('reason')}" for r in left)
+        meta["NOT RELEASED"] = "; ".join(f"{r.get('instance_id')} ({r.get('region')}): {r.get('reason')}" for r in left)
     report = Report.build(rows, row_type=VerifyRow, title=f"ECS backup verification {context.get('ds') or context['run_id']}",
                           meta=meta)
     paths = write_artifacts(report, ti.dag_id, context["run_id"])
@@ -53,7 +58,11 @@ def finish_verify(context: Mapping[str, Any]) -> dict:
     if copies is None:
         problems.append("the copies could not be selected (see select_copies' log)")
     problems += [f"{r.region} {r.image_id} ({r.instance_id}): {r.reason}" for r in rows if r.status != SUCCESS]
-    problems += [f"temporary instance {r.get('instance_id')} not released: {r.get('reason')}" for r in left]
+    problems += [f"temporary instance {r.get('instance_id')} ({r.get('region')}) NOT RELEASED, it may still be "
+                 f"running: {r.get('reason')}" for r in left]
+    if released is None:
+        problems.append(f"temporary instances: {unknown(SWEEP)}; look for instances tagged with this run's "
+                        "ops:run-id in the DR regions")
     if problems:
         raise RunIncomplete(f"{len(problems)} problem(s) (report: {paths['html']}):\n- " + "\n- ".join(problems))
     return {"outcome": report.outcome, "verified": len(rows), "files": paths, "emailed": emailed}
