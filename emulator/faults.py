@@ -49,7 +49,23 @@ Top-level keys (every one optional; any other key is rejected):
       rule still counts the call). The rule's ``action`` must match at least one of those three
       (``oss:*`` and ``*`` do); calls it cannot damage never consume it.
 
-    A rule key that its kind does not use (e.g. ``status`` on a throttle) is rejected.
+    Three optional fields, valid for every kind, narrow which calls a rule *matches* (a call that does not
+    match never consumes the rule's ``skip`` or ``count``, nor a ``rate`` draw):
+
+    * ``skip`` (int >= 0): the first that many matching calls go through unfaulted (they do not consume
+      ``count``); ``{"skip": 1, "count": 1}`` faults exactly the 2nd matching call. With ``rate`` the
+      draws start after the skipped calls.
+    * ``resource_ids`` (non-empty list of non-empty strings): only calls naming at least one of these ids
+      match. RPC calls name the values of their id parameters, read as the handlers read them: every
+      parameter whose name (``Name``, ``Name.N``, ``Struct.N.Name``) ends in ``Id`` or ``Ids`` (InstanceId,
+      InstanceId.N, the JSON array InstanceIds, the comma list ImageId, ResourceId.N, SecurityGroupId,
+      DataDisk.N.SnapshotId...), except RegionId, DestinationRegionId, ZoneId, ResourceGroupId, OwnerId,
+      ResourceOwnerId and AccessKeyId; OSS calls name their bucket and object key.
+    * ``dry_run`` (bool): ``false`` matches only real calls (a ``DryRun=true`` call never matches and
+      never consumes the rule), ``true`` only DryRun calls; absent: both.
+
+    A rule key that its kind does not use (e.g. ``status`` on a throttle) is rejected. ``skip`` and
+    ``count`` are consumed in place: ``GET /_emulator/faults`` shows what is left of them.
 ``qps`` (object)
     action pattern -> requests per real second (> 0): token buckets (burst of ``max(1, qps)``);
     a call over the limit is throttled with a 1000 ms retry-after.
@@ -66,6 +82,10 @@ Top-level keys (every one optional; any other key is rejected):
 ``image_quota`` (int or object)
     custom images per region: one number for every region, or region id -> number.
 
+A faulted call's entry in the call log (``GET /_emulator/calls``, ``recent``) carries ``fault``:
+``{"rule": i, "kind": ...}`` (``"resource_ids"``: the ids of the call the rule named, when it has
+``resource_ids``), or ``{"qps": pattern, "kind": "throttle"}``; ``null`` for calls left alone.
+
 A config that breaks these rules is refused whole by :func:`validate` (``InvalidFaultConfig``,
 400, naming the key or ``rules[i].field``) and the previous one stays in force.
 Product modules read the ECS-specific knobs with :meth:`Faults.get`.
@@ -74,8 +94,10 @@ Product modules read the ECS-specific knobs with :meth:`Faults.get`.
 from __future__ import annotations
 
 import fnmatch
+import json
 import random
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +114,13 @@ _CODES = {
     503: ("ServiceUnavailable", "The request has failed due to a temporary failure of the server."),
 }
 
-# rule kind -> the keys it reads besides action, kind, count and rate
+# keys every rule may carry besides its kind's own
+COMMON_KEYS = ("action", "kind", "count", "rate", "skip", "resource_ids", "dry_run")
+# id parameters that name no resource a rule could target
+NOT_RESOURCE_IDS = frozenset({"RegionId", "DestinationRegionId", "ZoneId", "ResourceGroupId", "OwnerId",
+                              "ResourceOwnerId", "AccessKeyId", "CallerParentId", "CallerUid"})
+
+# rule kind -> the keys it reads besides the common ones
 KINDS: dict[str, tuple[str, ...]] = {
     "throttle": ("retry_after_ms",),
     "error": ("status", "code", "message"),
@@ -138,33 +166,115 @@ class Faults:
     def roll(self, rate: float) -> bool:
         return rate > 0 and self.rng.random() < rate
 
-    def before_call(self, action: str) -> str | None:
-        """Raise the fault's error, return ``DROP``/``DROP_AFTER`` (cut the connection) or ``CORRUPT``
-        (damage the upload body; only ever for :data:`CORRUPT_ACTIONS`), or None."""
+    def decide(self, action: str, params: Mapping[str, str] | None = None,
+               ids: Iterable[str] | None = None) -> Fired | None:
+        """The fault that applies to a call, if any, consuming what it uses (a ``qps`` token, a rule's ``skip``,
+        ``count`` or ``rate`` draw). ``params`` are the call's parameters (RPC: query and form merged; they give
+        ``DryRun`` and, unless ``ids`` is given, the resource ids); ``ids`` the resources it names (OSS: bucket
+        and key). The first rule that fires decides; a ``corrupt`` rule only ever fires on
+        :data:`CORRUPT_ACTIONS`."""
         for pattern, bucket in self.buckets.items():
             if fnmatch.fnmatchcase(action, pattern) and not bucket.take():
-                raise throttled(1000)
-        for rule in self.cfg["rules"]:
+                return Fired("throttle", None, throttled(1000), qps=pattern)
+        params = params or {}
+        named: list[frozenset[str]] = [] if ids is None else [frozenset(i for i in ids if i)]
+
+        def call_ids() -> frozenset[str]:  # read from the parameters once, and only if a rule asks
+            if not named:
+                named.append(frozenset(param_ids(params)))
+            return named[0]
+
+        dry_run = str(params.get("DryRun", "")).lower() in ("true", "1")
+        for n, rule in enumerate(self.cfg["rules"]):
             if not fnmatch.fnmatchcase(action, rule.get("action", "*")):
                 continue
             kind = rule.get("kind", "error")
             if kind == CORRUPT and action not in CORRUPT_ACTIONS:  # nothing to corrupt: not even counted
                 continue
-            count = rule.get("count")
-            if count is not None:
-                if count <= 0:
+            if "dry_run" in rule and bool(rule["dry_run"]) != dry_run:
+                continue
+            hit: list[str] = []
+            if "resource_ids" in rule:
+                hit = [i for i in rule["resource_ids"] if i in call_ids()]
+                if not hit:
                     continue
+            count = rule.get("count")
+            if count is not None and count <= 0:  # spent
+                continue
+            if rule.get("skip", 0) > 0:
+                rule["skip"] -= 1
+                continue
+            if count is not None:
                 rule["count"] = count - 1
             elif not self.roll(float(rule.get("rate", 0))):
                 continue
             if kind == "throttle":
-                raise throttled(int(rule.get("retry_after_ms", 1000)))
+                return Fired(kind, n, throttled(int(rule.get("retry_after_ms", 1000))), hit)
             if kind in (DROP, DROP_AFTER, CORRUPT):
-                return kind
+                return Fired(kind, n, None, hit)
             status = int(rule.get("status", 503))
             code, message = _CODES.get(status, ("InternalError", "Injected server error."))
-            raise ApiError(rule.get("code", code), rule.get("message", message), status)
+            return Fired(kind, n, ApiError(rule.get("code", code), rule.get("message", message), status), hit)
         return None
+
+    def before_call(self, action: str, params: Mapping[str, str] | None = None,
+                    ids: Iterable[str] | None = None) -> str | None:
+        """Raise the fault's error, return ``DROP``/``DROP_AFTER`` (cut the connection) or ``CORRUPT``
+        (damage the upload body; only ever for :data:`CORRUPT_ACTIONS`), or None (see :meth:`decide`)."""
+        fired = self.decide(action, params, ids)
+        if fired is None:
+            return None
+        if fired.error is not None:
+            raise fired.error
+        return fired.kind
+
+
+@dataclass(frozen=True)
+class Fired:
+    """A fault that applies to a call: its kind, the index of its rule (None: a ``qps`` bucket), the error to
+    answer (throttle, error) and, for a rule with ``resource_ids``, the ids of the call it named."""
+
+    kind: str
+    rule: int | None
+    error: ApiError | None = None
+    resource_ids: list[str] = field(default_factory=list)
+    qps: str | None = None
+
+    def log(self) -> dict:
+        """What the call log records about it."""
+        if self.rule is None:
+            return {"qps": self.qps, "kind": self.kind}
+        out: dict[str, Any] = {"rule": self.rule, "kind": self.kind}
+        if self.resource_ids:
+            out["resource_ids"] = list(self.resource_ids)
+        return out
+
+
+def param_ids(params: Mapping[str, str]) -> list[str]:
+    """The resource ids an RPC call names: the values of every parameter whose name (``Name``, ``Name.N`` or
+    ``Struct.N.Name``) ends in ``Id`` or ``Ids``, but :data:`NOT_RESOURCE_IDS`; a value is one id, a JSON array
+    of ids or a comma list (as :meth:`emulator.rpc.Params.ids` reads them)."""
+    out: list[str] = []
+    for key, value in params.items():
+        if not value or not isinstance(value, str):
+            continue
+        name = next((part for part in reversed(key.split(".")) if not part.isdigit()), "")
+        if not name.endswith(("Id", "Ids")) or name in NOT_RESOURCE_IDS:
+            continue
+        out.extend(_split_ids(value))
+    return out
+
+
+def _split_ids(value: str) -> list[str]:
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError:
+            return [text]
+        return [str(i) for i in items if isinstance(i, str | int) and not isinstance(i, bool)] \
+            if isinstance(items, list) else [text]
+    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def throttled(retry_after_ms: int) -> ApiError:
@@ -220,6 +330,12 @@ def _ids(value: Any, where: str, known: Any = None) -> None:
         raise InvalidFaultConfig(f"{where} names unknown region(s) {', '.join(unknown)}")
 
 
+def _resource_ids(value: Any, where: str) -> None:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise InvalidFaultConfig(f"{where} must be a non-empty list of resource ids (non-empty strings), "
+                                 f"got {value!r}")
+
+
 def _regions() -> Any:
     from .ecs.regions import REGIONS
 
@@ -254,7 +370,7 @@ def _rule(rule: Any, where: str) -> None:
     kind = rule.get("kind")
     if kind not in KINDS:
         raise InvalidFaultConfig(f"{where}.kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    _object(rule, f"{where} (kind {kind})", ("action", "kind", "count", "rate", *KINDS[kind]))
+    _object(rule, f"{where} (kind {kind})", (*COMMON_KEYS, *KINDS[kind]))
     if "action" not in rule:
         raise InvalidFaultConfig(f"{where}.action is required ('*' matches every call)")
     _action(rule["action"], f"{where}.action")
@@ -268,6 +384,13 @@ def _rule(rule: Any, where: str) -> None:
         _int(rule["count"], f"{where}.count")
     else:
         _number(rule["rate"], f"{where}.rate", 0.0, 1.0)
+    if "skip" in rule:
+        _int(rule["skip"], f"{where}.skip")
+    if "resource_ids" in rule:
+        _resource_ids(rule["resource_ids"], f"{where}.resource_ids")
+    if "dry_run" in rule and not isinstance(rule["dry_run"], bool):
+        raise InvalidFaultConfig(f"{where}.dry_run must be true (only DryRun calls) or false (only real calls), "
+                                 f"got {rule['dry_run']!r}")
     if "retry_after_ms" in rule:
         _int(rule["retry_after_ms"], f"{where}.retry_after_ms")
     if "status" in rule:

@@ -21,7 +21,8 @@ class CallLog:
         self._recent: deque = deque(maxlen=keep)
 
     def record(self, action: str, region: str | None, status: int, code: str | None, request_id: str,
-               access_key_id: str | None = None) -> None:
+               access_key_id: str | None = None, fault: dict | None = None) -> None:
+        """``fault``: the fault injected into the call (:meth:`emulator.faults.Fired.log`), None if none."""
         entry = self._counts[action]
         entry["calls"] += 1
         if status >= 400:
@@ -29,7 +30,7 @@ class CallLog:
             entry["codes"][code or str(status)] += 1
         self._recent.append({
             "time": time.time(), "action": action, "region": region, "status": status,
-            "code": code, "request_id": request_id, "access_key_id": access_key_id,
+            "code": code, "request_id": request_id, "access_key_id": access_key_id, "fault": fault,
         })
 
     def counters(self) -> dict[str, dict]:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qsl
@@ -51,6 +52,10 @@ class Exchange(Protocol):
 
     async def run(self) -> tuple[web.StreamResponse, str | None]:
         """Serve the admitted call: its answer, and the error code the call log records with it (if any)."""
+
+    def fault_target(self) -> tuple[Mapping[str, str], list[str] | None]:
+        """What fault rules match an admitted call on besides its label: its parameters (``DryRun``; the resource
+        ids unless given) and the resource ids it names (None: read them from the parameters)."""
 
     def refuse(self, exc: ApiError) -> tuple[ApiError, web.StreamResponse]:
         """``exc`` in this protocol's codes, and its answer."""
@@ -181,18 +186,24 @@ class Emulator:
     async def serve(self, request: web.Request, call: Exchange) -> web.StreamResponse:
         """The steps every call takes, RPC or OSS: admit it (parse, authenticate, authorise), apply the fault rules,
         run it, answer an error as its protocol does, and log the call (``product:Action``, status, code)."""
+        fault: dict | None = None
         try:
             await call.admit()
-            call.fault = self.faults.before_call(call.label)
+            fired = self.faults.decide(call.label, *call.fault_target())
+            if fired is not None:
+                call.fault, fault = fired.kind, fired.log()
+                if fired.error is not None:
+                    raise fired.error
             if call.fault == DROP:
                 return self.drop_connection(request, call.label, call.region, call.fault, call.request_id,
-                                            call.access_key_id)
+                                            call.access_key_id, fault)
             response, code = await call.run()
             status = response.status
         except ApiError as exc:
             status, code, response = self._refuse(call, exc)
         except (ConnectionError, asyncio.CancelledError):  # the client went away mid-request
-            self.calls.record(call.label, call.region, 499, "ClientDisconnected", call.request_id, call.access_key_id)
+            self.calls.record(call.label, call.region, 499, "ClientDisconnected", call.request_id, call.access_key_id,
+                              fault)
             raise
         except RecursionError:  # a parameter or an XML body nested beyond reason
             status, code, response = self._refuse(call, call.nested_too_deep())
@@ -201,8 +212,8 @@ class Emulator:
             status, code, response = self._refuse(call, call.internal_error())
         if call.fault == DROP_AFTER:  # executed (state changes stay), but the answer never leaves
             return self.drop_connection(request, call.label, call.region, call.fault, call.request_id,
-                                        call.access_key_id)
-        self.calls.record(call.label, call.region, status, code, call.request_id, call.access_key_id)
+                                        call.access_key_id, fault)
+        self.calls.record(call.label, call.region, status, code, call.request_id, call.access_key_id, fault)
         return response
 
     @staticmethod
@@ -211,10 +222,10 @@ class Emulator:
         return exc.status, exc.code, response
 
     def drop_connection(self, request: web.Request, label: str, region: str | None, kind: str, request_id: str,
-                        access_key_id: str | None) -> web.Response:
+                        access_key_id: str | None, fault: dict | None = None) -> web.Response:
         """Close the connection without an answer; the call log says ``ConnectionDropped[After]``."""
         code = "ConnectionDroppedAfter" if kind == DROP_AFTER else "ConnectionDropped"
-        self.calls.record(label, region, 0, code, request_id, access_key_id)
+        self.calls.record(label, region, 0, code, request_id, access_key_id, fault)
         if request.transport:
             request.transport.abort()
         return web.Response(status=500)
@@ -310,6 +321,9 @@ class RpcCall:
             emulator.state.dirty = True
         return web.Response(body=json.dumps({"RequestId": self.request_id, **result}).encode(),
                             content_type="application/json", headers={"x-acs-request-id": self.request_id}), None
+
+    def fault_target(self) -> tuple[Mapping[str, str], list[str] | None]:
+        return self.params, None  # DryRun and the id parameters (faults.param_ids)
 
     def refuse(self, exc: ApiError) -> tuple[ApiError, web.StreamResponse]:
         return exc, Emulator.rpc_error(exc, self.request_id)

@@ -97,6 +97,11 @@ class OssCall:
         response = await HANDLERS[ctx.op](ctx)
         return response, "BodyCorrupted" if ctx.corrupt else None
 
+    def fault_target(self) -> tuple[dict[str, str], list[str]]:
+        """OSS calls name their bucket and object key (fault rules' ``resource_ids``); there is no DryRun."""
+        ctx = self.ctx
+        return {}, [i for i in ((ctx.bucket, ctx.key) if ctx else ()) if i]
+
     def refuse(self, exc: ApiError) -> tuple[ApiError, web.StreamResponse]:
         """Errors raised by shared code (RAM checks, fault injection) in OSS's codes, answered in XML."""
         exc = as_oss_error(exc)

@@ -216,6 +216,143 @@ def test_corrupt_rule_on_a_call_without_upload_body_is_refused(emulator):
     assert "corrupt" in err.value.body["Message"] and "oss:UploadPart" in err.value.body["Message"]
 
 
+# -- skip, resource_ids, dry_run: aiming a rule at one call ----------------------------------------
+def start_one(client, instance_id: str, dry_run: bool = False):
+    return client.start_instance(m.StartInstanceRequest(instance_id=instance_id, dry_run=dry_run))
+
+
+def stop_one(client, instance_id: str):
+    return client.stop_instance(m.StopInstanceRequest(instance_id=instance_id, force_stop=True))
+
+
+def start_calls(emulator) -> list[tuple[int, str | None, dict | None]]:
+    return [(c["status"], c["code"], c["fault"]) for c in emulator.admin.calls()["recent"]
+            if c["action"] == "ecs:StartInstance"]
+
+
+def faults_left(emulator) -> dict:
+    (rule,) = emulator.admin.request("GET", "faults")["rules"]
+    return {k: rule[k] for k in ("skip", "count") if k in rule}
+
+
+def test_rule_aimed_at_the_second_start_of_one_instance(frozen, ecs_client):
+    target, other = fleet(frozen, instances=[{"region": HZ, "status": "Stopped", "count": 2}])["instances"]
+    frozen.admin.set_faults({"rules": [{"action": "ecs:StartInstance", "kind": "error", "status": 503,
+                                        "skip": 1, "count": 1, "resource_ids": [target]}]})
+    client = ecs_client()
+    start_one(client, other)                  # another instance: does not match, consumes nothing
+    assert faults_left(frozen) == {"skip": 1, "count": 1}
+    start_one(client, target)                 # 1st matching call: skipped
+    assert faults_left(frozen) == {"skip": 0, "count": 1}
+    frozen.admin.advance(40)
+    stop_one(client, target)
+    frozen.admin.advance(10)
+    with pytest.raises(TeaException) as err:  # 2nd matching call: faulted
+        start_one(client, target)
+    assert (err.value.code, err.value.status_code) == ("ServiceUnavailable", 503)
+    assert status_of(client, target) == "Stopped"
+    start_one(client, target)                 # the rule is spent
+    assert faults_left(frozen) == {"skip": 0, "count": 0}
+    fault = {"rule": 0, "kind": "error", "resource_ids": [target]}
+    assert start_calls(frozen) == [(200, None, None), (200, None, None), (503, "ServiceUnavailable", fault),
+                                   (200, None, None)]
+
+
+def test_resource_ids_match_every_id_form_of_a_call(frozen, ecs_client):
+    a, b = fleet(frozen, instances=[{"region": HZ, "status": "Stopped", "count": 2}])["instances"]
+    frozen.admin.set_faults({"rules": [{"action": "ecs:*", "kind": "throttle", "rate": 1.0, "resource_ids": [b]}]})
+    client = ecs_client()
+    # InstanceIds as a JSON array, InstanceId.N, a plain InstanceId: each names b
+    assert api_error(client.describe_instances, m.DescribeInstancesRequest(
+        region_id=HZ, instance_ids=f'["{a}", "{b}"]')) == ("Throttling.User", 400)
+    assert api_error(start, client, b) == ("Throttling.User", 400)
+    assert api_error(start_one, client, b) == ("Throttling.User", 400)
+    assert api_error(client.tag_resources, m.TagResourcesRequest(
+        region_id=HZ, resource_type="instance", resource_id=[a, b],
+        tag=[m.TagResourcesRequestTag(key="k", value="v")])) == ("Throttling.User", 400)
+    # calls that do not name b go through
+    client.describe_instances(m.DescribeInstancesRequest(region_id=HZ, instance_ids=f'["{a}"]'))
+    client.describe_instances(m.DescribeInstancesRequest(region_id=HZ))
+    start(client, a)
+
+
+def test_oss_rule_by_bucket_and_key(emulator, bucket_client):
+    client = bucket_client
+    emulator.admin.set_faults({"rules": [{"action": "oss:PutObject", "kind": "error", "status": 500, "count": 1,
+                                          "resource_ids": ["target-key"]}]})
+    client.put_object(oss.PutObjectRequest(bucket=BUCKET, key="other-key", body=b"x"))
+    assert emulator.admin.request("GET", "faults")["rules"][0]["count"] == 1
+    with pytest.raises(oss.exceptions.OperationError) as err:
+        client.put_object(oss.PutObjectRequest(bucket=BUCKET, key="target-key", body=b"x"),
+                          retryer=oss.retry.NopRetryer())
+    assert err.value.unwrap().status_code == 500
+    emulator.admin.set_faults({"rules": [{"action": "oss:*", "kind": "error", "status": 503, "rate": 1.0,
+                                          "resource_ids": [BUCKET]}]})
+    with pytest.raises(oss.exceptions.OperationError):
+        client.get_object(oss.GetObjectRequest(bucket=BUCKET, key="other-key"), retryer=oss.retry.NopRetryer())
+    client.list_buckets(oss.ListBucketsRequest())  # names no bucket
+
+
+def test_dry_run_false_is_neither_triggered_nor_consumed_by_the_permission_check(frozen, ecs_client):
+    (iid,) = fleet(frozen, instances=[{"region": HZ, "status": "Stopped"}])["instances"]
+    frozen.admin.set_faults({"rules": [{"action": "ecs:StartInstance", "kind": "drop_after", "count": 1,
+                                        "dry_run": False, "resource_ids": [iid]}]})
+    client = ecs_client()
+    # the permission check our hooks send first (hooks/ecs.py check_allowed): DryRun answers as usual
+    assert api_error(start_one, client, iid, dry_run=True) == ("DryRunOperation", 400)
+    assert faults_left(frozen) == {"count": 1}
+    with pytest.raises(UnretryableException):  # the real call: executed, its answer lost
+        start_one(client, iid)
+    assert status_of(client, iid) == "Starting"
+    assert faults_left(frozen) == {"count": 0}
+    assert start_calls(frozen) == [
+        (400, "DryRunOperation", None),
+        (0, "ConnectionDroppedAfter", {"rule": 0, "kind": "drop_after", "resource_ids": [iid]})]
+
+
+def test_without_dry_run_the_permission_check_consumes_the_rule(frozen, ecs_client):
+    (iid,) = fleet(frozen, instances=[{"region": HZ, "status": "Stopped"}])["instances"]
+    frozen.admin.set_faults({"rules": [{"action": "ecs:StartInstance", "kind": "drop", "count": 1}]})
+    client = ecs_client()
+    with pytest.raises(UnretryableException):  # today's behaviour: the DryRun call is the one dropped
+        start_one(client, iid, dry_run=True)
+    start_one(client, iid)
+    assert status_of(client, iid) == "Starting"
+    assert [c[:2] for c in start_calls(frozen)] == [(0, "ConnectionDropped"), (200, None)]
+
+
+def test_dry_run_true_faults_only_dry_run_calls(frozen, ecs_client):
+    (iid,) = fleet(frozen, instances=[{"region": HZ, "status": "Stopped"}])["instances"]
+    frozen.admin.set_faults({"rules": [{"action": "ecs:StartInstance", "kind": "error", "status": 403,
+                                        "code": "Forbidden.RAM", "rate": 1.0, "dry_run": True}]})
+    client = ecs_client()
+    assert api_error(start_one, client, iid, dry_run=True) == ("Forbidden.RAM", 403)
+    start_one(client, iid)
+    assert status_of(client, iid) == "Starting"
+
+
+def test_skip_with_rate_draws_after_the_skipped_calls(frozen, ecs_client):
+    frozen.admin.set_faults({"rules": [{"action": "ecs:DescribeRegions", "kind": "throttle", "rate": 1.0,
+                                        "skip": 2}]})
+    client = ecs_client()
+    for _ in range(2):
+        client.describe_regions(m.DescribeRegionsRequest())
+    for _ in range(2):
+        assert api_error(client.describe_regions, m.DescribeRegionsRequest()) == ("Throttling.User", 400)
+
+
+def test_a_skipping_rule_lets_the_next_rule_decide(frozen, ecs_client):
+    frozen.admin.set_faults({"rules": [
+        {"action": "ecs:DescribeRegions", "kind": "error", "status": 500, "count": 1, "skip": 1},
+        {"action": "ecs:DescribeRegions", "kind": "throttle", "count": 1}]})
+    client = ecs_client()
+    assert api_error(client.describe_regions, m.DescribeRegionsRequest()) == ("Throttling.User", 400)
+    with pytest.raises(TeaException) as err:
+        client.describe_regions(m.DescribeRegionsRequest())
+    assert err.value.code == "InternalError"
+    client.describe_regions(m.DescribeRegionsRequest())
+
+
 # -- validation ------------------------------------------------------------------------------
 GOOD = {"rules": [{"action": "ecs:StartInstances", "kind": "throttle", "count": 2, "retry_after_ms": 50}]}
 
@@ -236,6 +373,10 @@ VALID = [
      "slow_regions": {"cn-beijing": 3.0, "cn-shanghai": 0},
      "image_quota": {"cn-hangzhou": 100}},
     {"image_quota": 1000, "copy_fail": {"regions": ["cn-shenzhen"]}, "rds_backup_fail": {"rate": 1.0}},
+    {"rules": [{"action": "ecs:StartInstance", "kind": "drop_after", "count": 1, "skip": 1,
+                "resource_ids": ["i-1", "i-2"], "dry_run": False},
+               {"action": "ecs:StartInstance", "kind": "throttle", "rate": 0.5, "skip": 0, "dry_run": True},
+               {"action": "oss:PutObject", "kind": "corrupt", "count": 1, "resource_ids": ["bkt", "key"]}]},
     {"rules": [{"action": "oss:UploadPart", "kind": "corrupt", "count": 1},
                {"action": "oss:*", "kind": "corrupt", "rate": 0.5},
                {"action": "*", "kind": "corrupt", "rate": 0.01}]},
@@ -271,6 +412,24 @@ INVALID = [
      "rules[0].action 'ecs:CreateImage' matches no call kind corrupt can act on"),
     ({"rules": [{"action": "oss:Get*", "kind": "corrupt", "rate": 1.0}]}, "only of oss:PutObject"),
     ({"rules": [{"action": "oss:PutObject", "kind": "corrupt", "count": 1, "status": 500}]}, "status"),
+    ({"rules": [{"action": "ecs:StartInstance", "kind": "drop", "count": 1, "skip": -1}]}, "rules[0].skip"),
+    ({"rules": [{"action": "ecs:StartInstance", "kind": "drop", "count": 1, "skip": 1.5}]}, "rules[0].skip"),
+    ({"rules": [{"action": "ecs:StartInstance", "kind": "drop", "count": 1, "skip": "1"}]}, "rules[0].skip"),
+    ({"rules": [{"action": "ecs:StartInstance", "kind": "drop", "count": 1, "skip": True}]}, "rules[0].skip"),
+    ({"rules": [{"action": "ecs:StartInstance", "kind": "drop", "count": 1, "resource_ids": []}]},
+     "rules[0].resource_ids"),
+    ({"rules": [{"action": "ecs:StartInstance", "kind": "drop", "count": 1, "resource_ids": "i-1"}]},
+     "rules[0].resource_ids"),
+    ({"rules": [{"action": "ecs:StartInstance", "kind": "drop", "count": 1, "resource_ids": ["i-1", ""]}]},
+     "rules[0].resource_ids"),
+    ({"rules": [{"action": "ecs:StartInstance", "kind": "drop", "count": 1, "resource_ids": ["i-1", 7]}]},
+     "rules[0].resource_ids"),
+    ({"rules": [{"action": "ecs:StartInstance", "kind": "drop", "count": 1, "dry_run": "false"}]},
+     "rules[0].dry_run"),
+    ({"rules": [{"action": "ecs:StartInstance", "kind": "drop", "count": 1, "dry_run": 0}]}, "rules[0].dry_run"),
+    ({"rules": [{"action": "ecs:StartInstance", "kind": "drop", "count": 1, "resource_id": ["i-1"]}]},
+     "resource_id"),
+    ({"rules": [{"action": "ecs:StartInstance", "kind": "drop", "count": 1, "dryrun": False}]}, "dryrun"),
     ({"seed": "seven"}, "seed"),
     ({"qps": {"ecs:DescribeImages": 0}}, "qps.ecs:DescribeImages"),
     ({"qps": {"DescribeImages": 5}}, "qps key"),
@@ -322,3 +481,20 @@ def test_fractional_qps_lets_a_call_through(emulator, ecs_client):
     with pytest.raises(TeaException) as err:
         client.describe_regions(m.DescribeRegionsRequest())
     assert err.value.code == "Throttling.User"
+
+
+@pytest.mark.parametrize(("cfg", "named"), [
+    ({"rules": [{"action": "ecs:StartInstance", "kind": "explode", "count": 1}]}, "'explode'"),
+    ({"rules": [{"action": "ecs:StartInstance", "kind": "drop", "count": 1, "sikp": 1}]}, "sikp"),
+    ({"rules": [], "rulez": []}, "rulez"),
+    ({"rules": [{"action": "ecs:StartInstancez", "kind": "drop", "count": 1}]}, "'ecs:StartInstancez'"),
+    ({"rules": [{"action": "rds:StartInstance", "kind": "drop", "count": 1}]}, "'rds:StartInstance'"),
+], ids=["kind", "rule-field", "top-level-key", "action", "action-of-another-product"])
+def test_a_config_mistake_is_refused_naming_it_never_answered_with_503(frozen, ecs_client, cfg, named):
+    (iid,) = fleet(frozen, instances=[{"region": HZ, "status": "Stopped"}])["instances"]
+    with pytest.raises(AdminError) as err:
+        frozen.admin.set_faults(cfg)
+    assert (err.value.status, err.value.body["Code"]) == (400, "InvalidFaultConfig")
+    assert named in err.value.body["Message"]
+    start_one(ecs_client(), iid)  # nothing was installed: the call is served
+    assert start_calls(frozen) == [(200, None, None)]
