@@ -34,7 +34,12 @@ admin API (``POST /_emulator/command-behaviour``, kept in ``state.table("admin")
 The first rule whose ``match`` is a substring of the rendered script (and whose ``instance_ids``,
 if given, contain the instance) decides exit code, output, duration (simulated seconds) and an
 optional final ``status`` (Success, Failed, Timeout, Error). A duration longer than the
-invocation's ``Timeout`` ends in ``Timeout``. ``not_running``: ``record`` (default) accepts
+invocation's ``Timeout`` ends in ``Timeout``. A rule with ``count`` (int >= 1) applies to that many
+instance runs (one per instance of an invocation, taken when the run starts; runs on instances that
+are not Running take none), then is spent and later runs fall through to the next rule or the default:
+``{"match": "is-system-running", "exit_code": 1, "output": "starting", "count": 1}`` fails the first
+health check and lets the retry succeed. GET shows the count left. A bad body (unknown field, wrong
+type or value) gets 400 ``InvalidBody`` naming ``rules[i].field``. ``not_running``: ``record`` (default) accepts
 instances that are not Running and marks them Aborted/InstanceNotRunning; ``reject`` fails the
 whole call with ``InvalidInstance.NotMatch`` (403), the other documented behaviour.
 
@@ -334,12 +339,20 @@ def _render(content: str, values: dict[str, str], builtins: dict[str, str], enab
     return _PLACEHOLDER.sub(sub, content)
 
 
-def _outcome(state: State, script: str, instance_id: str, invoke_id: str) -> dict:
+def _outcome(state: State, script: str, instance_id: str, invoke_id: str, *, consume: bool = True) -> dict:
+    """The first rule that applies to one instance's run of ``script``. A rule with ``count`` applies to that many
+    runs: choosing it (``consume``, when the run starts) takes one, and a spent rule (``count`` 0) is passed over.
+    Without ``consume`` (a run that started under no counted rule, finishing) counted rules are passed over."""
     for rule in behaviour(state).get("rules", []):
         if rule.get("match", "") not in script:
             continue
         if rule.get("instance_ids") and instance_id not in rule["instance_ids"]:
             continue
+        if "count" in rule:
+            if not consume or rule["count"] <= 0:
+                continue
+            rule["count"] -= 1
+            state.dirty = True
         return rule
     return {}
 
@@ -407,6 +420,8 @@ def _on_start(state: State, event) -> None:
                      FinishTime=iso(event.at), UpdateTime=iso(event.at))
         return
     rule = _outcome(state, entry["Script"], entry["InstanceId"], invocation["InvokeId"])
+    if "count" in rule:  # this run took one of the rule's uses: it ends as the rule said, whatever comes later
+        entry["_rule"] = {k: v for k, v in rule.items() if k != "count"}
     duration = float(rule.get("duration", _default_duration(invocation["InvokeId"], entry["InstanceId"])))
     entry.update(Status="Running", StartTime=iso(event.at), UpdateTime=iso(event.at), Repeats=1)
     timeout = float(invocation["Timeout"])
@@ -420,7 +435,8 @@ def _on_finish(state: State, event) -> None:
     invocation, entry = _entry(state, event.payload["invoke_id"], event.payload["instance_id"])
     if entry is None or entry["Status"] != "Running":
         return
-    rule = _outcome(state, entry["Script"], entry["InstanceId"], invocation["InvokeId"])
+    rule = entry.get("_rule") or _outcome(state, entry["Script"], entry["InstanceId"], invocation["InvokeId"],
+                                          consume=False)
     output = str(rule.get("output", entry["Script"]))
     exit_code = int(rule.get("exit_code", 0))
     if event.payload.get("timed_out"):
@@ -704,29 +720,54 @@ def describe_invocation_results(call: Call, p: Params) -> dict:
 
 
 # -- admin --------------------------------------------------------------------------------------
+RULE_FIELDS = ("match", "instance_ids", "exit_code", "output", "duration", "status", "count")
+
+
+def _bad(message: str) -> ApiError:
+    return ApiError("InvalidBody", message, 400)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_rule(rule: Any, where: str) -> dict:
+    if not isinstance(rule, dict):
+        raise _bad(f"{where} must be an object, got {rule!r}")
+    unknown = sorted(str(k) for k in rule if k not in RULE_FIELDS)
+    if unknown:
+        raise _bad(f"{where} has unknown field(s) {', '.join(unknown)} (allowed: {', '.join(RULE_FIELDS)})")
+    if "match" in rule and not isinstance(rule["match"], str):
+        raise _bad(f"{where}.match must be a string (a substring of the rendered script), got {rule['match']!r}")
+    if "output" in rule and not isinstance(rule["output"], str):
+        raise _bad(f"{where}.output must be a string, got {rule['output']!r}")
+    if "status" in rule and rule["status"] not in ("Success", "Failed", "Timeout", "Error"):
+        raise _bad(f"{where}.status must be Success, Failed, Timeout or Error, got {rule['status']!r}")
+    if "exit_code" in rule and (not _is_int(rule["exit_code"]) or not -2**31 <= rule["exit_code"] < 2**31):
+        raise _bad(f"{where}.exit_code must be an integer, got {rule['exit_code']!r}")
+    duration = rule.get("duration", 0)
+    if not isinstance(duration, int | float) or isinstance(duration, bool) or not 0 <= duration <= 10**9:
+        raise _bad(f"{where}.duration must be a number of simulated seconds >= 0, got {duration!r}")
+    ids = rule.get("instance_ids", [])
+    if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+        raise _bad(f"{where}.instance_ids must be a list of instance ids, got {ids!r}")
+    if "count" in rule and (not _is_int(rule["count"]) or rule["count"] < 1):
+        raise _bad(f"{where}.count must be an integer >= 1 (the number of runs the rule applies to), "
+                   f"got {rule['count']!r}")
+    return dict(rule)
+
+
 def _validate_behaviour(body: dict) -> dict:
+    unknown = sorted(str(k) for k in body if k not in ("rules", "not_running"))
+    if unknown:
+        raise _bad(f"unknown key(s) {', '.join(unknown)} (allowed: rules, not_running)")
     rules = body.get("rules", [])
     if not isinstance(rules, list):
-        raise ApiError("InvalidBody", "rules must be a list", 400)
-    clean = []
-    for rule in rules:
-        if not isinstance(rule, dict):
-            raise ApiError("InvalidBody", f"a rule must be an object: {rule!r}", 400)
-        unknown = set(rule) - {"match", "instance_ids", "exit_code", "output", "duration", "status"}
-        if unknown:
-            raise ApiError("InvalidBody", f"unknown rule fields: {', '.join(sorted(unknown))}", 400)
-        if "status" in rule and rule["status"] not in ("Success", "Failed", "Timeout", "Error"):
-            raise ApiError("InvalidBody", "status must be Success, Failed, Timeout or Error", 400)
-        if "exit_code" in rule:
-            int(rule["exit_code"])
-        if "duration" in rule and float(rule["duration"]) < 0:
-            raise ApiError("InvalidBody", "duration must not be negative", 400)
-        if "instance_ids" in rule and not isinstance(rule["instance_ids"], list):
-            raise ApiError("InvalidBody", "instance_ids must be a list", 400)
-        clean.append(dict(rule))
+        raise _bad(f"rules must be a list, got {rules!r}")
+    clean = [_validate_rule(rule, f"rules[{n}]") for n, rule in enumerate(rules)]
     not_running = body.get("not_running", "record")
     if not_running not in ("record", "reject"):
-        raise ApiError("InvalidBody", "not_running must be 'record' or 'reject'", 400)
+        raise _bad(f"not_running must be 'record' or 'reject', got {not_running!r}")
     return {"rules": clean, "not_running": not_running}
 
 

@@ -196,6 +196,84 @@ def test_behaviour_validation(emulator):
         emulator.admin.request("POST", "command-behaviour", {"rules": [{"bogus": 1}]})
 
 
+def test_counted_rule_fails_the_first_run_and_the_retry_succeeds(emulator, ecs_client, fleet):
+    ids = fleet(2)
+    emulator.admin.request("POST", "command-behaviour", {"rules": [
+        {"match": "is-system-running", "instance_ids": [ids[0]], "exit_code": 1, "output": "starting",
+         "duration": 3, "count": 1}]})
+    client = ecs_client()
+    first = run(client, ids[:1], "systemctl is-system-running")
+    emulator.admin.advance(1.5)  # started: the rule is taken by this run, and spent
+    assert emulator.admin.request("GET", "command-behaviour")["rules"][0]["count"] == 0
+    emulator.admin.advance(10)
+    r = results(client, first.invoke_id).invocation_results.invocation_result[0]
+    assert (r.invocation_status, r.exit_code, r.error_code) == ("Failed", 1, "ExitCodeNonzero")
+    assert decode(r.output) == "starting"
+    retry = run(client, ids[:1], "systemctl is-system-running")
+    emulator.admin.advance(10)
+    r = results(client, retry.invoke_id).invocation_results.invocation_result[0]
+    assert (r.invocation_status, r.exit_code) == ("Success", 0)
+    assert decode(r.output) == "systemctl is-system-running"  # the default: the script echoed
+
+
+def test_counted_rule_counts_instance_runs_then_falls_through_to_the_next_rule(emulator, ecs_client, fleet):
+    ids = fleet(3)
+    emulator.admin.request("POST", "command-behaviour", {"rules": [
+        {"match": "check", "exit_code": 2, "count": 2},
+        {"match": "check", "exit_code": 7}]})
+    client = ecs_client()
+    body = run(client, ids, "check")  # three instance runs: two take the counted rule, one falls through
+    emulator.admin.advance(10)
+    codes = sorted(r.exit_code for r in results(client, body.invoke_id).invocation_results.invocation_result)
+    assert codes == [2, 2, 7]
+    again = run(client, ids[:1], "check")
+    emulator.admin.advance(10)
+    assert results(client, again.invoke_id).invocation_results.invocation_result[0].exit_code == 7
+    assert emulator.admin.request("GET", "command-behaviour")["rules"][0]["count"] == 0
+
+
+def test_a_run_on_a_stopped_instance_takes_no_count(emulator, ecs_client, fleet):
+    stopped, running = fleet(1, status="Stopped"), fleet(1)
+    emulator.admin.request("POST", "command-behaviour", {"rules": [{"match": "", "exit_code": 1, "count": 1}]})
+    client = ecs_client()
+    aborted = run(client, stopped)
+    emulator.admin.advance(10)
+    assert results(client, aborted.invoke_id).invocation_results.invocation_result[0].invocation_status == "Aborted"
+    failed = run(client, running)
+    emulator.admin.advance(10)
+    assert results(client, failed.invoke_id).invocation_results.invocation_result[0].invocation_status == "Failed"
+
+
+@pytest.mark.parametrize(("body", "named"), [
+    ({"rules": [{"match": "x", "count": 0}]}, "rules[0].count"),
+    ({"rules": [{"match": "x", "count": -1}]}, "rules[0].count"),
+    ({"rules": [{"match": "x", "count": 1.5}]}, "rules[0].count"),
+    ({"rules": [{"match": "x", "count": "1"}]}, "rules[0].count"),
+    ({"rules": [{"match": "x", "count": True}]}, "rules[0].count"),
+    ({"rules": [{"match": "x"}, {"match": "y", "exit_code": "one"}]}, "rules[1].exit_code"),
+    ({"rules": [{"match": "x", "exit_code": 1.5}]}, "rules[0].exit_code"),
+    ({"rules": [{"match": "x", "exit_code": None}]}, "rules[0].exit_code"),
+    ({"rules": [{"match": "x", "duration": "long"}]}, "rules[0].duration"),
+    ({"rules": [{"match": "x", "duration": -1}]}, "rules[0].duration"),
+    ({"rules": [{"match": "x", "duration": None}]}, "rules[0].duration"),
+    ({"rules": [{"match": 3}]}, "rules[0].match"),
+    ({"rules": [{"match": "x", "output": 3}]}, "rules[0].output"),
+    ({"rules": [{"match": "x", "instance_ids": "i-1"}]}, "rules[0].instance_ids"),
+    ({"rules": [{"match": "x", "status": "Weird"}]}, "rules[0].status"),
+    ({"rules": [{"match": "x", "counts": 1}]}, "counts"),
+    ({"rules": ["x"]}, "rules[0] must be an object"),
+    ({"rules": {"match": "x"}}, "rules must be a list"),
+    ({"rules": [], "not_running": "ignore"}, "not_running"),
+    ({"rules": [], "rulez": []}, "rulez"),
+])
+def test_behaviour_is_refused_with_400_naming_the_field(emulator, body, named):
+    before = emulator.admin.request("POST", "command-behaviour", {"rules": [{"match": "keep", "count": 3}]})
+    with pytest.raises(RuntimeError) as err:
+        emulator.admin.request("POST", "command-behaviour", body)
+    assert "400" in str(err.value) and "InvalidBody" in str(err.value) and named in str(err.value)
+    assert emulator.admin.request("GET", "command-behaviour") == before
+
+
 def test_stop_invocation(emulator, ecs_client, fleet):
     ids = fleet(2)
     emulator.admin.request("POST", "command-behaviour", {"rules": [{"match": "long", "duration": 1000}]})
