@@ -2,12 +2,14 @@
 
 ``acs:<service>:<region>:<account-id>:<type>/<id>``, as Alibaba Cloud documents each API's RAM authorization:
 
-* ECS ``instance/<id>``, ``image/<id>``, ``snapshot/<id>``, ``disk/<id>``, ``securitygroup/<id>``,
-  ``command/<id>``; VPC ``vswitch/<id>``; RDS ``dbinstance/<id>``; STS AssumeRole the role's own ARN
+* ECS ``instance/<id>``, ``image/<id>``, ``snapshot/<id>``, ``disk/<id>``, ``securitygroup/<id>`` (RunInstances,
+  DeleteSecurityGroup, DescribeSecurityGroupAttribute, Authorize/RevokeSecurityGroup[Egress]),
+  ``command/<id>``; VPC ``vswitch/<id>``, ``vpc/<id>``; RDS ``dbinstance/<id>``; STS AssumeRole the role's own ARN
   (``acs:ram::<account>:role/<name>``); OSS ``acs:oss:*:<account>:<bucket>`` and ``...:<bucket>/<key>``
   (``acs:oss:*:<account>:*`` for ListBuckets).
 * ``<type>/*`` for a resource the call creates (CreateImage's image, RunInstances' instances, CopyImage's copy in
-  the *destination* region, CreateSnapshot's snapshot, RunCommand's command) and for list calls
+  the *destination* region, CreateSnapshot's snapshot, RunCommand's command, CreateSecurityGroup's group, which also
+  names its VPC ``acs:vpc:<region>:<account>:vpc/<id>``) and for list calls
   (DescribeInstances ``instance/*``, DescribeDBInstances ``dbinstance/*``...), whatever their filters.
 * The region is the call's ``RegionId`` (an RDS call without one: the instance's region); the account is the
   emulator's (:data:`emulator.auth.ACCOUNT_ID`, what STS GetCallerIdentity answers).
@@ -69,6 +71,11 @@ RPC_RESOURCES: dict[str, tuple[Part, ...]] = {
     "ecs:DescribeInstanceHistoryEvents": (Part("instance"),),
     "ecs:DescribeImages": (Part("image"),), "ecs:DescribeSnapshots": (Part("snapshot"),),
     "ecs:DescribeDisks": (Part("disk"),), "ecs:DescribeSecurityGroups": (Part("securitygroup"),),
+    # CreateSecurityGroup names the new group and (as Alibaba documents it) the VPC it is created in
+    "ecs:CreateSecurityGroup": (Part("securitygroup"), Part("vpc", ("VpcId",), True, service="vpc")),
+    **{f"ecs:{a}": (Part("securitygroup", ("SecurityGroupId",)),) for a in (
+        "DeleteSecurityGroup", "DescribeSecurityGroupAttribute", "AuthorizeSecurityGroup",
+        "AuthorizeSecurityGroupEgress", "RevokeSecurityGroup", "RevokeSecurityGroupEgress")},
     "vpc:DescribeVpcs": (Part("vpc", service="vpc"),), "vpc:DescribeVSwitches": (Part("vswitch", service="vpc"),),
     "rds:DescribeDBInstances": (Part("dbinstance", service="rds"),),
     "rds:DescribeBackups": (_DB,), "rds:CreateBackup": (_DB,), "rds:DescribeBackupTasks": (_DB,),

@@ -1,4 +1,4 @@
-"""ECS: regions and networks, instances, disks, images, snapshots, tags, Cloud Assistant, account quotas."""
+"""ECS: regions and networks, instances, security groups, disks, images, snapshots, tags, Cloud Assistant, account quotas."""
 
 from . import (  # noqa: F401
     account,
@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     images,
     instances,
     regions,
+    security_groups,
     snapshots,
     tags,
     timings,

@@ -1,5 +1,5 @@
-"""ECS instances: RunInstances, Describe*, Start/Stop/Reboot/Delete, ReplaceSystemDisk, security groups,
-history events, and the ``instances`` fleet section.
+"""ECS instances: RunInstances, Describe*, Start/Stop/Reboot/Delete, ReplaceSystemDisk, history events, and the
+``instances`` fleet section (security groups: :mod:`emulator.ecs.security_groups`).
 
 Status transitions run on simulated time (``emulator/ecs/timings.py``)::
 
@@ -655,44 +655,6 @@ def replace_system_disk(call: Call, p: Params) -> dict:
                  extended={"DiskId": disk["DiskId"], "Device": "/dev/xvda"})
     common.remember(call, p, key, disk["DiskId"])
     return {"DiskId": disk["DiskId"]}
-
-
-# -- security groups -------------------------------------------------------------------------
-@action("ecs", "DescribeSecurityGroups")
-def describe_security_groups(call: Call, p: Params) -> dict:
-    region = common.region(call, p)
-    vpc = p.str("VpcId")
-    one = p.str("SecurityGroupId")
-    ids = set(common.id_list(p, "SecurityGroupIds"))
-    name = p.str("SecurityGroupName")
-    tags = common.tag_filters(p)
-    items = []
-    for g in call.state.table("ecs.security_groups").values():
-        if g["RegionId"] != region or (vpc and g.get("VpcId") != vpc):
-            continue
-        if one and g["SecurityGroupId"] != one:
-            continue
-        if ids and g["SecurityGroupId"] not in ids:
-            continue
-        if name and g.get("SecurityGroupName") != name:
-            continue
-        if tags and not common.match_tags(g.get("Tags"), tags):
-            continue
-        items.append(g)
-    page, counters = common.paginate(items, p, default_size=10, max_size=100)
-    count = {}
-    if p.bool("IsQueryEcsCount"):
-        for r in _instances_in(call.state, region):
-            for sg in r.get("SecurityGroupIds", []):
-                count[sg] = count.get(sg, 0) + 1
-    return {"RegionId": region, "SecurityGroups": {"SecurityGroup": [{
-        "SecurityGroupId": g["SecurityGroupId"], "SecurityGroupName": g.get("SecurityGroupName", ""),
-        "Description": g.get("Description", ""), "VpcId": g.get("VpcId", ""),
-        "SecurityGroupType": g.get("SecurityGroupType", "normal"), "CreationTime": g.get("CreationTime", ""),
-        "Tags": common.tags_out(g.get("Tags")), "ResourceGroupId": "", "ServiceManaged": False,
-        "EcsCount": count.get(g["SecurityGroupId"], 0), "AvailableInstanceAmount": 2000, "RuleCount": 0,
-        "GroupToGroupRuleCount": 0,
-    } for g in page]}, **counters}
 
 
 # -- fleet spec ------------------------------------------------------------------------------
