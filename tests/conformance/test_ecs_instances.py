@@ -359,3 +359,45 @@ def test_timings_admin_route(frozen, ecs_client):
     client.start_instance(m.StartInstanceRequest(instance_id=iid))
     frozen.admin.advance(5)
     assert status_of(client, iid) == "Running"
+
+
+# -- StartTime -------------------------------------------------------------------------------
+def test_start_time_is_the_last_time_the_instance_reached_running(frozen, ecs_client):
+    from emulator.clock import iso, parse_iso
+
+    client = ecs_client()
+
+    def started(iid: str) -> str:
+        return describe(client, instance_ids=json.dumps([iid])).instances.instance[0].start_time
+
+    def now() -> float:
+        return frozen.admin.clock()["now"]
+
+    (iid,) = client.run_instances(m.RunInstancesRequest(
+        region_id="cn-hangzhou", image_id=PUBLIC_IMAGE, instance_type="ecs.g7.large")).body \
+        .instance_id_sets.instance_id_set
+    assert started(iid) == ""                              # Pending: never started yet
+    frozen.admin.advance(55)                               # Pending 15 s, Starting 40 s
+    assert status_of(client, iid) == "Running"
+    assert started(iid) == iso(now())
+    history = [started(iid)]
+
+    def stop():
+        client.stop_instance(m.StopInstanceRequest(instance_id=iid))
+        frozen.admin.advance(3600)
+
+    for restart in (lambda: client.start_instance(m.StartInstanceRequest(instance_id=iid)),
+                    lambda: client.start_instances(m.StartInstancesRequest(region_id="cn-hangzhou",
+                                                                           instance_id=[iid]))):
+        stop()
+        assert started(iid) == history[-1]                 # Stopped: still the last start
+        restart()
+        assert started(iid) == history[-1]                 # Starting: not started yet
+        frozen.admin.advance(40)
+        assert started(iid) == iso(now()) and parse_iso(started(iid)) > parse_iso(history[-1])
+        history.append(started(iid))
+    frozen.admin.advance(3600)
+    client.reboot_instance(m.RebootInstanceRequest(instance_id=iid))
+    frozen.admin.advance(60)                               # stopping 20 s, starting 40 s
+    assert status_of(client, iid) == "Running"
+    assert started(iid) == iso(now()) and parse_iso(started(iid)) > parse_iso(history[-1])

@@ -16,8 +16,8 @@ RevokePerm = m.RevokeSecurityGroupRequestPermissions
 
 
 def default_vpc(client, region: str = HZ) -> str:
-    (group,) = client.describe_security_groups(m.DescribeSecurityGroupsRequest(region_id=region)).body \
-        .security_groups.security_group
+    (group,) = client.describe_security_groups(m.DescribeSecurityGroupsRequest(
+        region_id=region, security_group_name="default")).body.security_groups.security_group
     return group.vpc_id
 
 
@@ -372,3 +372,26 @@ def test_ram_resource_arns_of_the_security_group_actions(emulator, ecs_client):
     # CreateSecurityGroup names the VPC too: another VPC is not allowed
     assert api_error(create, limited, default_vpc(client, "cn-beijing")) == ("Forbidden.RAM", 403)
     limited.delete_security_group(m.DeleteSecurityGroupRequest(region_id=HZ, security_group_id=mine))
+
+
+# -- persistence -----------------------------------------------------------------------------
+def test_groups_and_rules_survive_a_restart(tmp_path):
+    from alibabacloud_ecs20140526.client import Client
+    from alibabacloud_tea_openapi.models import Config
+
+    from emulator.control import EmulatorProcess
+
+    def client_for(emu):
+        return Client(Config(access_key_id=emu.access_key_id, access_key_secret=emu.access_key_secret,
+                             region_id=HZ, endpoint=emu.endpoint, protocol="http"))
+
+    with EmulatorProcess(time_scale=1000, data_dir=tmp_path / "emu") as emu:
+        client = client_for(emu)
+        gid = create(client, default_vpc(client), security_group_name="kept", client_token="keep-1")
+        authorize(client, gid, Perm(ip_protocol="tcp", port_range="22/22", source_cidr_ip="10.0.0.0/8"))
+        (before,) = rules(client, gid)
+    with EmulatorProcess(time_scale=1000, data_dir=tmp_path / "emu") as emu:
+        client = client_for(emu)
+        (after,) = rules(client, gid)
+        assert after.to_map() == before.to_map()
+        assert create(client, default_vpc(client), security_group_name="kept", client_token="keep-1") == gid
