@@ -9,6 +9,8 @@ The configuration is plain data set through the admin API (``PUT /_emulator/faul
         {"action": "ecs:Describe*", "kind": "error", "status": 503, "rate": 0.1},
         {"action": "*", "kind": "drop", "rate": 0.01},
         {"action": "ecs:StartInstances", "kind": "drop_after", "count": 1},
+        {"action": "ecs:StartInstance", "kind": "drop_after", "count": 1, "skip": 1,
+         "resource_ids": ["i-..."], "dry_run": false},
         {"action": "oss:UploadPart", "kind": "corrupt", "count": 1}
       ],
       "qps": {"ecs:DescribeImages": 20, "ecs:*": 100},
