@@ -1,6 +1,7 @@
 """Nightly cross-region cold backup of ECS instances.
 
-resume what earlier runs left paused -> select -> (pre-command | stop, each instance tagged ops:paused-by first)
+resume what earlier runs left paused -> select -> (pre-command | stop, each instance leased to this run and tagged
+ops:paused-by first; an instance another run holds is waited for, then reported)
 -> create images -> wait -> copy to each DR region -> wait -> tag complete
                         \\-> resume (teardown: start what this run stopped, thaw what it froze, whatever failed)
 -> report (XCom, artifact files, email, Asset per destination region)
@@ -116,12 +117,14 @@ with DAG(
         instances=todo,
         command_content="{% include 'scripts/pre_backup.sh' %}",
         mark_paused=True,
+        lease_wait=config["lease_wait_seconds"],
         **batch_args,
     )
     stop = StopInstancesOperator(
         task_id="stop_instances",
         instances=todo,
         mark_paused=True,
+        lease_wait=config["lease_wait_seconds"],
         **batch_args,
     )
 

@@ -512,3 +512,43 @@ def test_a_run_that_pauses_never_images_a_running_instance_it_did_not_pause(aliy
                                          max_errors=1, **FAST), make_context())
     assert results[0]["status"] == "failed" and "not be consistent" in results[0]["reason"]
     assert calls(emulator, "CreateImage") == 0
+
+
+def test_an_earlier_image_is_reused_only_while_the_instance_has_not_started_since(aliyun_conn, emulator, ecs_client):
+    """reuse_after_restart=False (the spot cycle writes the image back onto the disk): a retry while the instance
+    is still down reuses the first image; once the instance has started again, a new image is made."""
+    from alibabacloud_ecs20140526 import models
+
+    ids = fleet(emulator, 1, status="Stopped")
+    first = run_op(CreateImageOperator(task_id="create", instances=ids, reuse_after_restart=False, **FAST),
+                   make_context())
+    retry = run_op(CreateImageOperator(task_id="create", instances=ids, reuse_after_restart=False, **FAST),
+                   make_context(try_number=2))
+    assert retry[0]["image_id"] == first[0]["image_id"] and calls(emulator, "CreateImage") == 1
+
+    emulator.admin.advance(3600)
+    ecs_client(SRC).start_instance(models.StartInstanceRequest(instance_id=ids[0]))
+    emulator.admin.advance(6 * 3600)
+    later = run_op(CreateImageOperator(task_id="create", instances=ids, reuse_after_restart=False, **FAST),
+                   make_context(try_number=3))
+    assert later[0]["status"] == "success" and later[0]["image_id"] != first[0]["image_id"]
+    assert calls(emulator, "CreateImage") == 2
+    # a backup (the default) keeps reusing: the image of the night is the image of the night
+    again = run_op(CreateImageOperator(task_id="create", instances=ids, **FAST), make_context(try_number=4))
+    assert again[0]["image_id"] == later[0]["image_id"] and calls(emulator, "CreateImage") == 2
+
+
+def test_a_stopped_instance_another_run_holds_is_not_imaged_as_cold(aliyun_conn, emulator):
+    """Stopped, but leased by another live run (which may start it at any moment): not a consistent image."""
+    from datetime import UTC, datetime, timedelta
+
+    from aliyun_ops.hooks.ecs import EcsHook
+    from aliyun_ops.logic import lease as lz
+
+    ids = fleet(emulator, 1, status="Stopped")
+    EcsHook().tag_resources(SRC, "instance", ids, lz.lease_tags("other_dag|2026-11-19T18:00:00+00:00|e",
+                                                                now=datetime.now(UTC), ttl=timedelta(hours=1)))
+    results = run_op(CreateImageOperator(task_id="create", instances=ids, resume_paused_after_snapshots=True,
+                                         max_errors=1, **FAST), make_context())
+    assert results[0]["status"] == "failed" and "another run holds its lease" in results[0]["reason"]
+    assert calls(emulator, "CreateImage") == 0

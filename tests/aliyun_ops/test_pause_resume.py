@@ -71,6 +71,58 @@ def test_resume_waits_for_a_stop_in_flight_then_starts_and_only_this_runs_pauses
     assert pause.PAUSED_BY not in tags(emu, bj[0])
 
 
+def test_safety_net_leaves_a_live_lease_of_a_run_it_does_not_know_alone(emu):
+    """A run of another Airflow deployment (same DAG, same account) is invisible to this one's metadata: while its
+    lease is live, the safety net must not start what it stopped; once the lease has expired, it does."""
+    from datetime import UTC, datetime, timedelta
+
+    from aliyun_ops.hooks.ecs import EcsHook
+    from aliyun_ops.logic import lease as lz
+
+    emu.admin.load_fleet({"instances": [{"region": HZ, "count": 1, "status": "Running"}]})
+    iid = ids_of(emu)[0]
+    StopInstancesOperator(task_id="stop", instances=[iid], region=HZ, mark_paused=True, poll_interval=0.2,
+                          deferrable=False).execute(ctx("stop", run_id="scheduled__elsewhere"))
+    assert tags(emu, iid)[lz.LEASE_HOLDER].split("|")[1] == "scheduled__elsewhere"
+
+    class NoSuchRun(FakeTI):
+        @staticmethod
+        def get_dr_count(dag_id, logical_dates=None, run_ids=None, states=None):
+            return 0
+
+    def net():
+        return ResumePausedOperator(task_id="net", scope="dag", regions=[HZ], poll_interval=0.2).execute(
+            {"ti": NoSuchRun("net"), "run_id": "scheduled__here", "task_state_store": None})
+
+    assert net() == [] and statuses(emu)[iid] == "Stopped"
+    past = lz.lease_tags(tags(emu, iid)[lz.LEASE_HOLDER], now=datetime.now(UTC) - timedelta(hours=13))
+    EcsHook().tag_resources(HZ, "instance", [iid], past)                     # the other run died long ago
+    assert [r["instance_id"] for r in net()] == [iid] and statuses(emu)[iid] == "Running"
+    assert not any(k.startswith(("ops:paused", "ops:lease")) for k in tags(emu, iid))
+
+
+def test_a_stop_refuses_an_instance_another_live_run_holds_and_changes_nothing(emu):
+    from datetime import UTC, datetime
+
+    from aliyun_ops.hooks.ecs import EcsHook
+    from aliyun_ops.logic import lease as lz
+
+    emu.admin.load_fleet({"instances": [{"region": HZ, "count": 2, "status": "Running"}]})
+    held, free = ids_of(emu)
+    EcsHook().tag_resources(HZ, "instance", [held], lz.lease_tags("other|night|e", now=datetime.now(UTC)))
+    out = StopInstancesOperator(task_id="stop", instances=[held, free], region=HZ, mark_paused=True, max_errors=1,
+                                poll_interval=0.2, deferrable=False).execute(ctx("stop", run_id="run-a"))
+    by_id = {r["instance_id"]: r for r in out}
+    assert by_id[held]["status"] == "failed" and "DAG other run night" in by_id[held]["reason"]
+    assert by_id[free]["status"] == "success"
+    assert statuses(emu)[held] == "Running" and pause.PAUSED_BY not in tags(emu, held)
+    assert tags(emu, held)[lz.LEASE_HOLDER] == "other|night|e"
+    result = ResumePausedOperator(task_id="resume", regions=[HZ], poll_interval=0.2).execute(ctx("r", run_id="run-a"))
+    assert [r["instance_id"] for r in result] == [free] and statuses(emu)[free] == "Running"
+    assert not any(k.startswith("ops:lease") for k in tags(emu, free))       # released by the resume
+    assert tags(emu, held)[lz.LEASE_HOLDER] == "other|night|e"               # the other run's stays
+
+
 def test_resume_that_cannot_thaw_fails_loudly_and_keeps_the_tags(emu):
     emu.admin.load_fleet({"instances": [{"region": HZ, "count": 1, "status": "Running"}]})
     iid = ids_of(emu)[0]
@@ -106,7 +158,8 @@ def test_safety_net_leaves_pauses_of_runs_still_in_progress_alone(emu):
     class LiveRuns(FakeTI):
         @staticmethod
         def get_dr_count(dag_id, logical_dates=None, run_ids=None, states=None):
-            return int(run_ids == ["backfill__2026-11-01"] and "running" in states)
+            state = {"backfill__2026-11-01": "running", "manual__crashed": "failed"}.get((run_ids or [""])[0])
+            return int(state is not None and (states is None or state in states))
 
     context = {"ti": LiveRuns("net"), "run_id": "scheduled__now", "task_state_store": None}
     result = ResumePausedOperator(task_id="net", scope="dag", regions=[HZ], poll_interval=0.2).execute(context)

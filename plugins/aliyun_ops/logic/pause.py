@@ -134,3 +134,24 @@ def paused_seconds(paused_at: str | None, resumed_at: datetime | None) -> float 
     if resumed_at.tzinfo is None:
         return None
     return round(max(0.0, (resumed_at - start).total_seconds()), 1)
+
+
+def started_since(instance_start: str | None, image_created: str | None) -> bool:
+    """Whether an instance has (or may have) run since an image of it was made: its ``StartTime`` is at or after the
+    image's ``CreationTime`` (the image's point in time), compared to the minute, as DescribeInstances gives only
+    minutes. No ``StartTime`` means never started; an unreadable time counts as "started since" (fail safe: a new
+    image is made, never an old one written back onto a disk that has changed since).
+
+    >>> started_since("2026-11-20T04:00Z", "2026-11-20T10:05:09Z"), started_since("2026-11-20T10:06Z", "2026-11-20T10:05:09Z")
+    (False, True)
+    >>> started_since("2026-11-20T10:05Z", "2026-11-20T10:05:09Z"), started_since("", "2026-11-20T10:05:09Z")
+    (True, False)
+    >>> started_since("2026-11-20T10:06Z", None), started_since("soon", "2026-11-20T10:05:09Z")
+    (True, True)
+    """
+    if not instance_start:
+        return False
+    start, created = parse_time(instance_start), parse_time(image_created)
+    if start is None or created is None:
+        return True
+    return start.replace(second=0, microsecond=0) >= created.replace(second=0, microsecond=0)

@@ -21,6 +21,8 @@ from aliyun_ops.operators.ecs_instances import (
     as_number,
     by_region,
     check_count,
+    check_lease_wait,
+    lease_items,
     mark_paused,
     next_wave,
     normalize_instances,
@@ -90,8 +92,9 @@ class RunCommandOperator(AliyunItemsOperator):
 
     ``mark_paused=True`` (a pre-backup freeze) tags each instance ``ops:paused-by``/``ops:paused-mode=freeze``
     before the command is sent, so :class:`~aliyun_ops.operators.ecs_pause.ResumePausedOperator` thaws every
-    instance the command may have frozen, even those where it failed half-way. An empty ``instances`` list is
-    a no-op. The results are pushed as XCom ``results`` before the task fails on ``max_errors``.
+    instance the command may have frozen, even those where it failed half-way. Each instance is leased to this run
+    first (as :class:`~aliyun_ops.operators.ecs_instances.StopInstancesOperator` does; ``lease_wait`` seconds of
+    waiting for another run's lease, default 0). An empty ``instances`` list is a no-op. The results are pushed as XCom ``results`` before the task fails on ``max_errors``.
 
     Result per instance (XCom): ``{"instance_id", "region", "status", "reason", "instance_status",
     "invoke_id", "invocation_status", "exit_code", "output", "output_truncated", "dropped"}``;
@@ -108,7 +111,8 @@ class RunCommandOperator(AliyunItemsOperator):
     """
 
     template_fields = ("aliyun_conn_id", "region", "instances", "command_content", "parameters", "working_dir", "username",
-                       "command_type", "name", "concurrency", "max_errors", "poll_interval", "wait_timeout", "timeout")
+                       "command_type", "name", "concurrency", "max_errors", "poll_interval", "wait_timeout", "timeout",
+                       "lease_wait")
     template_ext = (".sh", ".ps1", ".bat", ".py")
     template_fields_renderers = {"command_content": "bash", "parameters": "json"}
     hook_class = EcsHook
@@ -120,10 +124,12 @@ class RunCommandOperator(AliyunItemsOperator):
                  name: str | None = None, not_running: str = "skip", fail_on_nonzero: bool = True,
                  concurrency: int | str = "100%", max_errors: int | str = 0, output_limit: int = 4096,
                  deferrable: bool = True, poll_interval: float = 10.0, wait_timeout: float | None = None,
-                 content: str | None = None, mark_paused: bool = False, **kwargs: Any) -> None:
+                 content: str | None = None, mark_paused: bool = False, lease_wait: float = 0.0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.instances = instances
         self.mark_paused = mark_paused
+        self.lease_wait = lease_wait
         self.command_content = command_content if command_content is not None else content
         self.concurrency = concurrency
         self.command_type = command_type
@@ -187,6 +193,7 @@ class RunCommandOperator(AliyunItemsOperator):
             raise ValueError("poll_interval must be positive")
         check_count(self.max_errors, "max_errors")
         check_concurrency(self.concurrency)
+        self.lease_wait = check_lease_wait(self.lease_wait)
         return params
 
     # -- flow -----------------------------------------------------------------------------------------
@@ -198,8 +205,12 @@ class RunCommandOperator(AliyunItemsOperator):
             self.log.info("no instances: nothing to run")
             context["ti"].xcom_push(key="results", value=[])
             return []
-        settled, runnable = triage(hook, items, self._decide)
-        state = plan_waves(items, settled, runnable, self.concurrency, "run on", self.log)
+        leased, refused = items, {}
+        if self.mark_paused:  # a freeze is taken under this run's lease only
+            leased, refused = lease_items(hook, context, items, purpose=pause.FREEZE, wait_seconds=self.lease_wait,
+                                          poll_interval=float(self.poll_interval), log=self.log)
+        settled, runnable = triage(hook, leased, self._decide)
+        state = plan_waves(items, {**refused, **settled}, runnable, self.concurrency, "run on", self.log)
         return self._run_waves(context, {**state, "wave": 0, "current": {}})
 
     def _decide(self, item: Mapping[str, Any], record: Mapping[str, Any]) -> tuple[str, str] | None:

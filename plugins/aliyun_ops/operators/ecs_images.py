@@ -9,10 +9,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from aliyun_ops import leases
 from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, error_reason
+from aliyun_ops.logic import lease as lz
 from aliyun_ops.logic import pause
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.naming import (
@@ -73,7 +76,12 @@ class CreateImageOperator(BatchImageOperator):
         the deferred wait; an instance whose image failed is resumed at once. Nothing is awaited or
         untagged here: :class:`~aliyun_ops.operators.ecs_pause.ResumePausedOperator` verifies, as teardown.
         With it, a Running instance this run did not pause (or already resumed: a retry of this task) is not
-        imaged but reported failed, since its image would not be consistent.
+        imaged but reported failed, since its image would not be consistent; so is an instance another live run
+        holds the lease of (:mod:`aliyun_ops.leases`).
+    :param reuse_after_restart: whether an image an earlier try of this run made is reused although the instance
+        has started since (its ``StartTime`` is not before the image's ``CreationTime``). True (default) suits
+        backups; a pipeline that writes the image back onto the disk (the spot cycle) sets False, so that a re-run
+        hours later never puts an image older than the disk's last writes back on it.
 
     Returns ``[{"instance_id", "instance_name", "region", "image_id", "image_name", "status", "reason",
     "image_status", "size_gib", "seconds", "snapshot_ids"}]``.
@@ -94,9 +102,10 @@ class CreateImageOperator(BatchImageOperator):
                  image_name_template: str = DEFAULT_IMAGE_NAME_TEMPLATE,
                  description: str | None = None, tags: Mapping[str, str] | None = None, policy: str | None = None,
                  retention_days: int | None = None, resume_paused_after_snapshots: bool = False,
-                 thaw_command: str | None = None, **kwargs: Any) -> None:
+                 thaw_command: str | None = None, reuse_after_restart: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.instances = instances
+        self.reuse_after_restart = reuse_after_restart
         self.instance_tags = instance_tags
         self.resume_paused_after_snapshots = resume_paused_after_snapshots
         self.thaw_command = thaw_command
@@ -169,6 +178,12 @@ class CreateImageOperator(BatchImageOperator):
             res["instance_name"] = res["instance_name"] or inst.get("InstanceName", "")
             prior = existing.get(f"{region}/{iid}", [])
             good = [r for r in prior if r.get("Status") not in ("CreateFailed", "UnAvailable")]
+            stale = [] if self.reuse_after_restart else \
+                [r for r in good if pause.started_since(inst.get("StartTime"), r.get("CreationTime"))]
+            if stale:
+                self.log.info("%s: not reusing %s of an earlier try: the instance has started since (StartTime %s): "
+                              "a new image", iid, ", ".join(r["ImageId"] for r in stale), inst.get("StartTime") or "-")
+                good = [r for r in good if r not in stale]
             if good:
                 rec = sorted(good, key=lambda r: r.get("CreationTime", ""))[-1]
                 res.update(image_id=rec["ImageId"], image_name=rec.get("ImageName", ""), status="pending",
@@ -180,8 +195,9 @@ class CreateImageOperator(BatchImageOperator):
                 res["reason"] = f"instance {iid} is {inst.get('Status')}; CreateImage needs Running or Stopped"
                 continue
             if self.resume_paused_after_snapshots and not self._still_paused(context, inst):
-                res["reason"] = (f"instance {iid} is Running and not (or no longer) paused by this run: its image would "
-                                 f"not be consistent; re-run the DAG run from its preparation")
+                res["reason"] = (f"instance {iid} is {inst.get('Status')} and not (or no longer) paused by this run, or "
+                                 f"another run holds its lease: its image would not be consistent; re-run the DAG "
+                                 f"run from its preparation")
                 continue
             res["_attempt"] = len(prior)  # earlier CreateFailed images: a new, still stable, token
             to_create.append(res)
@@ -272,10 +288,14 @@ class CreateImageOperator(BatchImageOperator):
     @staticmethod
     def _still_paused(context: Any, instance: Mapping[str, Any]) -> bool:
         """Stopped (cold, consistent), or paused by this run and not resumed yet (e.g. a retry of this task
-        after an early resume must not image a running instance as if it were quiesced)."""
+        after an early resume must not image a running instance as if it were quiesced); in both cases only while
+        no other live run holds the instance's lease (an overlapping run could start or thaw it mid-image)."""
+        tags = pv.tags_from_api(instance.get("Tags"))
+        if lz.verdict(tags, leases.run_holder(context), datetime.now(UTC)) == lz.HELD:
+            return False
         if instance.get("Status") == "Stopped":
             return True
-        info, paused = run_info(context), pause.paused_info(pv.tags_from_api(instance.get("Tags"))) or {}
+        info, paused = run_info(context), pause.paused_info(tags) or {}
         return (paused.get("run_key") == info["run_key"][:128] and paused.get("dag_id") == info["dag_id"][:128]
                 and not paused.get("resumed_at"))
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aliyun_ops import leases
 from aliyun_ops.batch import ItemResult, run_batch
 from aliyun_ops.exceptions import AliyunApiError, WaitFailed
 from aliyun_ops.hooks.ecs import EcsHook
@@ -128,6 +129,28 @@ def mark_paused(hook: EcsHook, context: Any, region: str, ids: list[str], mode: 
     except AliyunApiError as err:
         return f"{refusal}: could not tag it {pause.PAUSED_BY} first ({err.code}: {err.message})"
     return None
+
+
+def lease_items(hook: EcsHook, context: Any, items: Sequence[Mapping[str, Any]], *, purpose: str,
+                wait_seconds: Any, poll_interval: float, log: Any) -> tuple[list[dict], dict[str, dict]]:
+    """Take this run's lease (:mod:`aliyun_ops.leases`) on each instance before a disruptive step; returns the
+    items leased and ``{instance_id: failed result}`` for those another live run holds (after waiting up to
+    ``wait_seconds``) or that could not be tagged. Nothing else is changed for a refused instance."""
+    taken = leases.acquire(hook, context, items, purpose=purpose, wait_seconds=check_lease_wait(wait_seconds),
+                           poll_interval=min(float(poll_interval), 60.0), log=log)
+    refused = {i["instance_id"]: result(i, FAILED, "", f"{purpose} refused: {taken.refused[i['instance_id']]}")
+               for i in items if i["instance_id"] in taken.refused}
+    for iid, seconds in taken.waited.items():
+        log.info("%s: leased after waiting %.0fs for another run", iid, seconds)
+    return [i for i in items if i["instance_id"] not in refused], refused
+
+
+def check_lease_wait(value: Any) -> float:
+    """``lease_wait`` (seconds, a number >= 0, maybe rendered as a string) as a float; ValueError otherwise."""
+    wait = as_number(value if value is not None else 0)
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or wait < 0:
+        raise ValueError(f"lease_wait must be a number of seconds >= 0, got {value!r}")
+    return float(wait)
 
 
 def unmark_paused(hook: EcsHook, region: str, ids: list[str], log: Any, left: str) -> None:
@@ -315,7 +338,7 @@ class _PowerOperator(InstanceItemsOperator):
     """Shared by Start/Stop: skip instances already there, batch the API calls, wait, report per instance."""
 
     template_fields = ("aliyun_conn_id", "region", "instances", "regions", "tags", "concurrency", "max_errors",
-                       "poll_interval", "wait_timeout")
+                       "poll_interval", "wait_timeout", "lease_wait")
     target_status = ""
     from_status = ""         # status an instance must have for the API call
     heading = ("",)          # statuses already on the way to the target: wait only
@@ -325,12 +348,13 @@ class _PowerOperator(InstanceItemsOperator):
                  tags: Mapping[str, str] | None = None, concurrency: int | str = "100%",
                  max_errors: int | str = 0, wait_for_completion: bool = True, deferrable: bool = True,
                  poll_interval: float = 15.0, wait_timeout: float | None = 1800.0, mark_paused: bool = False,
-                 **kwargs: Any) -> None:
+                 lease_wait: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.instances = instances
         self.regions = regions
         self.tags = tags
         self.mark_paused = mark_paused
+        self.lease_wait = lease_wait
         self.concurrency = concurrency
         self.max_errors = max_errors
         self.wait_for_completion = wait_for_completion
@@ -344,6 +368,7 @@ class _PowerOperator(InstanceItemsOperator):
         check_concurrency(self.concurrency)
         check_count(self.max_errors, "max_errors")
         _check_wait_args(self.poll_interval, self.wait_timeout)
+        self.lease_wait = check_lease_wait(self.lease_wait)
         if self.instances is None and not self.tags:
             raise ValueError("give instances (ids or selected records) or tags to select them by")
         if self.tags is not None:
@@ -383,9 +408,13 @@ class _PowerOperator(InstanceItemsOperator):
     def execute(self, context: Any) -> list[dict]:
         self.validate()
         items = self.targets(self.hook)
-        settled, todo = triage(self.hook, items, self._decide)
-        return self._run_waves(context, plan_waves(items, settled, todo, self.concurrency, self.target_status,
-                                                   self.log))
+        leased, refused = items, {}
+        if self.mark_paused and self.pause_mode and items:  # a pause is taken under this run's lease only
+            leased, refused = lease_items(self.hook, context, items, purpose=self.pause_mode,
+                                          wait_seconds=self.lease_wait, poll_interval=self.poll_interval, log=self.log)
+        settled, todo = triage(self.hook, leased, self._decide)
+        return self._run_waves(context, plan_waves(items, {**refused, **settled}, todo, self.concurrency,
+                                                   self.target_status, self.log))
 
     def _decide(self, item: Mapping[str, Any], record: Mapping[str, Any]) -> tuple[str, str] | None:
         status = item["status"]
@@ -489,6 +518,10 @@ class StopInstancesOperator(_PowerOperator):
     :class:`~aliyun_ops.operators.ecs_pause.ResumePausedOperator` starts exactly what this run stopped,
     whatever fails later (as a teardown whose setup runs before the stop: see its example). An instance
     that cannot be tagged is not stopped; one whose stop is refused and stays Running is untagged again.
+    With ``mark_paused`` every instance, already Stopped ones included, is first leased to this run
+    (:mod:`aliyun_ops.leases`, tag ``ops:lease-holder``, released by the resume teardown): one that another live
+    run holds (an overlapping backfill, a second deployment, another restore) is waited for up to ``lease_wait``
+    seconds (default 0), then reported failed with who holds it, and left alone.
     The per-instance results are also pushed as XCom ``results`` before the task fails on ``max_errors``.
     A StopInstances answer lost to the network, or a retried call answered ``IncorrectInstanceStatus``,
     is checked with DescribeInstances: an instance already Stopping or Stopped counts as stopped.

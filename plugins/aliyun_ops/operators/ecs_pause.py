@@ -14,8 +14,10 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from aliyun_ops import leases
 from aliyun_ops.exceptions import AliyunApiError, RunIncomplete, denied, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
+from aliyun_ops.logic import lease as lz
 from aliyun_ops.logic import pause
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.logic.provenance import tags_from_api
@@ -119,10 +121,11 @@ class ResumePausedOperator(AliyunBaseOperator):
             tags[pause.PAUSED_BY] = run_key(context)[:128]
         return tags
 
-    def find_paused(self, hook: EcsHook, context: Any) -> list[dict]:
-        """Instances carrying this scope's pause tags. Given ``regions`` must all be readable; when scanning
-        every region of the account, a region that refuses (a RAM policy limited to the regions in use, a
-        region not open to the account) is skipped with a warning and pushed as XCom ``unscanned_regions``."""
+    def find_paused(self, hook: EcsHook, context: Any) -> tuple[list[dict], list[str]]:
+        """Instances carrying this scope's pause tags, and the regions looked in. Given ``regions`` must all be
+        readable; when scanning every region of the account, a region that refuses (a RAM policy limited to the
+        regions in use, a region not open to the account) is skipped with a warning and pushed as XCom
+        ``unscanned_regions``."""
         explicit = normalize_regions(self.regions)
         regions = explicit or [r["RegionId"] for r in hook.describe_regions()]
         tags = self.search_tags(context)
@@ -138,28 +141,28 @@ class ResumePausedOperator(AliyunBaseOperator):
                 unscanned.append(region)
                 continue
             for rec in records:
-                info = pause.paused_info(tags_from_api(rec.get("Tags"))) or {}
+                rec_tags = tags_from_api(rec.get("Tags"))
+                info = pause.paused_info(rec_tags) or {}
+                lease = lz.read_lease(rec_tags)
                 found.append({"instance_id": rec["InstanceId"], "region": region, "status": rec.get("Status", ""),
                               "mode": info.get("mode", ""), "paused_by": info.get("run_key", ""),
                               "paused_at": info.get("paused_at", ""), "resumed_at": info.get("resumed_at", ""),
-                              "thaw_invoke": info.get("thaw_invoke", "")})
-        self.log.info("%d paused instance(s) found with tags %s in %d region(s)", len(found), tags,
-                      len(regions) - len(unscanned))
+                              "thaw_invoke": info.get("thaw_invoke", ""),
+                              "lease_holder": lease.holder if lease else "",
+                              "lease_live": bool(lease) and lz.verdict(rec_tags, "", datetime.now(UTC)) == lz.HELD})
+        scanned = [r for r in regions if r not in unscanned]
+        self.log.info("%d paused instance(s) found with tags %s in %d region(s)", len(found), tags, len(scanned))
         context["ti"].xcom_push(key="unscanned_regions", value=unscanned)
-        return found
+        return found, scanned
 
     # -- flow ---------------------------------------------------------------------------------------------
     def execute(self, context: Any) -> list[dict]:
         self.validate()
         hook = self.hook
         deadline = deadline_from(float(self.timeout))
-        items = self.find_paused(hook, context)
+        items, scanned = self.find_paused(hook, context)
         if self.scope == "dag":
-            busy = self.runs_in_progress(context, {i["paused_by"] for i in items})
-            for item in (i for i in items if i["paused_by"] in busy):
-                self.log.warning("%s: paused by run %s, which is still in progress: left to it", item["instance_id"],
-                                 item["paused_by"])
-            items = [i for i in items if i["paused_by"] not in busy]
+            items = self.not_in_progress(context, items)
         results: dict[str, dict] = {}
         for item in items:
             results[item["instance_id"]] = {**{k: item[k] for k in ("instance_id", "region", "mode", "paused_by",
@@ -179,8 +182,33 @@ class ResumePausedOperator(AliyunBaseOperator):
             self._done(results[item["instance_id"]], "done", f"already {item['status']}: nothing to undo")
         self.start(hook, groups.get(pause.START, []), results, deadline)
         self.thaw(context, hook, self.thawed_early(hook, groups.get(pause.THAW, []), results), results, deadline)
-        self.untag(hook, [results[i["instance_id"]] for i in items if plans[i["instance_id"]] != pause.GONE])
-        return self.finish(context, [results[i["instance_id"]] for i in items])
+        self.untag(context, hook, [i for i in items if plans[i["instance_id"]] != pause.GONE], results)
+        released = self.release_leases(context, hook, scanned, {i["instance_id"] for i in items}) \
+            if self.scope == "run" else []
+        return self.finish(context, [results[i["instance_id"]] for i in items] + released)
+
+    def not_in_progress(self, context: Any, items: list[dict]) -> list[dict]:
+        """The paused instances whose run is over: not queued or running here, and, when a live lease still guards
+        the instance, a run this deployment knows (a run of another deployment against the same account is
+        invisible here: its live lease says it may still be working)."""
+        busy = self.runs_in_progress(context, {i["paused_by"] for i in items})
+        dag_id = str(self.dag_id_filter or context["ti"].dag_id)
+        leased = {i["paused_by"] for i in items if i["lease_live"] and i["paused_by"] not in busy}
+        unknown = {k for k in leased if not self.run_known(context, dag_id, k)}
+        for item in (i for i in items if i["paused_by"] in busy | unknown):
+            why = "still in progress" if item["paused_by"] in busy else \
+                f"unknown to this Airflow and still leased ({item['lease_holder']})"
+            self.log.warning("%s: paused by run %s, %s: left to it", item["instance_id"], item["paused_by"], why)
+        return [i for i in items if i["paused_by"] not in busy | unknown]
+
+    def run_known(self, context: Any, dag_id: str, key: str) -> bool:
+        """Whether this Airflow has a run of ``dag_id`` with run key ``key`` (any state); True when it cannot tell
+        (an operator run outside a task runner: the pre-lease behaviour)."""
+        try:
+            return bool(context["ti"].get_dr_count(dag_id=dag_id, **run_query(key)))
+        except Exception as exc:  # noqa: BLE001 - no supervisor to ask
+            self.log.info("cannot tell whether run %s exists here (%s): treating it as ours", key, exc)
+            return True
 
     def runs_in_progress(self, context: Any, run_keys: set[str]) -> set[str]:
         """Run keys (logical dates, else run ids) of other runs of the DAG still queued or running: their pauses
@@ -191,12 +219,7 @@ class ResumePausedOperator(AliyunBaseOperator):
         busy: set[str] = set()
         for key in sorted(k for k in run_keys if k and k != this_run):
             try:
-                when = datetime.fromisoformat(key)
-                query = {"logical_dates": [when]} if when.tzinfo else {"run_ids": [key]}
-            except ValueError:
-                query = {"run_ids": [key]}
-            try:
-                if ti.get_dr_count(dag_id=dag_id, states=["queued", "running"], **query):
+                if ti.get_dr_count(dag_id=dag_id, states=["queued", "running"], **run_query(key)):
                     busy.add(key)
             except Exception as exc:  # noqa: BLE001 - no supervisor to ask: resume (the safe default for an undo)
                 self.log.info("cannot tell whether run %s is in progress (%s): treating it as finished", key, exc)
@@ -307,16 +330,47 @@ class ResumePausedOperator(AliyunBaseOperator):
                 todo.append(item)
         return todo
 
-    def untag(self, hook: EcsHook, results: list[dict]) -> None:
-        """Remove the pause tags of what was resumed; a failure leaves the instance reported failed."""
-        resumed = [r for r in results if r["status"] == SUCCESS]
-        for region, ids in by_region(resumed).items():
+    def untag(self, context: Any, hook: EcsHook, items: list[dict], results: dict[str, dict]) -> None:
+        """Remove the pause tags of what was resumed, and its lease when the pausing run (or this one) holds it; a
+        failure leaves the instance reported failed. What could not be resumed keeps both, for the next run."""
+        groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        dag_id = str(self.dag_id_filter or context["ti"].dag_id)
+        for item in items:
+            if results[item["instance_id"]]["status"] != SUCCESS:
+                continue
+            holder = item["lease_holder"]
+            owned = bool(holder) and (holder == leases.run_holder(context)
+                                      or holder.startswith(f"{dag_id}|{item['paused_by']}|"))
+            keys = pause.PAUSE_TAG_KEYS + (lz.LEASE_TAG_KEYS if owned else ())
+            groups.setdefault((item["region"], keys), []).append(item["instance_id"])
+        for (region, keys), ids in groups.items():
             try:
-                hook.untag_resources(region, "instance", ids, pause.PAUSE_TAG_KEYS)
+                hook.untag_resources(region, "instance", ids, keys)
             except AliyunApiError as err:
-                for r in resumed:
-                    if r["region"] == region:
-                        r.update(status=FAILED, reason=f"{r['reason']}; pause tags not removed: {error_reason(err)}")
+                for iid in ids:
+                    r = results[iid]
+                    r.update(status=FAILED, reason=f"{r['reason']}; pause tags not removed: {error_reason(err)}")
+
+    def release_leases(self, context: Any, hook: EcsHook, regions: list[str], paused: set[str]) -> list[dict]:
+        """Release this run's leases on instances it did not pause (already Stopped when it came, a restore of a
+        Stopped instance); returns a failed result per lease that could not be released (it blocks other runs
+        until it expires)."""
+        failed = []
+        for region in regions:
+            try:
+                ids = [r["InstanceId"] for r in leases.held_by_run(hook, context, region)
+                       if r["InstanceId"] not in paused]
+                leases.release(hook, region, ids)
+            except AliyunApiError as err:
+                failed.append({"instance_id": f"leases of this run in {region}", "region": region, "mode": "", "paused_by": "", "paused_at": "",
+                               "status": FAILED, "action": "release", "instance_status": "", "resumed_at": None,
+                               "paused_seconds": None,
+                               "reason": f"this run's leases not released (they block other runs until they expire): "
+                                         f"{error_reason(err)}"})
+                continue
+            if ids:
+                self.log.info("released this run's lease on %s (nothing paused there)", ", ".join(ids))
+        return failed
 
     @staticmethod
     def _done(res: dict, action: str, reason: str, status: str | None = None) -> None:
@@ -343,6 +397,15 @@ class ResumePausedOperator(AliyunBaseOperator):
                 raise AirflowFailException(message)
             raise RunIncomplete(message)
         return results
+
+
+def run_query(key: str) -> dict[str, list]:
+    """The DagRun look-up of a run key (:func:`~aliyun_ops.tasks.run_key`): a logical date, else a run id."""
+    try:
+        when = datetime.fromisoformat(key)
+    except ValueError:
+        return {"run_ids": [key]}
+    return {"logical_dates": [when]} if when.tzinfo else {"run_ids": [key]}
 
 
 def resume_early(hook: EcsHook, context: Any, paused: Sequence[Mapping[str, Any]], *,

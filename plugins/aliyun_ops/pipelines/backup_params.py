@@ -14,6 +14,8 @@ from ..logic.provenance import validate_tags
 DEFAULT_CONCURRENCY = "100%"
 """Every instance's build and copy in flight at once: the night is as short as the cloud allows, and with
 ``consistency=stop`` no instance waits stopped for a slot (ECS queues copies itself, 5 per region)."""
+DEFAULT_LEASE_WAIT_MINUTES = 30
+"""How long a stop or freeze waits for another run's lease on the instance (it holds it until its resume)."""
 DEFAULT_SELECTION_TAGS = {"backup": "daily"}
 """Selection of a scheduled run: instances tagged ``backup=daily``."""
 
@@ -55,6 +57,11 @@ def backup_params() -> dict[str, Param]:
         "max_errors": Param(0, **COUNT_OR_PERCENT, title="Max errors",
                             description="Failures tolerated before the run fails (OOS semantics)."),
         "timeout_minutes": Param(360, type="integer", minimum=5, maximum=2880, title="Timeout (minutes)"),
+        "lease_wait_minutes": Param(DEFAULT_LEASE_WAIT_MINUTES, type="integer", minimum=0, maximum=1440,
+                                    title="Wait for another run (minutes)",
+                                    description="With consistency stop or command: how long an instance another "
+                                                "run holds (an overlapping backfill, a second deployment) is waited "
+                                                "for before it is reported failed. 0: refuse at once."),
         "poll_interval": Param(60, type="integer", minimum=1, maximum=1800, title="Poll interval (seconds)"),
         "retention_days": Param(7, type="integer", minimum=1, maximum=3650, title="Retention days",
                                 description="Written as the ops:retention-days tag for the pruning DAG."),
@@ -120,6 +127,7 @@ def resolve_backup_config(params: Mapping[str, Any], default_region: str | None)
         "extra_tags": dict(params.get("extra_tags") or {}), "encrypted": encrypted, "kms_key_id": kms,
         "concurrency": params.get("concurrency", DEFAULT_CONCURRENCY), "max_errors": params.get("max_errors", 0),
         "timeout_seconds": int(params.get("timeout_minutes", 360)) * 60,
+        "lease_wait_seconds": int(params.get("lease_wait_minutes", DEFAULT_LEASE_WAIT_MINUTES)) * 60,
         "poll_interval": int(params.get("poll_interval", 60)),
         "retention_days": int(params.get("retention_days", 7)),
         "notify_emails": list(params.get("notify_emails") or []),
