@@ -2,10 +2,16 @@
 
 check (no change: the instance exists; the image, given or the newest complete backup of this instance in the
 region, is Available, ours and this instance's unless ``allow_foreign_image``) -> approval in manual runs ->
-stop if Running (tagged, so the teardown starts it again whatever fails) -> undo snapshot of the current
-system disk (``ops:undo-for``, kept 7 days) -> ReplaceSystemDisk -> start if it was Running -> health command
--> on failure: ReplaceSystemDisk with ``fallback_image_id`` or the undo snapshot -> report.
-An instance that was Stopped ends Stopped. The form asks to type the instance id twice.
+lease the instance to this run and stop it if it is Running *now* (tagged, so the teardown starts it again
+whatever fails; another restore holding the instance refuses this one, nothing changed) -> undo snapshot of the
+current system disk (``ops:undo-for``, kept 7 days) -> ReplaceSystemDisk -> start if this run stopped it ->
+health command, retried while the machine boots -> report.
+
+Fallbacks undo only what failed: a failed replace puts ``fallback_image_id`` (or the undo snapshot) back; a failed
+start or health check after a good replace keeps the restored disk and fails the run naming why, unless
+``rollback_on_failed_health`` asks for the undo snapshot back. The power state is read when the instance is
+stopped (after the approval): one someone stopped meanwhile ends Stopped. The form asks to type the instance id
+twice.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ with DAG(
                                 description="Run after the restore (Cloud Assistant). Null: the bundled "
                                             "include/scripts/health_check.sh; empty: no check."),
         "allow_foreign_image": Param(False, type="boolean", title="Allow an image of another instance"),
+        "rollback_on_failed_health": Param(False, type="boolean", title="Roll back on a failed health check",
+                                           description="Put the undo snapshot back when the restored system fails "
+                                                       "its health check (never while it is still booting)."),
         "require_approval": Param(True, type="boolean", title="Ask for approval (manual runs)"),
         "poll_interval": Param(15, type="integer", minimum=1, maximum=600, title="Poll interval (seconds)"),
         "notify_emails": Param([], type="array", items={"type": "string", "format": "idn-email"},
@@ -95,7 +104,10 @@ with DAG(
               "({{ ti.xcom_pull(task_ids='check')['image_name'] }}, "
               "{{ ti.xcom_pull(task_ids='check')['image_created'] }})"
               "\n- undo: {{ 'snapshot of the current disk first' if params.take_undo_snapshot else 'NONE' }}; "
-              "fallback: {{ params.fallback_image_id or 'the undo snapshot' }}"),
+              "if the replace fails: {{ params.fallback_image_id or 'the undo snapshot' }}; if the health check "
+              "fails: {{ 'roll back to the undo snapshot' if params.rollback_on_failed_health else 'keep the "
+              "restored disk and report' }}"
+              "\n- power: read again when approved (Running: stopped, then started again; Stopped: stays Stopped)"),
         defaults="Reject",
         response_timeout=timedelta(hours=4),
     )
@@ -119,7 +131,9 @@ with DAG(
         task_id="restore",
         plan=plan,
         take_undo_snapshot="{{ params.take_undo_snapshot }}",
+        rollback_on_failed_health="{{ params.rollback_on_failed_health }}",
         poll_interval="{{ params.poll_interval }}",
+        health_retry_interval="{{ params.poll_interval }}",
         health_command="{% if params.health_command is none %}{% include 'scripts/health_check.sh' %}"
                        "{% else %}{{ params.health_command }}{% endif %}",
     )

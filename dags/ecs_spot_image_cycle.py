@@ -1,10 +1,23 @@
 """Give spot (preemptible) instances a fresh system disk from their own image, on a timer (seed 000's OOS job).
 
-select (tags or ids) -> stop (tagged: a teardown restarts what was Running, whatever fails) -> CreateImage ->
-ReplaceSystemDisk with that image (the base image as fallback if the replace fails) -> start if it was Running
--> report and email. If CreateImage fails, the disk is left as it was (the seed replaced it with the base image,
-losing the data). A re-run of the same logical date makes no second image (ClientTokens and provenance tags).
-Credentials come only from Airflow connections (the seed kept SMTP passwords in its template).
+select (tags or ids) -> lease and stop (tagged: a teardown restarts what was Running, whatever fails; an instance
+another run holds is left alone and reported) -> CreateImage -> undo snapshot of the current disk ->
+ReplaceSystemDisk with that image -> start if this run stopped it -> report and email.
+
+What each failure does:
+* CreateImage fails: the disk is left as it was (the seed replaced it with the base image, losing the data).
+* the replace fails: ``base_image_id`` goes on the disk if given (the fresh image still holds the data), else the
+  undo snapshot.
+* the start fails after a good replace (``OperationDenied.NoStock`` is common for spot capacity): the fresh disk
+  stays, the instance is reported failed and the resume teardown tries the start again; the base image is never
+  written over a good replace.
+* a re-run of the same logical date reuses the first try's image only if the instance has not started since it
+  was made; otherwise (an on-call "Clear" hours later) it makes a new image, so no image older than the disk's
+  last writes goes back on it. The undo snapshot (on by default) keeps the disk as it was before the replace.
+
+Its images (``ops:policy=ecs-spot-image-cycle``, kept ``retention_days``) are pruned by the nightly
+``ecs_image_retention`` run with its default policies. Credentials come only from Airflow connections (the seed
+kept SMTP passwords in its template).
 """
 
 from __future__ import annotations
@@ -44,6 +57,8 @@ with DAG(
         "base_image_id": Param(None, type=["null", "string"], pattern=ids.pattern("any_image"), title="Base image",
                                description="Put on the disk only if the replace with the fresh image fails."),
         "retention_days": Param(3, type="integer", minimum=1, maximum=3650, title="Keep the images (days)"),
+        "take_undo_snapshot": Param(True, type="boolean", title="Snapshot the disk before replacing it",
+                                    description="An undo point of the disk as it was (ops:undo-for, kept 7 days)."),
         "concurrency": Param(10, type=["integer", "string"], title="Concurrency (number or %)"),
         "max_errors": Param(0, type=["integer", "string"], title="Max errors (number or %)"),
         "poll_interval": Param(15, type="integer", minimum=1, maximum=600, title="Poll interval (seconds)"),
@@ -88,6 +103,7 @@ with DAG(
         policy=POLICY,
         retention_days="{{ params.retention_days }}",
         image_name_template="spot-{instance_id}-{date}",
+        reuse_after_restart=False,             # the image goes back on the disk: never one older than its last start
         trigger_rule=TriggerRule.ALL_DONE,     # an instance its stop refused still gets an image (crash-consistent)
         **batch,
     )
@@ -95,17 +111,17 @@ with DAG(
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def plans(selected: list[dict], **context) -> list[dict]:
         """One replace per instance that is Stopped and whose fresh image is Available."""
+        from aliyun_ops.pipelines.report_inputs import task_results
         from aliyun_ops.pipelines.spot_cycle import cycle_plans
 
         ti = context["ti"]
-        created = ti.xcom_pull(task_ids="create_images", key="results") or ti.xcom_pull(task_ids="create_images")
-        return cycle_plans(selected, created, context["params"]["base_image_id"],
-                           ti.xcom_pull(task_ids="stop_instances", key="results"))
+        return cycle_plans(selected, task_results(ti, "create_images"), context["params"]["base_image_id"],
+                           task_results(ti, "stop_instances"))
 
     todo = plans(select.output)
     replace = RestoreSystemDiskOperator.partial(
         task_id="replace_system_disk",
-        take_undo_snapshot=False,              # the fresh image is the undo
+        take_undo_snapshot="{{ params.take_undo_snapshot }}",
         poll_interval="{{ params.poll_interval }}",
         max_active_tis_per_dagrun=10,
     ).expand(plan=todo)

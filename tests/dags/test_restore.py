@@ -10,6 +10,7 @@ import pytest
 from alibabacloud_ecs20140526 import models as m
 
 from tests.dags.hitl import respond, wait_for_input
+from tests.dags.reports import report_json
 
 DAG_ID = "ecs_restore_system_disk"
 REGION = "cn-hangzhou"
@@ -108,13 +109,86 @@ def test_a_failed_replace_falls_back_to_the_undo_snapshot_and_the_instance_ends_
     assert status(emulator, web["id"]) == "Running"
 
 
-def test_a_failed_health_check_falls_back_to_the_fallback_image(run_dag, emulator, ecs_client, web):
+def test_a_failed_health_check_keeps_the_restored_disk_and_fails_the_run(run_dag, emulator, ecs_client, web):
+    """The fallback image is for a failed replace only: after a good replace, a failed health check is reported,
+    the restored disk stays, and the fallback image is never used."""
     emulator.admin.request("POST", "command-behaviour", {"rules": [
         {"match": "healthy", "exit_code": 1, "output": "nginx is down"}]})
-    run = run_dag(DAG_ID, conf=conf(web, fallback_image_id=web["images"]["web-old"]))
+    run = run_dag(DAG_ID, conf=conf(web, fallback_image_id=web["images"]["web-old"]), retries=0)
     assert run.state == "failed"
-    assert system_disk(ecs_client, web["id"]).image_id == web["images"]["web-old"]
+    assert system_disk(ecs_client, web["id"]).image_id == web["images"]["web-newest"]
     assert status(emulator, web["id"]) == "Running"
+    row = report_json(DAG_ID, run)["rows"][0]
+    assert row["status"] == "failed" and "health check failed" in row["reason"] and "nginx is down" in row["reason"]
+    assert row["fallback_image_id"] == ""
+    assert calls(emulator, "ReplaceSystemDisk") == 1
+
+
+def test_rollback_on_a_failed_health_check_uses_the_undo_snapshot_never_the_fallback_image(run_dag, emulator,
+                                                                                           ecs_client, web):
+    before = system_disk(ecs_client, web["id"]).image_id
+    emulator.admin.request("POST", "command-behaviour", {"rules": [
+        {"match": "healthy", "exit_code": 1, "output": "nginx is down"}]})
+    run = run_dag(DAG_ID, conf=conf(web, fallback_image_id=web["images"]["web-old"],
+                                    rollback_on_failed_health=True), retries=0)
+    assert run.state == "failed"
+    image_id = system_disk(ecs_client, web["id"]).image_id
+    assert image_id not in (web["images"]["web-old"], web["images"]["web-newest"], before)
+    undo_image = ecs_client(REGION).describe_images(m.DescribeImagesRequest(
+        region_id=REGION, image_id=image_id)).body.images.image[0]
+    assert undo_image.image_name.startswith("undo-")              # made from the undo snapshot
+    assert status(emulator, web["id"]) == "Running"
+
+
+def test_a_health_command_failing_once_while_booting_is_retried_without_a_fallback(run_dag, emulator, ecs_client,
+                                                                                     web):
+    emulator.admin.request("POST", "command-behaviour", {"rules": [
+        {"match": "healthy", "exit_code": 1, "output": "systemd state: starting", "count": 1}]})
+    run = run_dag(DAG_ID, conf=conf(web), retries=0)
+    assert run.state == "success"
+    assert system_disk(ecs_client, web["id"]).image_id == web["images"]["web-newest"]
+    assert calls(emulator, "ReplaceSystemDisk") == 1 and status(emulator, web["id"]) == "Running"
+    assert "try 2" in report_json(DAG_ID, run)["rows"][0]["health"]
+
+
+def test_a_lost_answer_to_the_real_start_keeps_the_restore(run_dag, emulator, ecs_client, web):
+    """StartInstance is applied but its answer is lost (the DryRun permission check before it is left alone): the
+    retry meets IncorrectInstanceStatus, and the restore still succeeds on the restored image, without fallback."""
+    emulator.admin.set_faults({"rules": [
+        {"action": "ecs:StartInstance", "kind": "drop_after", "count": 1, "dry_run": False}]})
+    run = run_dag(DAG_ID, conf=conf(web), retries=0)
+    assert run.state == "success"
+    assert system_disk(ecs_client, web["id"]).image_id == web["images"]["web-newest"]
+    assert calls(emulator, "ReplaceSystemDisk") == 1 and status(emulator, web["id"]) == "Running"
+    starts = [c["code"] for c in emulator.admin.request("GET", "calls", action="ecs:StartInstance")["recent"]]
+    assert "ConnectionDroppedAfter" in starts and "IncorrectInstanceStatus" in starts, starts
+
+
+def test_a_second_restore_of_an_instance_another_run_holds_is_refused_with_nothing_changed(run_dag, emulator,
+                                                                                            ecs_client, web):
+    """Two restores of one instance approved together: the one that finds the other's live lease stops nothing,
+    snapshots nothing, replaces nothing, and says who holds the instance."""
+    until = pendulum.now("UTC").add(hours=2).isoformat()
+    ecs_client(REGION).tag_resources(m.TagResourcesRequest(
+        region_id=REGION, resource_type="instance", resource_id=[web["id"]], tag=[
+            m.TagResourcesRequestTag(key="ops:lease-holder", value=f"{DAG_ID}|manual__other|20261120T100000.000000"),
+            m.TagResourcesRequestTag(key="ops:lease-until", value=until),
+            m.TagResourcesRequestTag(key="ops:lease-purpose", value="restore")]))
+    run = run_dag(DAG_ID, conf=conf(web), retries=0)
+    assert run.state == "failed"
+    for action in ("StopInstances", "StopInstance", "CreateSnapshot", "ReplaceSystemDisk"):
+        assert calls(emulator, action) == 0, action
+    assert status(emulator, web["id"]) == "Running"
+    tags = emulator.admin.table("ecs.instances")[web["id"]]["Tags"]
+    assert tags["ops:lease-holder"].startswith(f"{DAG_ID}|manual__other|")      # the other run's lease is untouched
+    assert "manual__other" in report_json(DAG_ID, run)["rows"][0]["reason"]
+
+
+def test_the_lease_is_released_after_a_restore(run_dag, emulator, ecs_client, web):
+    run = run_dag(DAG_ID, conf=conf(web))
+    assert run.state == "success"
+    tags = emulator.admin.table("ecs.instances")[web["id"]]["Tags"]
+    assert not any(k.startswith("ops:lease") for k in tags), tags
 
 
 def test_an_instance_that_was_stopped_ends_stopped(run_dag, emulator, ecs_client, web):
@@ -149,6 +223,24 @@ def test_a_manual_run_waits_for_approval(run_dag, emulator, ecs_client, web, ans
         assert run.state == "failed"
         assert calls(emulator, "ReplaceSystemDisk") == 0 and calls(emulator, "CreateSnapshot") == 0
         assert status(emulator, web["id"]) == "Running"
+
+
+def test_an_instance_stopped_while_the_approval_waits_stays_stopped(run_dag, emulator, ecs_client, web):
+    """The power state is read when the instance is stopped, after the approval, not when the check ran."""
+    def human():
+        run_id = wait_for_input(DAG_ID, "approve")
+        ecs_client(REGION).stop_instance(m.StopInstanceRequest(instance_id=web["id"]))   # the on-call, meanwhile
+        emulator.admin.advance(600)
+        respond(DAG_ID, run_id, "approve", "Approve")
+
+    responder = threading.Thread(target=human, daemon=True)
+    responder.start()
+    run = run_dag(DAG_ID, conf=conf(web, require_approval=True))
+    responder.join(timeout=10)
+    assert run.state == "success"
+    assert system_disk(ecs_client, web["id"]).image_id == web["images"]["web-newest"]
+    assert status(emulator, web["id"]) == "Stopped"
+    assert calls(emulator, "StartInstance") == 0 and calls(emulator, "StartInstances") == 0
 
 
 def test_throttling_server_errors_and_lost_answers_do_not_change_the_outcome(run_dag, emulator, ecs_client, web):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pendulum
 from alibabacloud_ecs20140526 import models as m
 
+from tests.dags.reports import report_json
+
 DAG_ID = "ecs_spot_image_cycle"
 REGION = "cn-hangzhou"
 NIGHT = pendulum.datetime(2026, 11, 20, 4, 0, tz="UTC")        # 12:00 Asia/Shanghai
@@ -28,8 +30,8 @@ def spot_images(emulator) -> list[dict]:
             if (i.get("Tags") or {}).get("ops:policy") == "ecs-spot-image-cycle"]
 
 
-def test_each_instance_gets_a_disk_from_its_own_fresh_image_and_a_rerun_makes_nothing_twice(run_dag, emulator,
-                                                                                             ecs_client):
+def test_each_instance_gets_a_disk_from_its_own_fresh_image_and_a_rerun_never_writes_an_older_one(run_dag, emulator,
+                                                                                                  ecs_client):
     names = fleet(emulator)
     run = run_dag(DAG_ID, logical_date=NIGHT, conf=FAST)
     assert run.state == "success"
@@ -42,9 +44,22 @@ def test_each_instance_gets_a_disk_from_its_own_fresh_image_and_a_rerun_makes_no
     other = names["other-001"] if "other-001" in names else next(v for k, v in names.items() if k.startswith("other"))
     assert emulator.admin.table("ecs.instances")[other]["Status"] == "Running"
 
+    undo = [s for s in emulator.admin.table("ecs.snapshots").values() if (s.get("Tags") or {}).get("ops:undo-for")]
+    assert sorted(s["Tags"]["ops:undo-for"] for s in undo) == sorted(spot)     # an undo point per disk, by default
+    assert not any(k.startswith(("ops:lease", "ops:paused")) for iid in spot
+                   for k in emulator.admin.table("ecs.instances")[iid]["Tags"])
+
+    # an on-call "Clear" six hours later, same logical date: the instances have run since the first images were
+    # made, so those are not written back (six hours of writes would be lost): each gets a new image
+    emulator.admin.advance(6 * 3600)
+    last_start = {iid: emulator.admin.table("ecs.instances")[iid]["StartTime"] for iid in spot}
     again = run_dag(DAG_ID, logical_date=NIGHT, conf=FAST)
     assert again.state == "success"
-    assert len(spot_images(emulator)) == 2                      # no second image for the same night
+    assert len(spot_images(emulator)) == 4
+    for iid in spot:
+        on_disk = emulator.admin.table("ecs.images")[system_image(ecs_client, iid)]
+        assert on_disk["ImageId"] != images[iid] and on_disk["Tags"]["ops:source-instance"] == iid
+        assert on_disk["CreationTime"] > last_start[iid]          # never older than the disk's last writes
 
 
 def test_a_failed_image_leaves_the_disk_alone_and_the_instance_running(run_dag, emulator, ecs_client):
@@ -59,6 +74,28 @@ def test_a_failed_image_leaves_the_disk_alone_and_the_instance_running(run_dag, 
     fails = run_dag(DAG_ID, logical_date=NIGHT.add(days=1), conf=FAST)     # max_errors 0: the run says so
     assert fails.state == "failed"
     assert all(emulator.admin.table("ecs.instances")[iid]["Status"] == "Running" for iid in spot)
+
+
+def test_a_start_without_spot_stock_after_a_good_replace_keeps_the_fresh_disk(run_dag, emulator, ecs_client):
+    """OperationDenied.NoStock on the start of one instance (common for spot capacity) after its disk was replaced
+    with the fresh image: the fresh disk stays (never the base image over it), that instance is reported failed and
+    the run fails; the other instance is cycled as usual."""
+    names = fleet(emulator)
+    spot = sorted(iid for name, iid in names.items() if name.startswith("spot"))
+    base = emulator.admin.table("ecs.instances")[spot[0]]["ImageId"]
+    emulator.admin.set_faults({"rules": [{"action": "ecs:StartInstance*", "kind": "error", "status": 403,
+                                          "code": "OperationDenied.NoStock", "rate": 1.0, "dry_run": False,
+                                          "resource_ids": [spot[0]]}]})
+    run = run_dag(DAG_ID, logical_date=NIGHT, conf={**FAST, "base_image_id": base}, retries=0)
+    assert run.state == "failed"
+    fresh = {i["Tags"]["ops:source-instance"]: i["ImageId"] for i in spot_images(emulator)}
+    assert system_image(ecs_client, spot[0]) == fresh[spot[0]] != base
+    assert emulator.admin.table("ecs.instances")[spot[0]]["Status"] == "Stopped"
+    assert emulator.admin.table("ecs.instances")[spot[1]]["Status"] == "Running"
+    assert system_image(ecs_client, spot[1]) == fresh[spot[1]]
+    rows = {r["instance_id"]: r for r in report_json(DAG_ID, run)["rows"]}
+    assert rows[spot[0]]["status"] == "failed" and "NoStock" in rows[spot[0]]["reason"]
+    assert rows[spot[0]]["fallback_image_id"] == "" and rows[spot[1]]["status"] == "success"
 
 
 def test_a_failed_replace_falls_back_to_the_base_image(run_dag, emulator, ecs_client):

@@ -1,9 +1,11 @@
 """Restore an instance's system disk from a backup image, with an undo: check first, keep a snapshot of the
-current disk, replace, prove health, and fall back (to a given image or the undo snapshot) when any step fails.
+current disk, replace, prove health; fall back (to a given image or the undo snapshot) only when the replace
+itself failed.
 
 The power state is the caller's to restore: stop the instance with ``StopInstancesOperator(mark_paused=True)``
 before this task and pair it with ``ResumePausedOperator`` as a teardown (the restore DAG does), so an instance
-that was Running ends Running and one that was Stopped ends Stopped, whatever happens here.
+that was Running ends Running and one that was Stopped ends Stopped, whatever happens here; the teardown also
+releases the instance's lease.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from aliyun_ops import leases
 from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
+from aliyun_ops.logic import pause
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
-from aliyun_ops.operators.base import AliyunBaseOperator
+from aliyun_ops.operators.base import AliyunBaseOperator, run_key
 from aliyun_ops.operators.image_batch import run_date, run_info
-from aliyun_ops.operators.steps import run_health_command, wait_for_instance, wait_for_status
+from aliyun_ops.operators.steps import STILL_BOOTING, run_health_command, wait_for_instance, wait_for_status
 
 UNDO_FOR = "ops:undo-for"
 UNDO_RETENTION_DAYS = 7
@@ -84,13 +88,28 @@ def check_image(hook: EcsHook, region: str, image_id: str, instance_id: str, all
 class RestoreSystemDiskOperator(AliyunBaseOperator):
     """Replace a Stopped instance's system disk from ``plan`` (the output of :func:`check_restore`), safely.
 
-    Steps: undo snapshot of the current system disk (tagged ``ops:undo-for``, kept 7 days) -> ReplaceSystemDisk
-    -> wait for the new disk -> start, if the instance was Running -> ``health_command`` through Cloud Assistant.
-    When the replace, the start or the health check fails: ReplaceSystemDisk again with ``fallback_image_id``
-    (or an image made from the undo snapshot), start if it was Running, and fail with both stories in the result.
-    ClientTokens are keyed on the run, so a retried try repeats nothing and a new run restores again.
+    Steps: take this run's lease on the instance (another live run holding it refuses the restore, nothing changed)
+    -> undo snapshot of the current system disk (tagged ``ops:undo-for``, kept 7 days) -> ReplaceSystemDisk -> wait
+    for the new disk -> start, if this run stopped the instance -> ``health_command`` through Cloud Assistant, up to
+    ``health_attempts`` tries ``health_retry_interval`` seconds apart (a machine still booting is retried, and
+    reported as still booting).
 
-    Returns (and pushes as XCom ``results`` before failing) one row: ``instance_id``, ``image_id``,
+    Each fallback undoes only what failed:
+
+    * the **replace** failed: ReplaceSystemDisk again with ``fallback_image_id`` (or an image made from the undo
+      snapshot), start it if this run stopped it, and fail with both stories in the result;
+    * the **start** or the **health check** failed after a good replace: the restored disk stays, and the row is
+      failed with the instance and the reason (a start refused for lack of stock does not make the disk worse).
+      Only with ``rollback_on_failed_health`` does a failed (not still booting) health check put the undo snapshot
+      back; never ``fallback_image_id``.
+
+    ``start_after``: None (default) starts the instance after the restore only if this run stopped it (its
+    ``ops:paused-by`` tag, written by ``StopInstancesOperator(mark_paused=True)`` when the approval was given), so an
+    instance someone stopped meanwhile stays Stopped; True/False decide it outright. A start that was applied but
+    whose answer was lost counts as done. ClientTokens are keyed on the run, so a retried try repeats nothing and a
+    new run restores again.
+
+    Returns (and pushes as XCom ``results`` before failing) one row: ``instance_id``, ``image_id``, ``was_status``,
     ``undo_snapshot_id``, ``disk_id``, ``fallback_image_id`` (used), ``health``, ``status``, ``reason``.
 
     Example::
@@ -98,12 +117,14 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
         RestoreSystemDiskOperator(task_id="restore", plan=check.output, health_command="systemctl is-system-running")
     """
 
-    template_fields = ("aliyun_conn_id", "plan", "health_command", "take_undo_snapshot", "poll_interval")
+    template_fields = ("aliyun_conn_id", "plan", "health_command", "take_undo_snapshot", "poll_interval",
+                       "rollback_on_failed_health", "health_retry_interval")
     hook_class = EcsHook
 
     def __init__(self, *, plan: Any, health_command: str | None = None, take_undo_snapshot: bool | str = True,
                  health_timeout: int = 600, poll_interval: float = 5.0, step_timeout: float = 1800.0,
-                 **kwargs: Any) -> None:
+                 health_attempts: int = 5, health_retry_interval: float = 30.0,
+                 rollback_on_failed_health: bool = False, start_after: bool | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.plan = plan
         self.health_command = health_command
@@ -111,19 +132,34 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
         self.health_timeout = health_timeout
         self.poll_interval = poll_interval
         self.step_timeout = step_timeout
+        self.health_attempts = health_attempts
+        self.health_retry_interval = health_retry_interval
+        self.rollback_on_failed_health = rollback_on_failed_health
+        self.start_after = start_after
 
-    def execute(self, context: Any) -> list[dict]:
+    def validate(self) -> None:
         if not isinstance(self.plan, Mapping) or not self.plan.get("instance_id"):
             raise ValueError("plan must be the output of the restore check")
-        if not isinstance(self.take_undo_snapshot, bool):
-            raise ValueError("take_undo_snapshot must be true or false")
+        for name in ("take_undo_snapshot", "rollback_on_failed_health"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.start_after not in (None, True, False):
+            raise ValueError(f"start_after must be null, true or false, got {self.start_after!r}")
         self.poll_interval = float(self.poll_interval)
-        if self.poll_interval <= 0:
-            raise ValueError("poll_interval must be above 0")
+        self.health_retry_interval = float(self.health_retry_interval)
+        if self.poll_interval <= 0 or self.health_retry_interval < 0:
+            raise ValueError("poll_interval must be above 0 and health_retry_interval not below 0")
+        if isinstance(self.health_attempts, bool) or not isinstance(self.health_attempts, int) or \
+                not 1 <= self.health_attempts <= 100:
+            raise ValueError(f"health_attempts must be a whole number 1-100, got {self.health_attempts!r}")
+
+    def execute(self, context: Any) -> list[dict]:
+        self.validate()
         plan, hook = dict(self.plan), self.hook
         row = {"instance_id": plan["instance_id"], "instance_name": plan.get("instance_name", ""),
-               "region": plan["region"], "image_id": plan["image_id"], "undo_snapshot_id": "", "disk_id": "",
-               "fallback_image_id": "", "health": "", "status": SUCCESS, "reason": ""}
+               "region": plan["region"], "image_id": plan["image_id"], "was_status": plan.get("was_status", ""),
+               "undo_snapshot_id": "", "disk_id": "", "fallback_image_id": "", "health": "", "status": SUCCESS,
+               "reason": ""}
         try:
             self.restore(context, hook, plan, row)
         except (RestoreError, AliyunApiError) as err:
@@ -136,38 +172,79 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
     # -- the flow --------------------------------------------------------------------------------------
     def restore(self, context: Any, hook: EcsHook, plan: dict, row: dict) -> None:
         region, iid = plan["region"], plan["instance_id"]
-        if self.status(hook, region, iid) == "Running":  # nobody is stopping it: waiting would only time out
+        record = self.instance(hook, region, iid)
+        if record.get("Status") == "Running":  # nobody is stopping it: waiting would only time out
             raise RestoreError("the instance is Running: it must be stopped first (did the stop step fail?); "
                                "nothing was changed")
+        taken = leases.acquire(hook, context, [{"instance_id": iid, "region": region}], purpose="restore",
+                               log=self.log)
+        if iid in taken.refused:
+            raise RestoreError(f"{taken.refused[iid]}; nothing was changed")
+        start = self.should_start(context, record)
+        row["was_status"] = "Running" if start else "Stopped"
         self.wait_status(hook, region, iid, "Stopped")
-        for needed in self.needed_after_the_replace(plan):  # a missing one fails here, with nothing replaced
+        for needed in self.needed_after_the_replace(start):  # a missing one fails here, with nothing replaced
             hook.check_allowed(needed, region, iid)
-        if self.take_undo_snapshot and plan.get("current_disk_id"):
-            row["undo_snapshot_id"] = self.undo_snapshot(context, hook, plan)
+        disk = plan.get("current_disk_id") or self.current_disk(hook, region, iid)
+        if self.take_undo_snapshot and disk:
+            row["undo_snapshot_id"] = self.undo_snapshot(context, hook, plan, disk)
         try:
             row["disk_id"] = self.replace(context, hook, region, iid, plan["image_id"], "restore")
-            if plan["was_status"] == "Running":
-                self.start(hook, region, iid)
-                row["health"] = self.health(context, hook, region, iid)
-            row["reason"] = f"restored from {plan['image_id']}"
         except (RestoreError, AliyunApiError) as err:
             failure = str(err) if isinstance(err, RestoreError) else error_reason(err)
-            self.log.error("%s: restore from %s failed (%s): falling back", iid, plan["image_id"], failure)
-            row["fallback_image_id"] = self.fall_back(context, hook, plan, row["undo_snapshot_id"])
+            self.log.error("%s: replace with %s failed (%s): falling back", iid, plan["image_id"], failure)
+            row["fallback_image_id"] = self.fall_back(context, hook, plan, row["undo_snapshot_id"], start)
             raise RestoreError(f"restore from {plan['image_id']} failed ({failure}); fell back to "
                                f"{row['fallback_image_id']}, instance {self.status(hook, region, iid)}") from None
+        row["reason"] = f"restored from {plan['image_id']}"
+        if not start:
+            return
+        try:
+            self.start(hook, region, iid)
+        except (RestoreError, AliyunApiError) as err:
+            failure = str(err) if isinstance(err, RestoreError) else error_reason(err)
+            raise RestoreError(f"restored from {plan['image_id']} (new disk {row['disk_id']} kept), but the instance "
+                               f"did not start: {failure}") from None
+        try:
+            row["health"] = self.health(context, hook, region, iid)
+        except RestoreError as err:
+            row["health"] = str(err)
+            self.after_failed_health(context, hook, plan, row, err)
 
-    def needed_after_the_replace(self, plan: Mapping[str, Any]) -> list[str]:
+    def after_failed_health(self, context: Any, hook: EcsHook, plan: dict, row: dict, err: RestoreError) -> None:
+        """The restored disk stays unless ``rollback_on_failed_health`` asks for the undo snapshot back (never for a
+        machine still booting); either way the restore is failed with the reason."""
+        kept = f"restored from {plan['image_id']} (new disk {row['disk_id']} kept), but the health check failed: {err}"
+        if str(err).startswith(STILL_BOOTING) or not self.rollback_on_failed_health:
+            raise RestoreError(kept)
+        if not row["undo_snapshot_id"]:
+            raise RestoreError(f"{kept}; no undo snapshot to roll back to")
+        region, iid = plan["region"], plan["instance_id"]
+        self.log.error("%s: health check failed (%s): rolling back to the undo snapshot", iid, err)
+        row["fallback_image_id"] = self.fall_back(context, hook, {**plan, "fallback_image_id": ""},
+                                                  row["undo_snapshot_id"], True)
+        raise RestoreError(f"restored from {plan['image_id']}, but the health check failed ({err}); rolled back to "
+                           f"the undo snapshot ({row['fallback_image_id']}), instance {self.status(hook, region, iid)}")
+
+    def should_start(self, context: Any, record: Mapping[str, Any]) -> bool:
+        """Start after the restore? As ``start_after`` says, else only if this run stopped the instance."""
+        if self.start_after is not None:
+            return bool(self.start_after)
+        paused = pause.paused_info(pv.tags_from_api(record.get("Tags"))) or {}
+        return (paused.get("mode") == pause.STOP and paused.get("run_key") == run_key(context)[:128]
+                and paused.get("dag_id") == context["ti"].dag_id[:128])
+
+    def needed_after_the_replace(self, start: bool) -> list[str]:
         """The reads and undo the restore needs once the disk is replaced: watch the new disk, start the instance
         again, read the health command's result."""
         needed = ["DescribeDisks"]
-        if plan["was_status"] == "Running":
+        if start:
             needed.append("StartInstance")
             if self.health_command:
                 needed += ["RunCommand", "DescribeInvocations", "DescribeInvocationResults"]
         return needed
 
-    def fall_back(self, context: Any, hook: EcsHook, plan: dict, undo_snapshot_id: str) -> str:
+    def fall_back(self, context: Any, hook: EcsHook, plan: dict, undo_snapshot_id: str, start: bool) -> str:
         region, iid = plan["region"], plan["instance_id"]
         target = plan.get("fallback_image_id") or ""
         if not target:
@@ -179,20 +256,24 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
             hook.stop_instance(region, iid)
             self.wait_status(hook, region, iid, "Stopped")
         self.replace(context, hook, region, iid, target, "fallback")
-        if plan["was_status"] == "Running":
+        if start:
             self.start(hook, region, iid)
         return target
 
     # -- steps -------------------------------------------------------------------------------------------
-    def undo_snapshot(self, context: Any, hook: EcsHook, plan: dict) -> str:
+    def current_disk(self, hook: EcsHook, region: str, iid: str) -> str:
+        disks = hook.describe_disks(region, instance_id=iid, disk_type="system")
+        return disks[0]["DiskId"] if disks else ""
+
+    def undo_snapshot(self, context: Any, hook: EcsHook, plan: dict, disk_id: str) -> str:
         region, iid, info = plan["region"], plan["instance_id"], run_info(context)
         tags = {pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE, UNDO_FOR: iid, pv.RETENTION_DAYS: str(UNDO_RETENTION_DAYS),
                 pv.RUN_KEY: info["run_key"][:128], pv.DAG_ID: info["dag_id"][:128]}
         name = f"undo-{iid}-{run_date(context):%Y%m%d-%H%M%S}"
-        sid = hook.create_snapshot(region, plan["current_disk_id"], name=name, tags=tags,
-                                   client_token=self.client_token(context, "undo", iid),
+        sid = hook.create_snapshot(region, disk_id, name=name, tags=tags,
+                                   client_token=self.client_token(context, "undo", iid, disk_id),
                                    retention_days=UNDO_RETENTION_DAYS)
-        self.log.info("%s: undo snapshot %s of system disk %s", iid, sid, plan["current_disk_id"])
+        self.log.info("%s: undo snapshot %s of system disk %s", iid, sid, disk_id)
         self.wait(lambda: _first_status(hook.describe_snapshots(region, [sid])), "accomplished",
                   f"undo snapshot {sid} (nothing was replaced)", failed=("failed", "missing"))
         return sid
@@ -201,7 +282,7 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
         image_id = hook.create_image(region, None, image_name=f"undo-{iid}-{snapshot_id}"[:128], snapshot_id=snapshot_id,
                                      tags={pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE, UNDO_FOR: iid,
                                            pv.RETENTION_DAYS: str(UNDO_RETENTION_DAYS)},
-                                     client_token=self.client_token(context, "undo-image", iid))
+                                     client_token=self.client_token(context, "undo-image", iid, snapshot_id))
         self.wait(lambda: _first_status(hook.describe_images(region, image_ids=[image_id])), "Available",
                   f"image {image_id} from the undo snapshot {snapshot_id}", failed=("CreateFailed", "missing"))
         return image_id
@@ -215,17 +296,34 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
         return disk_id
 
     def start(self, hook: EcsHook, region: str, iid: str) -> None:
+        """StartInstance, then wait for Running; a start whose answer was lost (a retry told IncorrectInstanceStatus,
+        or no answer) counts when the instance is Starting or Running."""
         if self.status(hook, region, iid) == "Stopped":
-            hook.start_instance(region, iid)
+            try:
+                hook.start_instance(region, iid)
+            except AliyunApiError as err:
+                now = self.status(hook, region, iid)
+                if now not in ("Starting", "Running"):
+                    raise
+                self.log.info("%s: StartInstance answered %s, but it is %s: accepted", iid, err.code, now)
         self.wait_status(hook, region, iid, "Running")
 
     def health(self, context: Any, hook: EcsHook, region: str, iid: str) -> str:
         """Run ``health_command``; ``RestoreError`` unless it exits 0 in time. Returns a short verdict."""
         if not self.health_command:
             return "not checked (no health_command)"
+        tries = str(getattr(context["ti"], "try_number", 1))  # a retried task checks again, never reads an old verdict
         return run_health_command(hook, region, iid, self.health_command, name="aliyun-ops-restore-health",
                                   timeout=self.health_timeout, poll_interval=self.poll_interval,
-                                  client_token=self.client_token(context, "health", iid), error=RestoreError)
+                                  client_token=lambda n: self.client_token(context, "health", iid, tries, str(n)),
+                                  attempts=self.health_attempts, retry_interval=self.health_retry_interval,
+                                  error=RestoreError, log=self.log)
+
+    def instance(self, hook: EcsHook, region: str, iid: str) -> dict:
+        recs = hook.describe_instances(region, instance_ids=[iid])
+        if not recs:
+            raise RestoreError(f"instance {iid} not found in {region}; nothing was changed")
+        return recs[0]
 
     def status(self, hook: EcsHook, region: str, iid: str) -> str:
         recs = hook.describe_instances(region, instance_ids=[iid])

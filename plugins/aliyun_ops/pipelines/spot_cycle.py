@@ -3,7 +3,8 @@ image, and the report.
 
 Safer than the seed: when CreateImage fails the disk is **not** replaced (the seed put the base image on it, losing
 the data that exists nowhere else); the base image is only the fallback when ReplaceSystemDisk with the fresh
-image fails, and the fresh image still holds the data then.
+image fails, and the fresh image still holds the data then. A failed start after a good replace keeps the fresh
+disk and is reported for that instance.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from ..exceptions import RunIncomplete
 from ..logic.budget import ErrorBudget
 from ..logic.report import FAILED, SUCCESS, Report, RestoreRow
+from .report_inputs import describe_rows, failed_rows, task_results
 from .report_output import send_report_email, write_artifacts
 
 log = logging.getLogger(__name__)
@@ -70,8 +72,9 @@ def cycle_rows(selected: Sequence[Mapping], created: Sequence[Mapping] | None,
             rows.append(RestoreRow(**base, image_id=image["image_id"], status=FAILED,
                                    reason="the replace left no result (see its log); the fresh image holds the data"))
             continue
-        rows.append(RestoreRow(**base, image_id=image["image_id"], fallback_image_id=r.get("fallback_image_id", ""),
-                               health=r.get("health", ""), status=r.get("status", FAILED), reason=r.get("reason", "")))
+        rows.append(RestoreRow(**base, image_id=image["image_id"], undo_snapshot_id=r.get("undo_snapshot_id", ""),
+                               fallback_image_id=r.get("fallback_image_id", ""), health=r.get("health", ""),
+                               status=r.get("status", FAILED), reason=r.get("reason", "")))
     return rows
 
 
@@ -82,15 +85,16 @@ def finish_cycle(context: Mapping[str, Any], max_errors: int | str, notify_email
     selected = ti.xcom_pull(task_ids="select_instances")
     if selected is None:
         raise RunIncomplete("instance selection failed: nothing was changed")
-    replaced = ti.xcom_pull(task_ids="replace_system_disk", key="results")
-    if isinstance(replaced, list) and replaced and isinstance(replaced[0], list):   # one list per mapped task
-        replaced = [row for part in replaced if part for row in part]
-    rows = cycle_rows(selected, ti.xcom_pull(task_ids="create_images"), replaced,
-                      ti.xcom_pull(task_ids="stop_instances", key="results"))
-    resumed = ti.xcom_pull(task_ids="resume_instances", key="results") or []
-    not_resumed = [r for r in resumed if r.get("status") == FAILED]
+    rows = cycle_rows(selected, task_results(ti, "create_images"), task_results(ti, "replace_system_disk"),
+                      task_results(ti, "stop_instances"))
+    resumed = task_results(ti, "resume_instances")
+    not_resumed = failed_rows(resumed)
     meta = {"dag": ti.dag_id, "run": context["run_id"],
-            "power state restored": ", ".join(f"{r.get('instance_id')}: {r.get('status')}" for r in resumed) or "-"}
+            "power state restored": describe_rows(resumed, "resume_instances",
+                                                  lambda r: f"{r.get('instance_id')}: {r.get('status')}",
+                                                  empty="nothing was stopped by this run")}
+    if not_resumed:
+        meta["NOT RESUMED"] = "; ".join(f"{r.get('instance_id')}: {r.get('reason')}" for r in not_resumed)
     if not selected:
         meta["instances"] = "none matched the tags or ids given: nothing was done"
     report = Report.build(rows, row_type=RestoreRow, title=f"ECS spot image cycle {context.get('ds') or context['run_id']}",
@@ -100,7 +104,8 @@ def finish_cycle(context: Mapping[str, Any], max_errors: int | str, notify_email
     emailed = send_report_email(report, notify_emails, context)
     budget = ErrorBudget.of(max_errors, len(rows))
     budget.fail(sum(1 for r in rows if r.status == FAILED))
-    if budget.exhausted or not_resumed:
+    if budget.exhausted or not_resumed or resumed is None:
         raise RunIncomplete(f"{report.counts[FAILED]} instance(s) failed (max_errors={max_errors!r}), "
-                           f"{len(not_resumed)} not resumed; report: {paths['html']}")
+                           f"{len(not_resumed) if resumed is not None else 'UNKNOWN how many'} not resumed; "
+                           f"report: {paths['html']}")
     return {"outcome": report.outcome, "counts": report.counts, "files": paths, "emailed": emailed}
