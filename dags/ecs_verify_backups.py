@@ -1,21 +1,26 @@
 """Prove that the backups restore: boot the newest DR copy of each instance and check it, every time copies land.
 
 Runs on the backup DAG's Asset events (each destination region with new copies) and on demand. For each chosen
-copy: RunInstances from it in its region (a small instance type, the region's default VPC unless given), wait
-Running, run the health command through Cloud Assistant, tag the image ``ops:verified-at=<UTC>`` (or
-``ops:verify-failed=<reason>``), release the instance. A teardown sweep releases any temporary instance of the
-run left behind (a killed task included). Retention never deletes a group's newest verified copy.
+copy: RunInstances from it in its region (a small instance type, the region's default vSwitch unless given) in a
+security group of its own, which the run creates closed (no inbound rule; outbound only to Alibaba's internal
+services, which Cloud Assistant and the metadata service need), never the VPC's default group: the clone of a
+production server starts its cron jobs and queue consumers at boot, and must not reach production. Wait Running,
+run the health command through Cloud Assistant (retried while the clone boots), tag the image
+``ops:verified-at=<UTC>`` (or ``ops:verify-failed=<reason>``), release the instance. Teardowns release any
+temporary instance of the run left behind (a killed task included), then its security groups; one that fails
+fails the run, and the report names what was left. Retention never deletes a group's newest verified copy.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pendulum
 from airflow.sdk import DAG, AssetAlias, Param, TriggerRule, task
 
 from aliyun_ops.logic import ids
-from aliyun_ops.operators.ecs import DeleteInstancesOperator, VerifyBackupsOperator
+from aliyun_ops.operators.ecs import DeleteInstancesOperator, ReleaseSecurityGroupsOperator, VerifyBackupsOperator
 from aliyun_ops.pipelines.backup_report import BACKUP_ASSET_ALIAS
 
 INCLUDE = Path(__file__).resolve().parent.parent / "include"
@@ -41,6 +46,9 @@ with DAG(
                                title="Temporary instance type"),
         "health_command": Param(None, type=["null", "string"], title="Health command",
                                 description="Null: the bundled include/scripts/health_check.sh."),
+        "health_attempts": Param(5, type="integer", minimum=1, maximum=100, title="Health check tries",
+                                 description="A clone just booted may still be starting its services."),
+        "health_retry_seconds": Param(30, type="integer", minimum=0, maximum=3600, title="Seconds between tries"),
         "concurrency": Param(4, type="integer", minimum=1, maximum=20, title="Copies booted at once"),
         "notify_emails": Param([], type="array", items={"type": "string", "format": "idn-email"},
                                title="Email the report to"),
@@ -75,6 +83,8 @@ with DAG(
         health_command="{% if params.health_command is none %}{% include 'scripts/health_check.sh' %}"
                        "{% else %}{{ params.health_command }}{% endif %}",
         concurrency="{{ params.concurrency }}",
+        health_attempts="{{ params.health_attempts }}",
+        health_retry_interval="{{ params.health_retry_seconds }}",
     )
 
     sweep = DeleteInstancesOperator(
@@ -83,10 +93,17 @@ with DAG(
         include_run_instances=True,
     ).as_teardown(setups=scope, on_failure_fail_dagrun=True)   # a clone left running fails the run
 
+    groups = ReleaseSecurityGroupsOperator(
+        task_id="release_security_groups",
+        regions=scope,
+        retries=3,
+        retry_delay=timedelta(seconds=30),
+    ).as_teardown(setups=scope, on_failure_fail_dagrun=True)
+
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def report(**context) -> dict:
         from aliyun_ops.pipelines.verify_report import finish_verify
 
         return finish_verify(context)
 
-    copies >> verify >> sweep >> report()
+    copies >> verify >> sweep >> groups >> report()

@@ -60,7 +60,7 @@ def test_a_copy_whose_health_command_fails_is_tagged_failed(run_dag, emulator):
     ids = load_copies(emulator, count=1)
     emulator.admin.request("POST", "command-behaviour", {"rules": [
         {"match": "healthy", "exit_code": 3, "output": "postgres did not start"}]})
-    run = run_dag(DAG_ID, conf={"regions": [DR]})
+    run = run_dag(DAG_ID, conf={"regions": [DR], "health_retry_seconds": 1})
     assert run.state == "failed"
     tags = image_tags(emulator, ids["copy-0"])
     assert "ops:verified-at" not in tags and "postgres did not start" in tags["ops:verify-failed"]
@@ -72,7 +72,7 @@ def test_a_temporary_instance_the_verify_task_could_not_release_is_swept_by_the_
     # the first DeleteInstance is the permission check before booting (DryRun): it passes, then the release fails
     emulator.admin.set_faults({"rules": [{"action": "ecs:DeleteInstance", "kind": "error", "status": 403,
                                           "code": "IncorrectInstanceStatus", "count": 2}]})
-    run = run_dag(DAG_ID, conf={"regions": [DR]})
+    run = run_dag(DAG_ID, conf={"regions": [DR], "health_retry_seconds": 1})
     assert run.state == "success"                       # verified, and the teardown released what was left
     assert "ops:verified-at" in image_tags(emulator, ids["copy-0"])
     assert temporary_instances(emulator) == []
@@ -85,13 +85,55 @@ def test_a_clone_that_cannot_be_released_fails_the_run_and_the_report_names_it(r
     ids = load_copies(emulator, count=1)
     emulator.admin.set_faults({"rules": [{"action": "ecs:DeleteInstance", "kind": "error", "status": 403,
                                           "code": "IncorrectInstanceStatus", "rate": 1.0}]})
-    run = run_dag(DAG_ID, conf={"regions": [DR]}, retries=0)
+    run = run_dag(DAG_ID, conf={"regions": [DR], "health_retry_seconds": 1}, retries=0)
     assert run.state == "failed"
     left = temporary_instances(emulator)
     assert len(left) == 1 and "ops:verified-at" in image_tags(emulator, ids["copy-0"])
     report = report_json(DAG_ID, run)
     assert left[0] in report["meta"]["NOT RELEASED"]
     assert "none left over" not in report["meta"]["temporary instances released"]
+
+
+def test_the_clone_boots_in_a_closed_group_of_its_own_which_is_deleted_after(run_dag, emulator):
+    """Never the VPC's default group: a clone of a production server must not reach production. The group is the
+    run's own (tagged temporary), lets nothing in and nothing out but Alibaba's internal services, and is gone
+    after the run."""
+    import threading
+    import time
+
+    load_copies(emulator, count=1)
+    before = set(emulator.admin.table("ecs.security_groups"))
+    seen: dict[str, dict] = {}
+    done = threading.Event()
+
+    def watch():                                   # the clone lives only during the run: look while it does
+        while not done.is_set():
+            groups = emulator.admin.table("ecs.security_groups")
+            for inst in emulator.admin.table("ecs.instances").values():
+                if "ops:verify-of" in (inst.get("Tags") or {}):
+                    seen[inst["InstanceId"]] = {g: groups.get(g) for g in inst.get("SecurityGroupIds") or []}
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        run = run_dag(DAG_ID, conf={"regions": [DR], "health_retry_seconds": 1})
+    finally:
+        done.set()
+        watcher.join(timeout=5)
+    assert run.state == "success"
+    assert seen, "no clone was seen"
+    for clone, groups in seen.items():
+        ((group_id, group),) = groups.items()
+        assert group_id not in before, f"{clone} booted in a pre-existing group {group_id}"
+        tags = group["Tags"]
+        assert tags["ops:temporary"] == "true" and tags["ops:run-id"] == run.run_id
+        rules = group.get("Rules") or []
+        assert not [r for r in rules if r.get("Direction") == "ingress"], rules
+        egress = {(r.get("DestCidrIp"), r.get("Policy", "").lower()) for r in rules if r.get("Direction") == "egress"}
+        assert egress == {("100.100.0.0/16", "accept"), ("0.0.0.0/0", "drop")}, rules
+    assert set(emulator.admin.table("ecs.security_groups")) == before        # released by the teardown
+    assert temporary_instances(emulator) == []
 
 
 KILLABLE_VERIFY = """

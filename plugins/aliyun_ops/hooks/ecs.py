@@ -625,29 +625,78 @@ class EcsHook(AliyunBaseHook):
         return out
 
     # -- network ----------------------------------------------------------------------------
-    def default_network(self, region: str | None = None, zone: str | None = None) -> tuple[str, str]:
-        """``(vswitch_id, security_group_id)`` of the region's default VPC: DescribeVSwitches (VPC SDK,
-        ``IsDefault``, in ``zone`` if given) and DescribeSecurityGroups of that VPC (a group named like
-        ``default`` first). ``ValueError`` naming what to pass when the region has no default network."""
+    def default_vswitch(self, region: str | None = None, zone: str | None = None, *,
+                        vswitch_id: str | None = None) -> dict:
+        """The vSwitch ``vswitch_id``, else the region's default one (VPC SDK DescribeVSwitches ``IsDefault``, in
+        ``zone`` if given): its record, with ``VSwitchId`` and ``VpcId``. ``ValueError`` naming what to pass when
+        there is none."""
         from alibabacloud_vpc20160428 import models as vpc_models
         from alibabacloud_vpc20160428.client import Client as VpcClient
 
-        m = _models()
         region = self.resolve_region(region)
         vpc = VpcClient(self.openapi_config(region))
         resp = self.call("DescribeVSwitches", vpc.describe_vswitches, vpc_models.DescribeVSwitchesRequest(
-            region_id=region, is_default=True, zone_id=zone, page_size=50), region=region, service="VPC")
+            region_id=region, is_default=None if vswitch_id else True, v_switch_id=vswitch_id, zone_id=zone,
+            page_size=50), region=region, service="VPC")
         vswitches = _items(_body(resp), "VSwitches", "VSwitch")
         if not vswitches:
-            raise ValueError(f"no default vSwitch in {region}{' zone ' + zone if zone else ''}: pass vswitch_id")
-        vsw = vswitches[0]
-        groups = _items(self._do("DescribeSecurityGroups", region, m.DescribeSecurityGroupsRequest(
-            region_id=region, vpc_id=vsw["VpcId"], page_size=50)), "SecurityGroups", "SecurityGroup")
+            raise ValueError(f"vSwitch {vswitch_id} not found in {region}" if vswitch_id else
+                             f"no default vSwitch in {region}{' zone ' + zone if zone else ''}: pass vswitch_id")
+        return vswitches[0]
+
+    def default_network(self, region: str | None = None, zone: str | None = None) -> tuple[str, str]:
+        """``(vswitch_id, security_group_id)`` of the region's default VPC: :meth:`default_vswitch` and
+        DescribeSecurityGroups of that VPC (a group named like ``default`` first). ``ValueError`` naming what to pass
+        when the region has no default network."""
+        region = self.resolve_region(region)
+        vsw = self.default_vswitch(region, zone)
+        groups = self.describe_security_groups(region, vpc_id=vsw["VpcId"])
         if not groups:
             raise ValueError(f"no security group in the default VPC {vsw['VpcId']} of {region}: pass "
                              f"security_group_id")
         default = next((g for g in groups if "default" in (g.get("SecurityGroupName") or "").lower()), groups[0])
         return vsw["VSwitchId"], default["SecurityGroupId"]
+
+    # -- security groups ----------------------------------------------------------------------
+    def describe_security_groups(self, region: str | None = None, *, vpc_id: str | None = None,
+                                 tags: Mapping[str, str] | None = None) -> list[dict]:
+        """Every security group of ``region`` (in ``vpc_id``, carrying all of ``tags``, if given), all pages."""
+        m = _models()
+        region = self.resolve_region(region)
+
+        def make(page: int):
+            return m.DescribeSecurityGroupsRequest(region_id=region, vpc_id=vpc_id, page_number=page, page_size=50,
+                                                   tag=tag_list(m.DescribeSecurityGroupsRequestTag, tags))
+
+        return self._pages_by_number("DescribeSecurityGroups", region, make, ("SecurityGroups", "SecurityGroup"), 50)
+
+    def create_security_group(self, region: str | None, vpc_id: str, name: str, *, description: str = "",
+                              tags: Mapping[str, str] | None = None, client_token: str | None = None) -> str:
+        """CreateSecurityGroup (a basic group: no rule, so nothing comes in); returns its id."""
+        m = _models()
+        region = self.resolve_region(region)
+        body = self._do("CreateSecurityGroup", region, m.CreateSecurityGroupRequest(
+            region_id=region, vpc_id=vpc_id, security_group_name=name, description=description or None,
+            security_group_type="normal", tag=tag_list(m.CreateSecurityGroupRequestTag, tags),
+            client_token=client_token))
+        return body["SecurityGroupId"]
+
+    def authorize_security_group_egress(self, region: str | None, group_id: str,
+                                        rules: Sequence[Mapping[str, Any]]) -> None:
+        """AuthorizeSecurityGroupEgress with ``rules`` (``{"ip_protocol", "port_range", "dest_cidr_ip", "policy",
+        "priority", "description"}`` each); a rule already there is no error."""
+        m = _models()
+        region = self.resolve_region(region)
+        self._do("AuthorizeSecurityGroupEgress", region, m.AuthorizeSecurityGroupEgressRequest(
+            region_id=region, security_group_id=group_id,
+            permissions=[m.AuthorizeSecurityGroupEgressRequestPermissions(**dict(r)) for r in rules]))
+
+    def delete_security_group(self, region: str | None, group_id: str) -> None:
+        """DeleteSecurityGroup (refused with DependencyViolation while an instance is still in it)."""
+        m = _models()
+        region = self.resolve_region(region)
+        self._do("DeleteSecurityGroup", region, m.DeleteSecurityGroupRequest(region_id=region,
+                                                                             security_group_id=group_id))
 
     # -- Cloud Assistant --------------------------------------------------------------------
     def run_command(self, region: str | None, instance_ids: Sequence[str], content: str,

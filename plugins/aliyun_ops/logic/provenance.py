@@ -22,6 +22,8 @@ POLICY = "ops:policy"
 RETENTION_DAYS = "ops:retention-days"
 COPY_STATUS = "ops:copy-status"
 COPY_COMPLETE = "complete"
+TEMPORARY = "ops:temporary"  # "true" on what a run makes for itself only (a verification clone, its network)
+PURPOSE = "ops:purpose"  # what a temporary resource is for ("verify", ...)
 VERIFIED_AT = "ops:verified-at"  # written by the restore verification when a backup was booted and checked
 
 MAX_TAGS = 20

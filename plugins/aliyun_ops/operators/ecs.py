@@ -13,6 +13,7 @@ from .ecs_instances import (
     StartInstancesOperator,
     StopInstancesOperator,
 )
+from .ecs_network import ReleaseSecurityGroupsOperator
 from .ecs_pause import ResumePausedOperator
 from .ecs_restore import RestoreSystemDiskOperator
 from .ecs_retention import ApplyRetentionPlanOperator, PlanImageRetentionOperator, PruneBackupImagesOperator
@@ -28,6 +29,7 @@ __all__ = [
     "DeleteInstancesOperator",
     "PlanImageRetentionOperator",
     "PruneBackupImagesOperator",
+    "ReleaseSecurityGroupsOperator",
     "ReplaceSystemDiskOperator",
     "RestoreSystemDiskOperator",
     "ResumePausedOperator",

@@ -1,14 +1,16 @@
 """Prove that backups restore: boot each chosen DR copy as a temporary instance, run a health command on it,
 tag the image with the verdict, and delete the instance whatever happened.
 
-Temporary instances carry the run's provenance tags (``ops:managed-by``, ``ops:run-id``, ``ops:dag-id``) and
-``ops:verify-of=<image>``, so ``DeleteInstancesOperator(include_run_instances=True, regions=...)`` as a
-teardown removes any left behind by a killed task.
+Temporary instances carry the run's temporary tags (``ops:managed-by``, ``ops:temporary``, ``ops:run-id``,
+``ops:dag-id``) and ``ops:verify-of=<image>``, so ``DeleteInstancesOperator(include_run_instances=True,
+regions=...)`` as a teardown removes any left behind by a killed task; they boot in a closed security group of
+the run (:mod:`aliyun_ops.temporary`), which ``ReleaseSecurityGroupsOperator`` deletes after them.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -20,8 +22,8 @@ from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.operators.base import AliyunBaseOperator
-from aliyun_ops.operators.image_batch import run_info
 from aliyun_ops.operators.steps import run_health_command, wait_for_instance
+from aliyun_ops.temporary import INTERNAL_SERVICES_CIDR, isolated_security_group, temporary_tags
 
 VERIFY_OF = "ops:verify-of"
 VERIFY_FAILED = "ops:verify-failed"
@@ -61,8 +63,16 @@ class VerifyBackupsOperator(AliyunBaseOperator):
     tag the image ``ops:verified-at=<UTC>`` or ``ops:verify-failed=<reason>``, delete the instance.
 
     :param instance_type: the temporary instance's type (small is fine: it only has to boot)
-    :param vswitch_id, security_group_id: network in the copy's region; default the region's default VPC
+    :param vswitch_id: the clone's vSwitch in the copy's region; default the region's default vSwitch
+    :param security_group_id: the clone's security group; default (recommended) a closed group this run creates in
+        the vSwitch's VPC (tagged ``ops:temporary``, no inbound rule, outbound only to ``egress_cidrs``) and the
+        teardown deletes. Never the VPC's default group: a clone of a production server starts its cron jobs and
+        queue consumers at boot, and must not reach production.
+    :param egress_cidrs: where the clone may connect (default Alibaba's internal services, 100.100.0.0/16: the
+        metadata service, DNS and Cloud Assistant, which the health check needs)
     :param concurrency: copies verified at once (every copy is tried; the report decides the run's outcome)
+    :param health_attempts, health_retry_interval: tries of the health command and the seconds between them (a
+        clone just booted may still be starting its services)
 
     Returns one row per copy: ``status`` (success = verified), ``reason``, ``boot_seconds``, ``verify_instance``.
 
@@ -72,32 +82,45 @@ class VerifyBackupsOperator(AliyunBaseOperator):
     """
 
     template_fields = ("aliyun_conn_id", "copies", "instance_type", "health_command", "vswitch_id",
-                       "security_group_id", "concurrency")
+                       "security_group_id", "concurrency", "health_attempts", "health_retry_interval")
     hook_class = EcsHook
 
     def __init__(self, *, copies: Any, instance_type: str = "ecs.t6-c1m1.large", health_command: str = "true",
                  vswitch_id: str | None = None, security_group_id: str | None = None, concurrency: int = 4,
-                 health_timeout: int = 600, poll_interval: float = 5.0,
-                 boot_timeout: float = 900.0, **kwargs: Any) -> None:
+                 egress_cidrs: Sequence[str] = (INTERNAL_SERVICES_CIDR,),
+                 health_timeout: int = 600, poll_interval: float = 5.0, boot_timeout: float = 900.0,
+                 health_attempts: int = 5, health_retry_interval: float = 30.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.copies = copies
         self.instance_type = instance_type
         self.health_command = health_command
         self.vswitch_id = vswitch_id
         self.security_group_id = security_group_id
+        self.egress_cidrs = egress_cidrs
         self.concurrency = concurrency
         self.health_timeout = health_timeout
         self.poll_interval = poll_interval
         self.boot_timeout = boot_timeout
+        self.health_attempts = health_attempts
+        self.health_retry_interval = health_retry_interval
 
     def execute(self, context: Any) -> list[dict]:
         if isinstance(self.concurrency, bool) or not str(self.concurrency).isdigit() or int(self.concurrency) < 1:
             raise ValueError(f"concurrency must be a whole number >= 1, got {self.concurrency!r}")
+        if isinstance(self.health_attempts, bool) or not str(self.health_attempts).isdigit() or \
+                not 1 <= int(self.health_attempts) <= 100:
+            raise ValueError(f"health_attempts must be a whole number 1-100, got {self.health_attempts!r}")
+        self.health_attempts = int(self.health_attempts)
+        self.health_retry_interval = float(self.health_retry_interval)
+        if self.health_retry_interval < 0:
+            raise ValueError("health_retry_interval must not be negative")
         copies = [dict(c) for c in (self.copies or []) if isinstance(c, Mapping) and c.get("image_id")]
         if not copies:
             self.log.info("no copy to verify")
             return []
         hook = self.hook
+        self._networks: dict[str, tuple[str, str]] = {}   # region -> (vswitch, group), shared by the verify threads
+        self._network_lock = threading.Lock()
         batch = run_batch(copies, lambda c: self.verify_one(context, hook, c), key=lambda c: c["image_id"],
                           concurrency=int(self.concurrency), max_errors="100%")
         rows = []
@@ -130,13 +153,24 @@ class VerifyBackupsOperator(AliyunBaseOperator):
             if out["verify_instance"]:
                 self.release(hook, region, out["verify_instance"])
 
+    def network(self, context: Any, hook: EcsHook, region: str) -> tuple[str, str]:
+        """``(vswitch, security group)`` of the clone: the given group, else this run's closed group (no inbound
+        rule, outbound only to ``egress_cidrs``) in the vSwitch's VPC; never the VPC's default group, where a clone
+        of a production server could reach production (its cron jobs and queue consumers start at boot)."""
+        with self._network_lock:
+            if region not in self._networks:
+                vsw = hook.default_vswitch(region, vswitch_id=self.vswitch_id or None)
+                group = self.security_group_id or isolated_security_group(
+                    hook, context, region, vsw["VpcId"], purpose="verify", allowed_cidrs=list(self.egress_cidrs),
+                    log=self.log)
+                self._networks[region] = (vsw["VSwitchId"], group)
+            return self._networks[region]
+
     def boot(self, context: Any, hook: EcsHook, copy: dict) -> str:
-        region, info = copy["region"], run_info(context)
-        vswitch, group = self.vswitch_id, self.security_group_id
-        if not vswitch or not group:
-            vswitch, group = hook.default_network(region)
-        tags = {pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE, pv.RUN_ID: info["run_id"][:128], pv.DAG_ID: info["dag_id"],
-                VERIFY_OF: copy["image_id"], pv.SOURCE_INSTANCE: copy["instance_id"]}
+        region = copy["region"]
+        vswitch, group = self.network(context, hook, region)
+        tags = {**temporary_tags(context, "verify"), VERIFY_OF: copy["image_id"],
+                pv.SOURCE_INSTANCE: copy["instance_id"]}
         for needed in ("DescribeInstances", "DeleteInstance"):  # what is made must be watched and released
             hook.check_allowed(needed, region, "i-permission-check")
         ids = hook.run_instances(region, copy["image_id"], self.instance_type, v_switch_id=vswitch,
@@ -153,9 +187,12 @@ class VerifyBackupsOperator(AliyunBaseOperator):
                           error=VerifyError, log=self.log)
 
     def health(self, context: Any, hook: EcsHook, region: str, iid: str) -> str:
+        tries = str(getattr(context["ti"], "try_number", 1))  # a retried task checks again, never reads an old verdict
         verdict = run_health_command(hook, region, iid, self.health_command, name="aliyun-ops-verify-health",
                                      timeout=self.health_timeout, poll_interval=self.poll_interval,
-                                     client_token=self.client_token(context, "hc", iid), error=VerifyError)
+                                     client_token=lambda n: self.client_token(context, "hc", iid, tries, str(n)),
+                                     attempts=self.health_attempts, retry_interval=self.health_retry_interval,
+                                     error=VerifyError, log=self.log)
         return f"booted and {verdict}"
 
     def tag_failed(self, hook: EcsHook, region: str, image_id: str, reason: str) -> None:

@@ -18,6 +18,7 @@ from .report_output import send_report_email, write_artifacts
 log = logging.getLogger(__name__)
 
 SWEEP = "release_temporary_instances"
+GROUPS = "release_security_groups"
 
 
 def verify_rows(copies: list[dict] | None, results: list[dict] | None) -> list[VerifyRow]:
@@ -49,6 +50,14 @@ def finish_verify(context: Mapping[str, Any]) -> dict:
                                                           empty="none" if left else "none left over")}
     if left:
         meta["NOT RELEASED"] = "; ".join(f"{r.get('instance_id')} ({r.get('region')}): {r.get('reason')}" for r in left)
+    groups = task_results(ti, GROUPS)
+    groups_left = failed_rows(groups)
+    meta["temporary security groups deleted"] = describe_rows(
+        None if groups is None else [g for g in groups if g not in groups_left], GROUPS,
+        lambda g: g.get("security_group_id", ""), empty="none")
+    if groups_left:
+        meta["SECURITY GROUPS NOT DELETED"] = "; ".join(f"{g.get('security_group_id')} ({g.get('region')}): "
+                                                        f"{g.get('reason')}" for g in groups_left)
     report = Report.build(rows, row_type=VerifyRow, title=f"ECS backup verification {context.get('ds') or context['run_id']}",
                           meta=meta)
     paths = write_artifacts(report, ti.dag_id, context["run_id"])
@@ -60,6 +69,10 @@ def finish_verify(context: Mapping[str, Any]) -> dict:
     problems += [f"{r.region} {r.image_id} ({r.instance_id}): {r.reason}" for r in rows if r.status != SUCCESS]
     problems += [f"temporary instance {r.get('instance_id')} ({r.get('region')}) NOT RELEASED, it may still be "
                  f"running: {r.get('reason')}" for r in left]
+    problems += [f"temporary security group {g.get('security_group_id')} ({g.get('region')}) not deleted: "
+                 f"{g.get('reason')}" for g in groups_left]
+    if groups is None and copies:
+        problems.append(f"temporary security groups: {unknown(GROUPS)}")
     if released is None:
         problems.append(f"temporary instances: {unknown(SWEEP)}; look for instances tagged with this run's "
                         "ops:run-id in the DR regions")
