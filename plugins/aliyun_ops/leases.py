@@ -91,7 +91,7 @@ def acquire(hook: EcsHook, context: Any, items: Sequence[Mapping[str, Any]], *, 
         except AliyunApiError as err:
             taken.refused.update(dict.fromkeys(ids, f"cannot take a lease: {error_reason(err)}"))
             continue
-        pending = list(ids)
+        pending, rounds = list(ids), 0
         while pending:
             try:
                 held, pending = _try_once(hook, region, pending, holder, purpose, ttl, taken.refused)
@@ -100,8 +100,9 @@ def acquire(hook: EcsHook, context: Any, items: Sequence[Mapping[str, Any]], *, 
                 break
             waited = round(time.monotonic() - started, 1)
             taken.held += held
-            if waited >= 1:
+            if rounds:
                 taken.waited.update(dict.fromkeys(held, waited))
+            rounds += 1
             if not pending:
                 break
             if time.monotonic() - started + poll_interval > wait_seconds:
@@ -121,7 +122,7 @@ def _refuse(hook: EcsHook, region: str, ids: list[str], taken: Taken, waited: fl
     for iid in ids:
         lease = lz.read_lease(tags.get(iid, {}))
         who = lease.describe() if lease else "taken by another run at the same moment"
-        taken.refused[iid] = f"another run holds it: {who}" + (f" (waited {waited:.0f}s)" if waited >= 1 else "")
+        taken.refused[iid] = f"another run holds it: {who}" + (f" (waited {waited:.0f}s)" if waited >= 5 else "")
 
 
 def release(hook: EcsHook, region: str, ids: Sequence[str]) -> None:

@@ -53,11 +53,16 @@ def report_of(env: dict[str, str], night: str) -> dict:
 @pytest.mark.slow
 def test_two_cold_backups_of_one_instance_in_two_airflows_never_report_a_torn_image(
         airflow_db, aliyun_conn, emulator, monkeypatch, tmp_path):
-    emulator.admin.request("POST", "timings", {"image_snapshot_point": 200})
+    # the disks' point in time is taken 5 s (real) after CreateImage; the second CreateImage of the instance is
+    # throttled 2 s. Without a guard in the cloud, the second run images the instance while it is still Stopped,
+    # the first run starts it again once its own snapshots are taken (~5 s), before the second's are (~7 s): torn.
+    emulator.admin.request("POST", "timings", {"image_snapshot_point": 5000, "image_create_base": 20000})
     iid = emulator.admin.load_fleet({"instances": [
         {"region": "cn-hangzhou", "name": "db", "count": 1, "status": "Running", "tags": {"backup": "daily"}}]})[
         "instances"][0]
     emulator.admin.advance(300)
+    emulator.admin.set_faults({"rules": [{"action": "ecs:CreateImage", "kind": "throttle", "skip": 1, "count": 1,
+                                          "retry_after_ms": 2000, "resource_ids": [iid], "dry_run": False}]})
     install_key(emulator, DAG_ID, policy_of(DAG_ID), monkeypatch)
     conf = json.dumps({"consistency": "stop", "destination_regions": ["cn-shanghai"], "poll_interval": 1,
                        "timeout_minutes": 30, "lease_wait_minutes": 10})
