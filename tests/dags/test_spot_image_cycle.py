@@ -108,3 +108,18 @@ def test_a_failed_replace_falls_back_to_the_base_image(run_dag, emulator, ecs_cl
     assert run.state == "success"
     assert sorted(system_image(ecs_client, iid) == base for iid in spot) == [False, True]
     assert all(emulator.admin.table("ecs.instances")[iid]["Status"] == "Running" for iid in spot)
+
+
+def test_a_failed_replace_without_a_base_image_puts_the_undo_snapshot_back(run_dag, emulator, ecs_client):
+    """No base image: the undo snapshot (taken by default) is the fallback, under the DAG's own RAM policy."""
+    names = fleet(emulator)
+    spot = sorted(iid for name, iid in names.items() if name.startswith("spot"))
+    emulator.admin.set_faults({"rules": [{"action": "ecs:ReplaceSystemDisk", "kind": "error", "status": 403,
+                                          "code": "OperationDenied", "count": 1, "resource_ids": [spot[0]]}]})
+    run = run_dag(DAG_ID, logical_date=NIGHT, conf={**FAST, "max_errors": 1})
+    assert run.state == "success"                               # one failure allowed
+    undo = emulator.admin.table("ecs.images")[system_image(ecs_client, spot[0])]
+    assert undo["ImageName"].startswith("undo-") and undo["Tags"]["ops:undo-for"] == spot[0]
+    assert all(emulator.admin.table("ecs.instances")[iid]["Status"] == "Running" for iid in spot)
+    rows = {r["instance_id"]: r for r in report_json(DAG_ID, run)["rows"]}
+    assert rows[spot[0]]["status"] == "failed" and rows[spot[0]]["fallback_image_id"] == undo["ImageId"]
