@@ -3,7 +3,10 @@
 Each run plans first (read only), then deletes what the plan allows and sweeps the snapshots earlier runs
 failed to delete, then reports. The rules (see the README's retention table):
 
-* only images tagged ``ops:managed-by=airflow-aliyun-ops`` (and ``ops:policy``, when ``policy`` is set);
+* only images tagged ``ops:managed-by=airflow-aliyun-ops`` whose ``ops:policy`` is in the ``policy`` set: by default
+  every policy the project's DAGs write (``logic.policies.PROJECT_POLICIES``: the cross-region backup and the spot
+  image cycle), ``any`` for any image we manage; a managed image of another policy, or with none, is kept and
+  reported with a warning;
 * an image is old when older than ``max(retention_days, its own ops:retention-days tag)``;
 * per group (policy, source instance, region) the newest complete backup, the newest verified one, the newest
   ``keep_last`` and the newest of each of the last ``keep_daily`` days / ``keep_weekly`` weeks /
@@ -11,7 +14,8 @@ failed to delete, then reports. The rules (see the README's retention table):
 * a region whose plan deletes more than ``max_delete_fraction`` of its managed images is held: a manual run
   asks for approval (Required Actions), a scheduled run fails with the plan in the report.
 
-``regions`` empty (the default) covers every region holding images we manage, DR copies included.
+``regions`` empty (the default) covers every region holding images we manage, DR copies included. The report has a
+quota row for every region holding images we manage, whether this run prunes it or not.
 Times come from the run's logical date, so a backfill plans as that night would have.
 """
 
@@ -24,6 +28,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
 from aliyun_ops.logic import ids
+from aliyun_ops.logic.policies import ANY, BACKUP_POLICY, PROJECT_POLICIES, SPOT_CYCLE_POLICY
 from aliyun_ops.operators.ecs import ApplyRetentionPlanOperator, PlanImageRetentionOperator
 
 with DAG(
@@ -49,8 +54,17 @@ with DAG(
         "keep_monthly": Param(0, type="integer", minimum=0, maximum=1200, title="Keep monthly"),
         "timezone": Param("Asia/Shanghai", type="string", minLength=1, title="Calendar time zone",
                           description="Days, weeks and months of the keep_* rules (IANA name)."),
-        "policy": Param("ecs-cross-region-backup", type=["null", "string"], title="Policy",
-                        description="Only images with this ops:policy tag (null: any image we manage)."),
+        # a list (the form shows a multi-select of the examples); one value and null still validate for callers
+        # of the single-policy form (null: any)
+        "policy": Param(list(PROJECT_POLICIES), type=["array", "string", "null"], title="Policies",
+                        items={"type": "string", "minLength": 1, "maxLength": 128}, minItems=1, uniqueItems=True,
+                        minLength=1, maxLength=128, examples=[*PROJECT_POLICIES, ANY],
+                        values_display={BACKUP_POLICY: f"{BACKUP_POLICY} (ecs_cross_region_backup)",
+                                        SPOT_CYCLE_POLICY: f"{SPOT_CYCLE_POLICY} (ecs_spot_image_cycle)",
+                                        ANY: "any image we manage (also with no ops:policy)"},
+                        description="Prune images whose ops:policy tag is one of these. Default: every policy the "
+                                    "project's DAGs write. 'any' (or null): any image we manage. A managed image of "
+                                    "another policy, or with none, is kept and warned about."),
         "delete_failed": Param(True, type="boolean", title="Delete failed builds"),
         "max_delete_fraction": Param(0.5, type="number", exclusiveMinimum=0, maximum=1,
                                      title="Max share deleted per region",

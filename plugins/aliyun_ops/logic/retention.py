@@ -2,7 +2,8 @@
 
 The plan can never delete the wrong image. An image is deleted only when **every** one of these holds:
 
-* it carries our ``ops:managed-by`` tag (and the run's ``ops:policy``, when one is set);
+* it carries our ``ops:managed-by`` tag and an ``ops:policy`` of the run's policy set (any, when the set is
+  ``None``/``"any"``; an image with no ``ops:policy`` is covered only then);
 * it is ``Available`` (or a ``CreateFailed`` leftover, when ``delete_failed``), not in use by an
   instance, not shared with other accounts, and not the source of a copy in progress;
 * its ``CreationTime`` is readable and its ``ops:retention-days`` tag, if any, is a sane number;
@@ -13,12 +14,14 @@ The plan can never delete the wrong image. An image is deleted only when **every
 * it is older than its own deadline: ``max(retention_days, its ops:retention-days)``.
 
 A group is ``(ops:policy, ops:source-instance, region)``; an image without a source instance is a
-group of its own. When a region's plan would delete more than ``max_delete_fraction`` of the managed
+group of its own, so two policies never compete for "newest" or ``keep_last``. A managed image whose policy the
+set does not cover is kept with the rule ``uncovered`` (``RetentionPlan.uncovered()`` counts them for a warning). When a region's plan would delete more than ``max_delete_fraction`` of the managed
 images there, the region is *held*: its deletions need an explicit approval.
 
 Example::
 
-    p = plan(images, RetentionPolicy(retention_days=7, keep_last=3, keep_weekly=4), now=run_end)
+    p = plan(images, RetentionPolicy(retention_days=7, keep_last=3, keep_weekly=4,
+                                     policy=["ecs-cross-region-backup", "ecs-spot-image-cycle"]), now=run_end)
     p.deletions(approved=False)     # what may go without asking anyone
 """
 
@@ -31,6 +34,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import provenance as pv
+from .policies import ANY
 from .report import FAILED, SKIPPED, SUCCESS
 
 DAY = 86400.0
@@ -43,6 +47,40 @@ GUARD, NEWEST, VERIFIED, LAST, DAILY, WEEKLY, MONTHLY, OWN_TAG, AGE = (
     "guard", "newest", "verified", "keep_last", "daily", "weekly", "monthly", "own-retention", "age")
 # Rules that delete one.
 EXPIRED, FAILED_BUILD = "expired", "failed-build"
+# Kept because the run's policy set does not cover the image's ops:policy (reported with a warning).
+UNCOVERED = "uncovered"
+
+
+def policy_set(value: object) -> tuple[str, ...] | None:
+    """The ``ops:policy`` values a run covers, in order and once each; ``None`` means any image we manage.
+
+    Accepts a list of policy names, one name (the old single-policy form), ``"any"`` (alone or in the list) or
+    ``None``. ``ValueError`` for an empty list, a blank or over-long name, a list rendered to a string, or
+    another type.
+
+    >>> policy_set(["ecs-spot-image-cycle", "ecs-cross-region-backup"]), policy_set("any"), policy_set("nightly")
+    (('ecs-spot-image-cycle', 'ecs-cross-region-backup'), None, ('nightly',))
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.lstrip().startswith("["):
+            raise ValueError(f"policy {value!r} is a list rendered to a string: pass a list (in a DAG, "
+                             "render_template_as_native_obj=True)")
+        names = [value]
+    elif isinstance(value, list | tuple | set | frozenset):
+        names = list(value)
+        if not names:
+            raise ValueError(f"policy must name at least one ops:policy, or be {ANY!r} for any image we manage")
+    else:
+        raise ValueError(f"policy must be a list of ops:policy values, one value, {ANY!r} or null, "
+                         f"got {type(value).__name__}")
+    for name in names:
+        if not isinstance(name, str) or not name.strip() or len(name) > pv.MAX_VALUE_LEN:
+            raise ValueError(f"policy: {name!r} is not an ops:policy value (1-{pv.MAX_VALUE_LEN} characters)")
+    if ANY in names:
+        return None
+    return tuple(dict.fromkeys(names))
 
 
 @dataclass(frozen=True)
@@ -56,7 +94,7 @@ class RetentionPolicy:
     keep_monthly: int = 0
     timezone: str = "Asia/Shanghai"
     delete_failed: bool = False
-    policy: str | None = None       # only images tagged with this ops:policy, if set
+    policy: str | tuple[str, ...] | None = None   # the ops:policy value(s) covered (see policy_set); None: any
     max_delete_fraction: float = 0.5
 
     def validate(self) -> None:
@@ -70,7 +108,18 @@ class RetentionPolicy:
                 raise ValueError(f"{name} must be 0 or more")
         if not 0 < self.max_delete_fraction <= 1:
             raise ValueError("max_delete_fraction must be above 0 and at most 1 (1 turns the guard off)")
+        policy_set(self.policy)
         self.zone()
+
+    @property
+    def policies(self) -> tuple[str, ...] | None:
+        """The covered ``ops:policy`` values (None: any image we manage, with a policy or without)."""
+        return policy_set(self.policy)
+
+    def covers(self, tags: Mapping[str, str]) -> bool:
+        """Whether the run's policy set covers a managed resource with these tags."""
+        covered = self.policies
+        return covered is None or tags.get(pv.POLICY, "") in covered
 
     def zone(self) -> ZoneInfo:
         try:
@@ -143,6 +192,7 @@ class Decision:
     group: str = ""
     created_at: float | None = None
     name: str = ""
+    policy: str = ""              # the image's ops:policy ("" when it has none)
 
 
 @dataclass(frozen=True)
@@ -178,6 +228,15 @@ class RetentionPlan:
         held = set() if approved else set(self.held_regions)
         return [d for d in self.decisions if d.delete and d.region not in held]
 
+    def uncovered(self) -> dict[str, dict[str, int]]:
+        """``{ops:policy ("" for none): {region: images}}`` of the managed images kept because the run's policy set
+        does not cover them."""
+        out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for d in self.decisions:
+            if d.rule == UNCOVERED:
+                out[d.policy][d.region] += 1
+        return {p: dict(sorted(regions.items())) for p, regions in sorted(out.items())}
+
     def to_dict(self) -> dict:
         return {"decisions": [asdict(d) for d in self.decisions],
                 "regions": {r: asdict(rp) for r, rp in self.regions.items()},
@@ -195,8 +254,8 @@ def _guard(img: ImageFacts, policy: RetentionPolicy, copying: set[str]) -> str |
     """Why an image may never be deleted, whatever its age (None: no guard applies)."""
     if not pv.is_managed(img.tags):
         return "not managed by aliyun-ops"
-    if policy.policy and img.tags.get(pv.POLICY) != policy.policy:
-        return f"policy is not {policy.policy!r}"
+    if not policy.covers(img.tags):
+        return uncovered_reason(img.tags.get(pv.POLICY, ""))
     if img.in_use:
         return "in use by an instance"
     if img.shared:
@@ -212,6 +271,12 @@ def _guard(img: ImageFacts, policy: RetentionPolicy, copying: set[str]) -> str |
     except ValueError as err:
         return f"{err} (fail closed)"
     return None
+
+
+def uncovered_reason(image_policy: str) -> str:
+    if not image_policy:
+        return "no ops:policy: only the policy set 'any' covers it"
+    return f"ops:policy {image_policy!r} is not in this run's policy set"
 
 
 def _period_keys(created_at: float, zone: ZoneInfo) -> dict[str, str]:
@@ -282,8 +347,12 @@ def plan(images: Iterable[ImageFacts], policy: RetentionPolicy, now: float) -> R
     guards: dict[str, str] = {}
     for img in unique.values():
         reason = _guard(img, policy, copying)
-        if reason and reason.startswith(("not managed", "policy is not")):
+        if not pv.is_managed(img.tags):
             decisions.append(Decision(img.image_id, img.region, False, reason, GUARD, "", img.created_at, img.name))
+            continue
+        if not policy.covers(img.tags):
+            decisions.append(Decision(img.image_id, img.region, False, reason, UNCOVERED, img.group, img.created_at,
+                                      img.name, img.tags.get(pv.POLICY, "")))
             continue
         considered.append(img)
         groups[img.group].append(img)
@@ -297,7 +366,8 @@ def plan(images: Iterable[ImageFacts], policy: RetentionPolicy, now: float) -> R
             delete, reason, rule = False, guards[img.image_id], GUARD
         else:
             delete, reason, rule = _decide(img, policy, now, keeps)
-        decisions.append(Decision(img.image_id, img.region, delete, reason, rule, img.group, img.created_at, img.name))
+        decisions.append(Decision(img.image_id, img.region, delete, reason, rule, img.group, img.created_at, img.name,
+                                  img.tags.get(pv.POLICY, "")))
     decisions.sort(key=lambda d: (d.region, d.group, d.image_id))
     return RetentionPlan(decisions, _region_plans(considered, decisions, policy.max_delete_fraction),
                          policy.max_delete_fraction)

@@ -3,6 +3,11 @@ and sweep the snapshots our deleted images left behind.
 
 Two steps so that a human can look at the plan in between (the DAG puts an approval there when the fraction
 guard holds a region); ``PruneBackupImagesOperator`` does both in one task for reuse in other DAGs.
+
+``policy`` is a policy set: a list of ``ops:policy`` values (``logic.policies.PROJECT_POLICIES`` are the ones the
+project's DAGs write), one value, or ``"any"``/``None`` for any image we manage. The survey lists every image we
+manage in the regions it covers, so an image of a policy outside the set is seen, kept (rule ``uncovered``) and
+warned about, never deleted.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
-from aliyun_ops.logic.retention import ImageFacts, RetentionPlan, RetentionPolicy, decision_rows
+from aliyun_ops.logic.retention import ImageFacts, RetentionPlan, RetentionPolicy, decision_rows, policy_set
 from aliyun_ops.logic.retention import plan as make_plan
 from aliyun_ops.operators.base import AliyunBaseOperator
 from aliyun_ops.operators.ecs_image_cleanup import DeleteImagesOperator
@@ -59,6 +64,7 @@ class Survey:
     orphans: list[dict] = field(default_factory=list)
     quotas: dict[str, dict] = field(default_factory=dict)
     unscanned: dict[str, str] = field(default_factory=dict)
+    elsewhere: list[str] = field(default_factory=list)   # not surveyed (explicit regions), but holding managed images
 
 
 class RetentionPolicyMixin:
@@ -98,7 +104,7 @@ class RetentionPolicyMixin:
             raise ValueError(f"max_delete_fraction must be a number, got {self.max_delete_fraction!r}") from None
         if not isinstance(self.delete_failed, bool):
             raise ValueError(f"delete_failed must be true or false, got {self.delete_failed!r}")
-        policy = RetentionPolicy(**ints, timezone=str(self.timezone or "Asia/Shanghai"), policy=self.policy or None,
+        policy = RetentionPolicy(**ints, timezone=str(self.timezone or "Asia/Shanghai"), policy=policy_set(self.policy),
                                  delete_failed=self.delete_failed, max_delete_fraction=fraction)
         policy.validate()
         return policy
@@ -109,13 +115,16 @@ class PlanImageRetentionOperator(RetentionPolicyMixin, AliyunBaseOperator):
 
     :param regions: region ids to prune; empty/None: every region of the account holding images (or snapshots)
         we manage, found with one tag-filtered probe per region (regions that refuse are listed, not fatal)
-    :param retention_days, keep_last, keep_daily, keep_weekly, keep_monthly, timezone, policy, delete_failed,
+    :param retention_days, keep_last, keep_daily, keep_weekly, keep_monthly, timezone, delete_failed,
         max_delete_fraction: the policy (see ``logic.retention``)
+    :param policy: the ``ops:policy`` values covered: a list, one value, or ``"any"``/None (default: any image we
+        manage); managed images of other policies are kept and warned about
     :param orphan_grace_hours: a managed snapshot whose image is gone is swept only when older than this
     :param image_quota: custom images per region when the account cannot say (DescribeAccountAttributes)
     :param now: plan time (epoch seconds); default the run's logical date, so backfills and re-runs agree
 
-    Returns ``{"plan", "orphans", "quotas", "regions", "unscanned_regions", "now", "policy", "summary"}``.
+    Returns ``{"plan", "orphans", "quotas", "regions", "unscanned_regions", "uncovered", "now", "policy",
+    "summary"}``; ``quotas`` has a row for every region surveyed and every other region holding images we manage.
 
     Example::
 
@@ -128,9 +137,9 @@ class PlanImageRetentionOperator(RetentionPolicyMixin, AliyunBaseOperator):
 
     def __init__(self, *, regions: str | Sequence[str] | None = None, retention_days: int | str = 7,
                  keep_last: int | str = 3, keep_daily: int | str = 0, keep_weekly: int | str = 0,
-                 keep_monthly: int | str = 0, timezone: str = "Asia/Shanghai", policy: str | None = None,
-                 delete_failed: bool | str = False, max_delete_fraction: float | str = 0.5,
-                 orphan_grace_hours: float | str = 24, image_quota: int | str | None = None,
+                 keep_monthly: int | str = 0, timezone: str = "Asia/Shanghai",
+                 policy: str | Sequence[str] | None = None, delete_failed: bool | str = False,
+                 max_delete_fraction: float | str = 0.5, orphan_grace_hours: float | str = 24, image_quota: int | str | None = None,
                  now: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.image_quota = image_quota
@@ -157,11 +166,33 @@ def survey_and_plan(hook: EcsHook, regions: Any, policy: RetentionPolicy, now: f
     explicit = [r for r in as_list(regions or [], "regions") if r]
     survey = survey_account(hook, explicit, policy, now - grace_hours * 3600, log=log)
     plan = make_plan(survey.facts, policy, now)
-    quotas = quota_report(hook, survey.regions, plan, quota_override, log=log)
+    uncovered = plan.uncovered()
+    for line in uncovered_lines(uncovered):
+        log.warning(line)
+    quotas = quota_report(hook, survey.regions, plan, quota_override, log=log, elsewhere=survey.elsewhere)
     out = {"plan": plan.to_dict(), "orphans": survey.orphans, "quotas": quotas, "regions": survey.regions,
-           "unscanned_regions": survey.unscanned, "now": now, "policy": policy_dict(policy)}
+           "unscanned_regions": survey.unscanned, "uncovered": uncovered, "now": now, "policy": policy_dict(policy)}
     out["summary"] = plan_summary(plan, out)
     return out
+
+
+def policy_label(policy: str) -> str:
+    return policy or "(no ops:policy)"
+
+
+def uncovered_text(policy: str, regions: Mapping[str, int]) -> str:
+    """How many images of one uncovered policy were kept, where, and what to do about it."""
+    where = ", ".join(f"{region} ({n})" for region, n in regions.items())
+    todo = ("only the policy set 'any' covers images without one, and there one without ops:source-instance (the "
+            "restore's undo images) is its own group's newest: delete those by hand" if not policy else
+            f"add {policy!r} to the policy param (or use 'any') to prune them")
+    return f"{sum(regions.values())} image(s) kept, never deleted: {where}; {todo}"
+
+
+def uncovered_lines(uncovered: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """One warning per ``ops:policy`` the run's set does not cover (``""``: images with no policy)."""
+    return [f"managed images of policy {policy_label(policy)} are not covered by this run: "
+            f"{uncovered_text(policy, regions)}" for policy, regions in uncovered.items()]
 
 
 def sweep_numbers(grace_hours: Any, image_quota: Any) -> tuple[float, int | None]:
@@ -177,25 +208,31 @@ def sweep_numbers(grace_hours: Any, image_quota: Any) -> tuple[float, int | None
 
 
 def policy_dict(policy: RetentionPolicy) -> dict:
-    return {name: getattr(policy, name) for name in POLICY_FIELDS}
+    """The policy as plain data for the XCom (``policy``: a list of ops:policy values, or None for any)."""
+    out = {name: getattr(policy, name) for name in POLICY_FIELDS}
+    covered = policy.policies
+    out["policy"] = None if covered is None else list(covered)
+    return out
 
 
 # -- the read-only survey -------------------------------------------------------------------------
-def managed_filter(policy: RetentionPolicy) -> dict[str, str]:
-    tags = {pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}
-    if policy.policy:
-        tags[pv.POLICY] = policy.policy
-    return tags
+def managed_filter() -> dict[str, str]:
+    """The tag filter of the survey: every image we manage, whatever its policy (the plan decides what the run's
+    policy set covers, so an image of another policy is seen and reported, never skipped unseen)."""
+    return {pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}
 
 
 def survey_account(hook: EcsHook, explicit: Sequence[str], policy: RetentionPolicy, orphan_before: float, *,
                    log: Any) -> Survey:
     """Images and orphan snapshots of ``explicit`` regions (every one must answer), or of every region that holds
-    something we manage (a region that refuses is listed in ``unscanned``)."""
-    tags = managed_filter(policy)
+    something we manage (a region that refuses is listed in ``unscanned``). With explicit regions, the other
+    regions holding images we manage are listed in ``elsewhere`` (their quota is reported, nothing is pruned)."""
+    tags = managed_filter()
     survey = Survey(regions=list(dict.fromkeys(explicit)))
     orphans: dict[str, list[dict]] = {}
-    if not explicit:
+    if explicit:
+        survey.elsewhere = regions_holding_images(hook, set(survey.regions), tags, log)
+    else:
         for region in sorted(r["RegionId"] for r in hook.describe_regions()):
             try:
                 orphans[region] = find_orphans(hook, region, policy, orphan_before, log)
@@ -212,13 +249,35 @@ def survey_account(hook: EcsHook, explicit: Sequence[str], policy: RetentionPoli
     return survey
 
 
+def regions_holding_images(hook: EcsHook, skip: set[str], tags: Mapping[str, str], log: Any) -> list[str]:
+    """The regions outside ``skip`` holding an image with ``tags`` (one count per region); a region or an account
+    that will not answer is left out with a log line: these regions only add quota rows to the report."""
+    try:
+        regions = sorted(r["RegionId"] for r in hook.describe_regions())
+    except AliyunApiError as err:
+        log.warning("cannot list the regions (%s): quota reported for the regions of this run only", error_reason(err))
+        return []
+    found = []
+    for region in regions:
+        if region in skip:
+            continue
+        try:
+            if hook.count_images(region, tags=tags):
+                found.append(region)
+        except AliyunApiError as err:
+            log.info("cannot count managed images in %s (%s): no quota row for it", region, error_reason(err))
+    if found:
+        log.info("Other regions holding images we manage (quota only, not pruned by this run): %s", ", ".join(found))
+    return found
+
+
 def find_orphans(hook: EcsHook, region: str, policy: RetentionPolicy, before: float, log: Any) -> list[dict]:
     """Managed snapshots made for an image (``ops:source-image``) that no longer exists, finished, backing no image
     or disk, created before ``before``: what a failed snapshot delete left behind."""
     candidates = []
     for snap in hook.describe_snapshots(region, tags={pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}):
         tags = pv.tags_from_api(snap.get("Tags"))
-        if not tags.get(pv.SOURCE_IMAGE) or (policy.policy and tags.get(pv.POLICY) != policy.policy):
+        if not tags.get(pv.SOURCE_IMAGE) or not policy.covers(tags):
             continue
         created = parse_creation_time(snap.get("CreationTime"))
         if snap.get("Status") != "accomplished" or snap.get("Usage", "none") != "none" \
@@ -237,11 +296,15 @@ def find_orphans(hook: EcsHook, region: str, policy: RetentionPolicy, before: fl
 
 
 def quota_report(hook: EcsHook, regions: Sequence[str], plan: RetentionPlan, override: int | None, *,
-                 log: Any) -> dict[str, dict]:
-    """Per region: custom images now, after this plan, the quota and the headroom left (``warning`` below 20%)."""
+                 log: Any, elsewhere: Sequence[str] = ()) -> dict[str, dict]:
+    """Per region: custom images now, after this plan, the quota and the headroom left (``warning`` below 20%).
+
+    ``regions`` are those the run surveyed; ``elsewhere`` other regions holding images we manage, reported with
+    ``pruned: False`` (after = now): a region filling up is seen whatever the run covers."""
     deleting = {r: rp.deleting for r, rp in plan.regions.items()}
     out: dict[str, dict] = {}
-    for region in regions:
+    surveyed = set(regions)
+    for region in list(dict.fromkeys([*regions, *elsewhere])):
         quota, source = override, "param image_quota"
         if quota is None:
             try:
@@ -253,12 +316,13 @@ def quota_report(hook: EcsHook, regions: Sequence[str], plan: RetentionPlan, ove
         images = hook.count_images(region)
         after = images - deleting.get(region, 0)
         row = {"images": images, "after": after, "quota": quota, "source": source if quota else "unknown",
-               "headroom": None, "warning": ""}
+               "headroom": None, "warning": "", "pruned": region in surveyed}
         if quota:
             row["headroom"] = round((quota - after) / quota, 4)
             if row["headroom"] < QUOTA_WARN_HEADROOM:
-                row["warning"] = (f"only {max(quota - after, 0)} of {quota} custom images left in {region} after "
-                                  f"pruning ({row['headroom']:.0%} headroom): CreateImage/CopyImage will soon fail "
+                when = "after pruning" if row["pruned"] else "(not pruned by this run: not in its regions)"
+                row["warning"] = (f"only {max(quota - after, 0)} of {quota} custom images left in {region} {when} "
+                                  f"({row['headroom']:.0%} headroom): CreateImage/CopyImage will soon fail "
                                   "with QuotaExceed.Image")
                 log.warning(row["warning"])
         out[region] = row
@@ -272,9 +336,14 @@ def plan_summary(plan: RetentionPlan, out: Mapping[str, Any]) -> str:
     for region, rp in plan.regions.items():
         state = " **HELD: above the fraction guard**" if rp.held else ""
         lines.append(f"- {region}: delete {rp.deleting} of {rp.managed} managed images ({rp.fraction:.0%}){state}")
+    uncovered = out.get("uncovered") or {}
     for region in out["regions"]:
         if region not in plan.regions:
-            lines.append(f"- {region}: no managed image")
+            kept = sum(regions.get(region, 0) for regions in uncovered.values())
+            lines.append(f"- {region}: no image of the run's policies" + (f" ({kept} of other policies kept)"
+                                                                          if kept else ""))
+    for line in uncovered_lines(uncovered):
+        lines.append(f"- WARNING: {line}")
     orphans = out.get("orphans") or []
     if orphans:
         lines.append(f"- snapshots of deleted images to sweep: {len(orphans)}")
@@ -367,7 +436,7 @@ class PruneBackupImagesOperator(RetentionPolicyMixin, ApplyRetentionPlanOperator
     Example::
 
         PruneBackupImagesOperator(task_id="prune", regions=["cn-hangzhou", "cn-shanghai"], retention_days=7,
-                                  keep_last=3, policy="nightly")
+                                  keep_last=3, policy=["nightly", "weekly"])
     """
 
     template_fields = ("aliyun_conn_id", "regions", *POLICY_FIELDS, "approved", "dry_run", "concurrency",
@@ -375,9 +444,9 @@ class PruneBackupImagesOperator(RetentionPolicyMixin, ApplyRetentionPlanOperator
 
     def __init__(self, *, regions: str | Sequence[str] | None = None, retention_days: int | str = 7,
                  keep_last: int | str = 1, keep_daily: int | str = 0, keep_weekly: int | str = 0,
-                 keep_monthly: int | str = 0, timezone: str = "Asia/Shanghai", policy: str | None = None,
-                 delete_failed: bool | str = False, max_delete_fraction: float | str = 0.5,
-                 orphan_grace_hours: float = 24, now: float | None = None, approved: bool | str = False,
+                 keep_monthly: int | str = 0, timezone: str = "Asia/Shanghai",
+                 policy: str | Sequence[str] | None = None, delete_failed: bool | str = False,
+                 max_delete_fraction: float | str = 0.5, orphan_grace_hours: float = 24, now: float | None = None, approved: bool | str = False,
                  **kwargs: Any) -> None:
         super().__init__(plan={}, approved=approved, **kwargs)
         self._set_survey_fields(regions=regions, orphan_grace_hours=orphan_grace_hours, now=now,

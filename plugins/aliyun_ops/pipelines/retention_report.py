@@ -2,6 +2,8 @@
 
 The report is written whatever happened upstream; the run then fails if anything it promised did not happen
 (a failed delete or sweep, a region held by the fraction guard and not approved, a plan that never came).
+Images of a policy the run does not cover are kept and warned about (a meta line per policy and a log warning);
+they do not fail the run.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from zoneinfo import ZoneInfo
 from ..exceptions import RunIncomplete, denied
 from ..logic.report import FAILED, Report, RetentionRow
 from ..logic.retention import RetentionPlan, decision_rows
+from ..operators.ecs_retention import policy_label, uncovered_lines, uncovered_text
 from .approval import approve_task_state, is_manual_run
 from .report_output import send_report_email, write_artifacts
 
@@ -50,16 +53,32 @@ def quota_notes(quotas: Mapping[str, Mapping]) -> tuple[dict[str, str], list[str
     notes: dict[str, str] = {}
     warnings: list[str] = []
     for region, q in sorted(quotas.items()):
+        after = f"{q['after']} after pruning" if q.get("pruned", True) else "not pruned by this run"
         if q.get("quota"):
-            text = (f"{q['images']} custom images, {q['after']} after pruning, quota {q['quota']} "
-                    f"({q['headroom']:.0%} headroom)")
+            text = f"{q['images']} custom images, {after}, quota {q['quota']} ({q['headroom']:.0%} headroom)"
         else:
-            text = f"{q['images']} custom images, {q['after']} after pruning, quota unknown"
+            text = f"{q['images']} custom images, {after}, quota unknown"
         if q.get("warning"):
             text += " WARNING: below 20% headroom"
             warnings.append(q["warning"])
         notes[f"quota {region}"] = text
     return notes, warnings
+
+
+def policy_text(policy: Mapping[str, Any]) -> str:
+    """The run's policy fields for the report; ``policy`` as its set (``any`` for None)."""
+    def show(name: str, value: Any) -> str:
+        if name == "policy":
+            return "any" if value is None else "[" + " ".join(value if isinstance(value, list | tuple) else [value]) + "]"
+        return str(value)
+
+    return ", ".join(f"{k}={show(k, v)}" for k, v in policy.items())
+
+
+def uncovered_notes(uncovered: Mapping[str, Mapping[str, int]]) -> dict[str, str]:
+    """``{"not covered <policy>": "N kept in ...; what to do"}``, one per policy the run's set leaves out."""
+    return {f"not covered {policy_label(policy)}": uncovered_text(policy, regions)
+            for policy, regions in uncovered.items()}
 
 
 def finish_retention(context: Mapping[str, Any], survey: Mapping[str, Any] | None, results: Sequence[Mapping] | None,
@@ -76,13 +95,15 @@ def finish_retention(context: Mapping[str, Any], survey: Mapping[str, Any] | Non
     meta: dict[str, Any] = {
         "dag": context["ti"].dag_id, "run": context["run_id"],
         "planned at": datetime.fromtimestamp(survey["now"], UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "policy": ", ".join(f"{k}={v}" for k, v in policy.items()),
+        "policy": policy_text(policy),
         "regions": ", ".join(survey.get("regions") or []) or "none holds images we manage",
         "dry run": dry_run, "approval": approval, "created (column)": f"local time in {policy.get('timezone')}"}
     if plan.held_regions:
         meta["held by max_delete_fraction"] = ", ".join(plan.held_regions)
     for region, reason in (survey.get("unscanned_regions") or {}).items():
         meta[f"not scanned {region}"] = reason
+    uncovered = survey.get("uncovered") or {}
+    meta.update(uncovered_notes(uncovered))
     notes, warnings = quota_notes(survey.get("quotas") or {})
     meta.update(notes)
     ds = context.get("ds") or context["run_id"]
@@ -90,11 +111,12 @@ def finish_retention(context: Mapping[str, Any], survey: Mapping[str, Any] | Non
     paths = write_artifacts(report, context["ti"].dag_id, context["run_id"])
     log.info("retention report (%s):\n%s\n%s", report.outcome, "\n".join(f"{k}: {v}" for k, v in meta.items()),
              report.to_text())
-    for warning in warnings:
+    for warning in [*uncovered_lines(uncovered), *warnings]:
         log.warning(warning)
     emailed = send_report_email(report, notify_emails, context, note=" QUOTA WARNING" if warnings else "")
     summary = {"outcome": report.outcome, "counts": report.counts, "files": paths, "emailed": emailed,
                "quota_warnings": warnings, "held_regions": plan.held_regions,
+               "uncovered": {policy: sum(regions.values()) for policy, regions in uncovered.items()},
                "deleted": sum(1 for r in rows if r.action == "delete" and r.status == "success"),
                "swept": sum(1 for r in rows if r.action == "sweep" and r.status == "success")}
     failed = [f"{r.region} {r.image_id or r.snapshots}: {r.reason}" for r in rows if r.status == FAILED]
