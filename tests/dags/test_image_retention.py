@@ -17,8 +17,10 @@ from tests.dags.hitl import respond, wait_for_input
 
 DAG_ID = "ecs_image_retention"
 POLICY = "ecs-cross-region-backup"
+SPOT_POLICY = "ecs-spot-image-cycle"
 NIGHT = pendulum.datetime(2026, 11, 20, 21, 0, tz="UTC")      # 05:00 Asia/Shanghai, the DAG's schedule
-SRC, DR = "cn-hangzhou", "cn-shanghai"
+SRC, DR, SPOT = "cn-hangzhou", "cn-shanghai", "cn-beijing"
+AGES = (1, 2, 3, 30)           # days: keep_last 3 keeps the first three, the last one expires
 
 
 def managed(instance: str | None = "i-web0001", **extra: str) -> dict:
@@ -26,6 +28,13 @@ def managed(instance: str | None = "i-web0001", **extra: str) -> dict:
     if instance:
         tags["ops:source-instance"] = instance
     return tags
+
+
+def spot_image(instance: str, age: float, region: str = SPOT) -> dict:
+    """An image as ecs_spot_image_cycle tags it (its retention_days param defaults to 3)."""
+    return {"region": region, "name": f"spot-{instance}-{age:04.1f}d", "creation_time": night(age),
+            "tags": {"ops:managed-by": "airflow-aliyun-ops", "ops:policy": SPOT_POLICY, "ops:source-instance": instance,
+                     "ops:retention-days": "3"}}
 
 
 def night(days_before: float, at=NIGHT) -> str:
@@ -253,3 +262,121 @@ def test_throttling_server_errors_and_lost_answers_do_not_change_the_outcome(run
         assert names(ecs_client, region) == ["web-1d", "web-2d", "web-3d"]
         assert len(snapshot_ids(ecs_client, region)) == 3
     assert delete_calls(emulator) == 3               # two deletions and the retry of the lost answer
+
+
+# -- issue 22 case 6: the policy set ------------------------------------------------------------------------------
+def test_defaults_prune_the_spot_cycles_images_and_report_the_quota_of_its_region(run_dag, emulator, ecs_client,
+                                                                                   scheduled_runs):
+    """The issue's fleet: ten spot instances, one image each a day for ten days, fill the default quota of 100 custom
+    images in their region. A scheduled run with every default prunes them (and the backups) and writes the quota
+    row of the spot region; before, its policy default left them alone and the report had no row for the region."""
+    instances = [f"i-spot{k:04d}" for k in range(10)]
+    images = [spot_image(iid, age + 0.2) for iid in instances for age in range(10)]
+    images += [{"region": SRC, "name": f"web-{age}d", "creation_time": night(age), "tags": managed()}
+               for age in (1, 2, 3, 20)]
+    emulator.admin.load_fleet({"images": images})
+
+    run = run_dag(DAG_ID, logical_date=NIGHT)
+
+    assert run.state == "success" and run.run_type == "scheduled"
+    # deadline max(retention_days 7, ops:retention-days 3): the 7.2-9.2 day old images go, 3 per instance
+    assert names(ecs_client, SPOT) == sorted(f"spot-{iid}-{age + 0.2:04.1f}d" for iid in instances for age in range(7))
+    assert names(ecs_client, SRC) == ["web-1d", "web-2d", "web-3d"]
+    report = report_json(run)
+    assert SPOT in report["meta"]["regions"]
+    assert report["meta"][f"quota {SPOT}"] == "100 custom images, 70 after pruning, quota 100 (30% headroom)"
+    assert not [k for k in report["meta"] if k.startswith("not covered")]
+    rules = {r["name"]: r["rule"] for r in report["rows"] if r["region"] == SPOT}
+    assert rules["spot-i-spot0000-09.2d"] == "expired" and rules["spot-i-spot0000-00.2d"] == "newest"
+    plan = xcom(run, "plan")
+    assert plan["policy"]["policy"] == [POLICY, SPOT_POLICY]
+    assert plan["quotas"][SPOT] == {"images": 100, "after": 70, "quota": 100, "source": "DescribeAccountAttributes",
+                                    "headroom": 0.3, "warning": "", "pruned": True}
+    summary = xcom(run, "report")
+    assert summary["deleted"] == 31 and summary["uncovered"] == {}
+
+
+def test_a_managed_image_of_a_policy_the_run_does_not_cover_is_kept_and_warned_about(run_dag, emulator, ecs_client,
+                                                                                      capfd):
+    undo = {"ops:managed-by": "airflow-aliyun-ops", "ops:undo-for": "i-web0001", "ops:retention-days": "7"}
+    emulator.admin.load_fleet({"images": [
+        *[{"region": SRC, "name": f"web-{age}d", "creation_time": night(age), "tags": managed()} for age in (1, 2, 3, 30)],
+        {"region": SRC, "name": "monthly-200d", "creation_time": night(200), "tags": {**managed(), "ops:policy": "monthly"}},
+        {"region": SRC, "name": "undo-i-web0001", "creation_time": night(30), "tags": undo},   # the restore's undo image
+        {"region": "cn-shenzhen", "name": "monthly-400d", "creation_time": night(400),          # nothing else there
+         "tags": {**managed(instance="i-db0001"), "ops:policy": "monthly"}},
+    ]})
+    capfd.readouterr()
+
+    run = run_dag(DAG_ID, logical_date=NIGHT)
+    out = "".join(capfd.readouterr())
+
+    assert run.state == "success"                    # a warning, not a failure
+    assert names(ecs_client, SRC) == ["monthly-200d", "undo-i-web0001", "web-1d", "web-2d", "web-3d"]
+    assert names(ecs_client, "cn-shenzhen") == ["monthly-400d"]
+    report = report_json(run)
+    meta = report["meta"]
+    assert meta["not covered monthly"].startswith("2 image(s) kept, never deleted: cn-hangzhou (1), cn-shenzhen (1)")
+    assert meta["not covered (no ops:policy)"].startswith("1 image(s) kept, never deleted: cn-hangzhou (1)")
+    assert "cn-shenzhen" in meta["regions"] and meta["quota cn-shenzhen"].startswith("1 custom images")
+    uncovered = {r["name"]: r for r in report["rows"] if r["rule"] == "uncovered"}
+    assert set(uncovered) == {"monthly-200d", "monthly-400d", "undo-i-web0001"}
+    assert all(r["action"] == "keep" for r in uncovered.values())
+    assert "'monthly' is not in this run's policy set" in uncovered["monthly-200d"]["reason"]
+    assert xcom(run, "report")["uncovered"] == {"": 1, "monthly": 2}
+    assert "managed images of policy monthly are not covered by this run: 2 image(s)" in out
+    assert "managed images of policy (no ops:policy) are not covered by this run: 1 image(s)" in out
+
+
+@pytest.mark.parametrize("policy", [SPOT_POLICY, None, "any"])
+def test_the_single_policy_and_null_forms_still_work(run_dag, emulator, ecs_client, policy):
+    adhoc = {"ops:managed-by": "airflow-aliyun-ops", "ops:source-instance": "i-web0001"}   # our operators, no policy
+    emulator.admin.load_fleet({"images": [
+        *[{"region": SRC, "name": f"web-{age}d", "creation_time": night(age), "tags": managed()} for age in AGES],
+        *[{"region": SRC, "name": f"adhoc-{age}d", "creation_time": night(age), "tags": adhoc} for age in AGES],
+        *[spot_image("i-spot0001", age) for age in AGES]]})
+
+    run = run_dag(DAG_ID, logical_date=NIGHT, conf={"policy": policy})
+
+    assert run.state == "success"
+    assert names(ecs_client, SPOT) == ["spot-i-spot0001-01.0d", "spot-i-spot0001-02.0d", "spot-i-spot0001-03.0d"]
+    summary = xcom(run, "report")
+    kept = [f"{kind}-{age}d" for kind in ("adhoc", "web") for age in (1, 2, 3)]
+    if policy == SPOT_POLICY:
+        assert names(ecs_client, SRC) == sorted([*kept, "adhoc-30d", "web-30d"])
+        assert summary["uncovered"] == {"": 4, POLICY: 4}
+        assert xcom(run, "plan")["policy"]["policy"] == [SPOT_POLICY]
+    else:                                             # any image we manage, with a policy or without
+        assert names(ecs_client, SRC) == sorted(kept)
+        assert summary["uncovered"] == {}
+        assert xcom(run, "plan")["policy"]["policy"] is None
+        assert "policy=any" in report_json(run)["meta"]["policy"]
+
+
+def test_explicit_regions_still_report_the_quota_of_every_region_holding_our_images(run_dag, emulator, ecs_client):
+    emulator.admin.set_faults({"image_quota": {SPOT: 12}})
+    emulator.admin.load_fleet({"images": [
+        *[{"region": SRC, "name": f"web-{age}d", "creation_time": night(age), "tags": managed()} for age in AGES],
+        *[spot_image(f"i-spot{k:04d}", age) for k in range(2) for age in (1, 2, 3, 4, 30)]]})
+
+    run = run_dag(DAG_ID, logical_date=NIGHT, conf={"regions": [SRC]})
+
+    assert run.state == "success"
+    assert names(ecs_client, SRC) == ["web-1d", "web-2d", "web-3d"]
+    assert len(names(ecs_client, SPOT)) == 10                  # not a region of this run: nothing pruned there
+    meta = report_json(run)["meta"]
+    assert meta["regions"] == SRC
+    assert meta[f"quota {SPOT}"] == ("10 custom images, not pruned by this run, quota 12 (17% headroom) "
+                                     "WARNING: below 20% headroom")
+    warnings = xcom(run, "report")["quota_warnings"]
+    assert len(warnings) == 1 and "not pruned by this run" in warnings[0] and SPOT in warnings[0]
+
+
+def test_a_blank_policy_name_is_refused_before_any_api_call(run_dag, emulator, ecs_client):
+    emulator.admin.load_fleet({"images": [
+        {"region": SRC, "name": f"web-{age}d", "creation_time": night(age), "tags": managed()} for age in AGES]})
+    emulator.admin.clear_calls()
+    run = run_dag(DAG_ID, logical_date=NIGHT, conf={"policy": [POLICY, " "]}, retries=0)
+    assert run.state == "failed"
+    assert not [c for c in emulator.admin.calls()["counters"] if c.startswith("ecs:")]
+    assert names(ecs_client, SRC) == ["web-1d", "web-2d", "web-30d", "web-3d"]
