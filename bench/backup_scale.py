@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.paths import portable
+
 # The emulator's defaults (emulator/ecs/timings.py); the harness reads the live values over the admin API.
 DEFAULT_TIMINGS = {"image_create_base": 120.0, "image_create_per_gib": 15.0, "copy_base": 300.0,
                    "copy_per_gib": 20.0, "copy_concurrency": 5}
@@ -580,7 +582,7 @@ def _save(out_dir: Path, stamp: str, rows: list[dict], opts: Options, platform) 
             "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(opts).items()}}
     data = {"meta": meta, "rows": rows}
     for name in (f"backup_scale-{stamp}.json", "backup_scale-latest.json"):
-        (out_dir / name).write_text(json.dumps(data, indent=2, default=str))
+        (out_dir / name).write_text(json.dumps(portable(data), indent=2, default=str))
     ok = [r for r in rows if "error" not in r or r.get("wall_s")]
     (out_dir / "backup_scale-latest.md").write_text(markdown_table(ok) + "\n")
     (out_dir / "backup_scale-ratio.svg").write_text(svg_chart(ok, "ratio", "wall time / ideal (lower is better)"))

@@ -49,6 +49,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.paths import portable
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results" / "rds-archive"
 MIB = 1024 * 1024
@@ -744,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{_cell(t['ratio_pairs'])}; CPU ratio {_cell(t['cpu_ratio'])}), worker peak RSS "
               f"{t['worker_peak_rss_mib']} MiB (< 200 MB: {t['rss_met']})")
     if not args.no_save:
-        text = json.dumps(doc, indent=2)
+        text = json.dumps(portable(doc), indent=2)
         (out_dir / f"rds_archive-{stamp}.json").write_text(text)
         (out_dir / "rds_archive-latest.json").write_text(text)
         print(f"saved {out_dir / f'rds_archive-{stamp}.json'} (log {log_path.name})")

@@ -46,6 +46,7 @@ from aliyun_ops.logic import pause, provenance
 from deploy.rest import AirflowRest
 
 from .backup_scale import Machine, generate_fleet, ideal_times
+from .paths import portable, portable_text
 
 DAG_ID = "ecs_cross_region_backup"
 SELECTION_TAGS = {"backup": "daily"}
@@ -782,7 +783,7 @@ def run_soak(opts: SoakOptions, log=print) -> dict:
 def _save(result: Mapping, opts: SoakOptions) -> None:
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=2, default=str)
+    text = json.dumps(portable(result), indent=2, default=str)
     (out / f"soak-{result['instances']}-{result['started']}.json").write_text(text)
     (out / f"soak-{result['instances']}-latest.json").write_text(text)
 
@@ -836,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     def log(msg: str) -> None:
-        print(f"[{time.monotonic() - started:7.1f}s] {msg}", flush=True)
+        print(portable_text(f"[{time.monotonic() - started:7.1f}s] {msg}"), flush=True)
 
     result = run_soak(opts, log=log)
     print()
@@ -849,7 +850,7 @@ def main(argv: list[str] | None = None) -> int:
     if result.get("error"):
         print(f"ERROR {result['error'][:500]}", file=sys.stderr)
     latest = Path(opts.out_dir) / f"soak-{opts.size}-latest.json"
-    print(f"\nresults: {latest}; work dir (logs) {result['work_dir']}")
+    print(portable_text(f"\nresults: {latest}; work dir (logs) {result['work_dir']}"))
     return 0 if all(result["verdicts"].values()) and not result.get("error") else 1
 
 
