@@ -40,7 +40,8 @@ signatures from :mod:`~emulator.oss.auth`; the handlers, one module per resource
 :func:`~emulator.oss.routing.operation`: :mod:`~emulator.oss.buckets`, :mod:`~emulator.oss.lifecycle`,
 :mod:`~emulator.oss.listing`, :mod:`~emulator.oss.objects`, :mod:`~emulator.oss.multipart`; they share
 :mod:`~emulator.oss.common` (state tables, bucket access, request bodies), :mod:`~emulator.oss.context` (the
-request), :mod:`~emulator.oss.errors`, :mod:`~emulator.oss.codec` (XML, dates) and :mod:`~emulator.oss.store`.
+request), :mod:`~emulator.oss.errors`, :mod:`~emulator.oss.codec` (XML, dates), :mod:`~emulator.oss.store` (blob
+files) and :mod:`~emulator.oss.crc64` (the emulator's own CRC-64/ECMA and its combine).
 """
 
 from . import buckets, lifecycle, listing, multipart, objects  # noqa: F401  (handlers register on import)

@@ -9,11 +9,10 @@ import uuid
 
 from aiohttp import web
 
-from aliyun_ops.logic.crc64 import crc64_combine
-
 from . import common
 from .codec import doc, el, iso_ms, parse, url_encode
 from .context import Ctx
+from .crc64 import crc64_combine
 from .errors import MALFORMED, err, invalid_argument, invalid_range, no_such_upload
 from .routing import operation
 from .store import store_of

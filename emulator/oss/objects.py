@@ -7,14 +7,13 @@ import hashlib
 
 from aiohttp import web
 
-from aliyun_ops.logic.crc64 import crc64_combine
-
 from ..arns import oss_resources
 from ..errors import ApiError
 from ..security import MAX_OBJECT_SIZE
 from . import common
 from .codec import doc, el, http_date, iso_ms, parse, url_encode
 from .context import Ctx
+from .crc64 import crc64_combine
 from .errors import MALFORMED, entity_too_large, err, invalid_argument, invalid_range
 from .routing import operation
 from .store import store_of

@@ -7,9 +7,9 @@ reset simply forgets the references. Blobs are immutable once published, with on
 (an appendable object's last blob, appended in place only while it has a single link), so
 copies are hard links and a completed multipart object is just the list of its part blobs.
 
-CRC64 is CRC-64/XZ as OSS sends it in ``x-oss-hash-crc64ecma``, from
-:mod:`aliyun_ops.logic.crc64` (shared with the OSS hook); its ``crc64_combine`` joins the CRCs
-of two adjacent pieces, so multipart objects never need re-reading.
+CRC64 is CRC-64/XZ as OSS sends it in ``x-oss-hash-crc64ecma``, from the emulator's own
+:mod:`emulator.oss.crc64`; its ``crc64_combine`` joins the CRCs of two adjacent pieces, so
+multipart objects never need re-reading.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from aliyun_ops.logic.crc64 import new_crc
+from .crc64 import Crc64
 
 CHUNK = 1024 * 1024
 
@@ -32,7 +32,7 @@ class _BlobWriter:
     """Writes chunks to an open file, keeping size, MD5 and CRC-64 as they pass."""
 
     def __init__(self, fh: BinaryIO) -> None:
-        self.fh, self.md5, self.crc, self.size = fh, hashlib.md5(), new_crc(), 0
+        self.fh, self.md5, self.crc, self.size = fh, hashlib.md5(), Crc64(), 0
         self.blob = ""
 
     def write(self, chunk: bytes) -> None:
@@ -42,7 +42,7 @@ class _BlobWriter:
         self.size += len(chunk)
 
     def result(self) -> tuple[str, int, bytes, int]:
-        return self.blob, self.size, self.md5.digest(), self.crc.crcValue
+        return self.blob, self.size, self.md5.digest(), self.crc.value
 
 
 class BlobStore:
