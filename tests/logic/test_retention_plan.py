@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aliyun_ops.logic import policies as pol
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic import retention as rt
 from aliyun_ops.logic.retention import DAY, ImageFacts, RetentionPolicy, plan
@@ -225,3 +226,102 @@ def test_copies_never_tagged_complete_still_keep_their_newest():
     d = decided(copies, retention_days=7, max_delete_fraction=1.0)
     assert not d["m-copy-20"].delete and d["m-copy-20"].rule == rt.NEWEST
     assert d["m-copy-30"].delete and d["m-copy-40"].delete
+
+
+# -- policy sets (issue 22 case 6) -----------------------------------------------------------------------------------
+SET_NAMES = [*pol.PROJECT_POLICIES, "nightly"]
+IMAGE_POLICIES = [*SET_NAMES, "monthly", None]          # None: a managed image with no ops:policy (an undo image)
+
+
+@st.composite
+def mixed_fleets(draw) -> list[ImageFacts]:
+    """The generated fleets above, their managed images spread over the project's policies, two others and none."""
+    images = draw(fleets())
+    picks = draw(st.lists(st.sampled_from(IMAGE_POLICIES), min_size=len(images), max_size=len(images)))
+    out = []
+    chosen: dict[str, str | None] = {}
+    for image, pick in zip(images, picks, strict=True):
+        choice = chosen.setdefault(image.image_id, pick)        # an image listed twice is the same image
+        tags = dict(image.tags)
+        if pv.is_managed(tags):
+            tags.pop(pv.POLICY, None)
+            if choice:
+                tags[pv.POLICY] = choice
+        out.append(replace(image, tags=tags))
+    return out
+
+
+policy_sets = st.one_of(st.none(), st.just(pol.ANY), st.sampled_from(SET_NAMES),
+                        st.lists(st.sampled_from([*SET_NAMES, pol.ANY]), min_size=1, max_size=3, unique=True),
+                        st.just(list(pol.PROJECT_POLICIES)))
+
+
+@settings(max_examples=max(FLEETS // 5, 100), deadline=None)
+@given(mixed_fleets(), policies, policy_sets)
+def test_a_plan_never_deletes_an_image_outside_the_policy_set(images, base, chosen):
+    policy = replace(base, policy=rt.policy_set(chosen))
+    covered = None if chosen is None or chosen == pol.ANY or pol.ANY in chosen else \
+        ({chosen} if isinstance(chosen, str) else set(chosen))
+    p = plan(images, policy, NOW)
+    check_never_deletes_the_wrong_image(images, replace(policy, policy=None), p)
+    check_fraction_guard(p, policy)
+    by_id = {i.image_id: i for i in images}
+    for d in p.decisions:
+        image = by_id[d.image_id]
+        inside = covered is None or image.tags.get(pv.POLICY, "") in covered
+        if d.delete:
+            assert inside, f"{d.image_id} of policy {image.tags.get(pv.POLICY)!r} deleted by the set {chosen!r}"
+        if pv.is_managed(image.tags) and not inside:
+            assert d.rule == rt.UNCOVERED and not d.delete and d.policy == image.tags.get(pv.POLICY, "")
+    counted = sum(n for regions in p.uncovered().values() for n in regions.values())
+    assert counted == sum(1 for d in p.decisions if d.rule == rt.UNCOVERED)
+    assert all(rp.managed == sum(1 for d in p.decisions if d.region == region and d.group and d.rule != rt.UNCOVERED)
+               for region, rp in p.regions.items())      # the fraction guard counts covered images only
+    # groups are per policy: leaving a policy out changes no decision about the images still covered
+    wide = {d.image_id: (d.delete, d.rule, d.reason) for d in plan(images, replace(policy, policy=None), NOW).decisions}
+    for d in p.decisions:
+        if d.rule != rt.UNCOVERED:
+            assert (d.delete, d.rule, d.reason) == wide[d.image_id]
+
+
+def test_the_project_policies_are_the_defaults_and_any_is_not_a_policy():
+    assert pol.PROJECT_POLICIES == ("ecs-cross-region-backup", "ecs-spot-image-cycle")
+    assert pol.ANY not in pol.PROJECT_POLICIES
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, None), ("any", None), (["any"], None), (["nightly", "any"], None),
+    ("nightly", ("nightly",)), (["b", "a", "b"], ("b", "a")), (("a",), ("a",)),
+    (list(pol.PROJECT_POLICIES), pol.PROJECT_POLICIES),
+])
+def test_policy_set_forms(value, expected):
+    assert rt.policy_set(value) == expected
+
+
+@pytest.mark.parametrize("value, match", [
+    ([], "at least one"), ([""], "not an ops:policy"), (["a", " "], "not an ops:policy"), ("x" * 129, "not an ops"),
+    ([1], "not an ops:policy"), (5, "got int"), ({"a": 1}, "got dict"), ("['a', 'b']", "rendered to a string"),
+])
+def test_bad_policy_sets_are_refused_with_a_clear_error(value, match):
+    with pytest.raises(ValueError, match=match):
+        rt.policy_set(value)
+    with pytest.raises(ValueError, match=match):
+        RetentionPolicy(retention_days=7, policy=value).validate()
+
+
+def test_the_spot_cycle_and_the_backup_never_compete_and_an_undo_image_is_reported():
+    images = [img(f"m-spot-{age}", age, instance="i-1", policy=pol.SPOT_CYCLE_POLICY, **{"ops:retention-days": "3"})
+              for age in (1, 2, 3, 9)]
+    images += [img("m-bak-1", 0.5, instance="i-1", policy=pol.BACKUP_POLICY),
+               img("m-bak-20", 20, instance="i-1", policy=pol.BACKUP_POLICY)]
+    undo = ImageFacts("m-undo", "cn-hangzhou", NOW - 30 * DAY, "Available",
+                      {pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE, "ops:undo-for": "i-1", pv.RETENTION_DAYS: "7"})
+    p = plan([*images, undo], RetentionPolicy(retention_days=7, keep_last=3, policy=list(pol.PROJECT_POLICIES),
+                                              max_delete_fraction=1.0), NOW)
+    d = {x.image_id: x for x in p.decisions}
+    assert d["m-spot-9"].delete and d["m-spot-1"].rule == rt.NEWEST     # a backup one day newer takes nothing
+    assert d["m-bak-1"].rule == rt.NEWEST and d["m-bak-20"].rule == rt.LAST
+    assert d["m-undo"].rule == rt.UNCOVERED and not d["m-undo"].delete
+    assert p.uncovered() == {"": {"cn-hangzhou": 1}}
+    assert p.regions["cn-hangzhou"].managed == 6
+    assert rt.RetentionPlan.from_dict(p.to_dict()) == p

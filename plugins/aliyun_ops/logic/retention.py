@@ -77,7 +77,8 @@ def policy_set(value: object) -> tuple[str, ...] | None:
                          f"got {type(value).__name__}")
     for name in names:
         if not isinstance(name, str) or not name.strip() or len(name) > pv.MAX_VALUE_LEN:
-            raise ValueError(f"policy: {name!r} is not an ops:policy value (a non-blank string of at most {pv.MAX_VALUE_LEN} characters)")
+            raise ValueError(f"policy: {name!r} is not an ops:policy value (a non-blank string of at most "
+                             f"{pv.MAX_VALUE_LEN} characters)")
     if ANY in names:
         return None
     return tuple(dict.fromkeys(names))
