@@ -4,6 +4,7 @@ They poll in the worker (each step takes seconds to minutes)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Collection
 from typing import Any
@@ -46,6 +47,8 @@ the end reported as "still booting", not as an unhealthy system."""
 
 
 STILL_BOOTING = "still booting"
+_BOOTING = re.compile(rf"(^|:\s*)({'|'.join(BOOTING_STATES)})\s*$")
+"""A line of output that is a booting state (``starting``, ``systemd state: starting``), not one that mentions it."""
 
 
 class HealthCheckFailed(RuntimeError):
@@ -68,7 +71,7 @@ def _health_once(hook: EcsHook, region: str, instance_id: str, command: str, *, 
     if status == "Success" and int(res.get("ExitCode") or 0) == 0:
         return f"healthy ({invoke})"
     output = decode_output(res.get("Output")).strip()[-200:]
-    booting = any(state in output.lower() for state in BOOTING_STATES)
+    booting = any(_BOOTING.search(line) for line in output.lower().splitlines())
     raise HealthCheckFailed(f"health command {invoke} {status} (exit code {res.get('ExitCode')}): {output}",
                             booting=booting)
 
