@@ -300,9 +300,10 @@ def test_a_managed_image_of_a_policy_the_run_does_not_cover_is_kept_and_warned_a
                                                                                       capfd):
     undo = {"ops:managed-by": "airflow-aliyun-ops", "ops:undo-for": "i-web0001", "ops:retention-days": "7"}
     emulator.admin.load_fleet({"images": [
-        *[{"region": SRC, "name": f"web-{age}d", "creation_time": night(age), "tags": managed()} for age in (1, 2, 3, 30)],
-        {"region": SRC, "name": "monthly-200d", "creation_time": night(200), "tags": {**managed(), "ops:policy": "monthly"}},
-        {"region": SRC, "name": "undo-i-web0001", "creation_time": night(30), "tags": undo},   # the restore's undo image
+        *[{"region": SRC, "name": f"web-{age}d", "creation_time": night(age), "tags": managed()} for age in AGES],
+        {"region": SRC, "name": "monthly-200d", "creation_time": night(200),
+         "tags": {**managed(), "ops:policy": "monthly"}},
+        {"region": SRC, "name": "undo-i-web0001", "creation_time": night(30), "tags": undo},  # the restore's undo image
         {"region": "cn-shenzhen", "name": "monthly-400d", "creation_time": night(400),          # nothing else there
          "tags": {**managed(instance="i-db0001"), "ops:policy": "monthly"}},
     ]})

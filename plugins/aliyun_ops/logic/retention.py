@@ -13,10 +13,11 @@ The plan can never delete the wrong image. An image is deleted only when **every
   complete backup of each of the last N days/ISO weeks/months that have one, in ``timezone``);
 * it is older than its own deadline: ``max(retention_days, its ops:retention-days)``.
 
-A group is ``(ops:policy, ops:source-instance, region)``; an image without a source instance is a
-group of its own, so two policies never compete for "newest" or ``keep_last``. A managed image whose policy the
-set does not cover is kept with the rule ``uncovered`` (``RetentionPlan.uncovered()`` counts them for a warning). When a region's plan would delete more than ``max_delete_fraction`` of the managed
-images there, the region is *held*: its deletions need an explicit approval.
+A group is ``(ops:policy, ops:source-instance, region)``, so two policies never compete for "newest" or
+``keep_last``; an image without a source instance is a group of its own. A managed image whose policy the set
+does not cover is kept with the rule ``uncovered`` (``RetentionPlan.uncovered()`` counts them for a warning).
+When a region's plan would delete more than ``max_delete_fraction`` of the managed images there, the region is
+*held*: its deletions need an explicit approval.
 
 Example::
 

@@ -139,8 +139,8 @@ class PlanImageRetentionOperator(RetentionPolicyMixin, AliyunBaseOperator):
                  keep_last: int | str = 3, keep_daily: int | str = 0, keep_weekly: int | str = 0,
                  keep_monthly: int | str = 0, timezone: str = "Asia/Shanghai",
                  policy: str | Sequence[str] | None = None, delete_failed: bool | str = False,
-                 max_delete_fraction: float | str = 0.5, orphan_grace_hours: float | str = 24, image_quota: int | str | None = None,
-                 now: float | None = None, **kwargs: Any) -> None:
+                 max_delete_fraction: float | str = 0.5, orphan_grace_hours: float | str = 24,
+                 image_quota: int | str | None = None, now: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.image_quota = image_quota
         self._set_survey_fields(regions=regions, orphan_grace_hours=orphan_grace_hours, now=now,
@@ -446,8 +446,8 @@ class PruneBackupImagesOperator(RetentionPolicyMixin, ApplyRetentionPlanOperator
                  keep_last: int | str = 1, keep_daily: int | str = 0, keep_weekly: int | str = 0,
                  keep_monthly: int | str = 0, timezone: str = "Asia/Shanghai",
                  policy: str | Sequence[str] | None = None, delete_failed: bool | str = False,
-                 max_delete_fraction: float | str = 0.5, orphan_grace_hours: float = 24, now: float | None = None, approved: bool | str = False,
-                 **kwargs: Any) -> None:
+                 max_delete_fraction: float | str = 0.5, orphan_grace_hours: float = 24, now: float | None = None,
+                 approved: bool | str = False, **kwargs: Any) -> None:
         super().__init__(plan={}, approved=approved, **kwargs)
         self._set_survey_fields(regions=regions, orphan_grace_hours=orphan_grace_hours, now=now,
                                 retention_days=retention_days, keep_last=keep_last, keep_daily=keep_daily,

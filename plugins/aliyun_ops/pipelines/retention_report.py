@@ -69,7 +69,8 @@ def policy_text(policy: Mapping[str, Any]) -> str:
     """The run's policy fields for the report; ``policy`` as its set (``any`` for None)."""
     def show(name: str, value: Any) -> str:
         if name == "policy":
-            return "any" if value is None else "[" + " ".join(value if isinstance(value, list | tuple) else [value]) + "]"
+            names = value if isinstance(value, list | tuple) else [value]
+            return "any" if value is None else "[" + " ".join(names) + "]"
         return str(value)
 
     return ", ".join(f"{k}={show(k, v)}" for k, v in policy.items())
