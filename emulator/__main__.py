@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from . import security
-from .auth import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, KeyStore
+from .keys import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, KeyStore
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@
   names its VPC ``acs:vpc:<region>:<account>:vpc/<id>``) and for list calls
   (DescribeInstances ``instance/*``, DescribeDBInstances ``dbinstance/*``...), whatever their filters.
 * The region is the call's ``RegionId`` (an RDS call without one: the instance's region); the account is the
-  emulator's (:data:`emulator.auth.ACCOUNT_ID`, what STS GetCallerIdentity answers).
+  emulator's (:data:`emulator.keys.ACCOUNT_ID`, what STS GetCallerIdentity answers).
 * An action not in :data:`RPC_RESOURCES` (DescribeRegions, DescribeInvocations, DescribeAccountAttributes...)
   names ``acs:<service>:<region>:<account>:*``: only ``*``-wide patterns authorise it.
 
@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from .auth import ACCOUNT_ID
 from .errors import ApiError
+from .keys import ACCOUNT_ID
 from .ram import GONE, Named, Tags
 from .rpc import Params
 

@@ -6,119 +6,21 @@ Three signature schemes are verified, exactly as the official SDKs compute them:
 * the classic RPC ``HMAC-SHA1`` signature (``aliyun-python-sdk-core``, the aliyun CLI, STS
   AssumeRole from ``alibabacloud-credentials``),
 * ``OSS4-HMAC-SHA256`` (``alibabacloud-oss-v2``), verified in :mod:`emulator.oss.auth`.
+
+The keys themselves (:class:`~emulator.keys.AccessKey`, :class:`~emulator.keys.KeyStore`, the default pair) live
+in :mod:`emulator.keys`; their names are re-exported here for callers (and state files) that know them by this
+module.
 """
 
 from __future__ import annotations
 
 import base64
-import fnmatch
 import hashlib
 import hmac
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 from .errors import ApiError
-from .ram import Policy, Resources, parse_policy
-
-DEFAULT_ACCESS_KEY_ID = "LOCAL_EMULATOR_AK"
-DEFAULT_ACCESS_KEY_SECRET = "local-emulator-secret-not-for-production"
-ACCOUNT_ID = "1234567890123456"
-
-
-@dataclass
-class AccessKey:
-    """One access key pair and what it may do.
-
-    ``allow`` is a list of RAM-style action patterns (``ecs:CreateImage``, ``oss:*``,
-    ``ecs:Describe*``); ``policy`` a RAM policy document (:mod:`emulator.ram`); with neither, everything
-    is allowed. With both, an action must pass both.
-    """
-
-    access_key_id: str
-    secret: str
-    allow: list[str] | None = None
-    security_token: str | None = None
-    expires_at: float | None = None
-    principal: str = "root"
-    role_arn: str | None = None
-    policy: Policy | None = None
-
-    def decide(self, action: str, resources: Resources | None = None) -> str:
-        """``Allow``, ``ExplicitDeny`` or ``ImplicitDeny`` (see :meth:`emulator.ram.Policy.decide`)."""
-        if self.allow is not None and not any(fnmatch.fnmatchcase(action.lower(), p.lower()) for p in self.allow):
-            return "ImplicitDeny"
-        return self.policy.decide(action, resources) if self.policy is not None else "Allow"
-
-    def permits(self, action: str) -> bool:
-        return self.decide(action) == "Allow"
-
-
-@dataclass
-class KeyStore:
-    """Static keys from the command line or a keys file, plus STS temporary keys."""
-
-    keys: dict[str, AccessKey] = field(default_factory=dict)
-    temporary: dict[str, AccessKey] = field(default_factory=dict)  # STS keys, kept in the state
-
-    @classmethod
-    def default(cls, access_key_id: str = DEFAULT_ACCESS_KEY_ID,
-                access_key_secret: str = DEFAULT_ACCESS_KEY_SECRET) -> KeyStore:
-        store = cls()
-        store.add(AccessKey(access_key_id, access_key_secret))
-        return store
-
-    def add(self, key: AccessKey) -> None:
-        self.keys[key.access_key_id] = key
-
-    def load_file(self, path: str | Path) -> None:
-        """Keys file: JSON list of ``{"access_key_id", "access_key_secret", "allow"?, "policy"?, "principal"?}``;
-        ``policy`` is a RAM policy document or the path of one (relative to the keys file)."""
-        path = Path(path)
-        for entry in json.loads(path.read_text()):
-            policy = entry.get("policy")
-            if isinstance(policy, str):
-                policy = json.loads((path.parent / policy).read_text())
-            self.add(AccessKey(entry["access_key_id"], entry["access_key_secret"], entry.get("allow"),
-                               principal=entry.get("principal", "user"),
-                               policy=parse_policy(policy) if policy is not None else None))
-
-    def lookup(self, access_key_id: str | None, now: float, security_token: str | None = None) -> AccessKey:
-        """The key, checked against its security token; ``now`` is the credential clock
-        (:func:`emulator.sts.credential_now`: real time, never the simulated one) that STS keys expire by."""
-        key = self.keys.get(access_key_id or "") or self.temporary.get(access_key_id or "")
-        if key is None:
-            raise ApiError("InvalidAccessKeyId.NotFound", "Specified access key is not found.", 404)
-        if key.security_token is not None:
-            if not security_token:
-                raise ApiError("MissingSecurityToken", "SecurityToken is mandatory for this action.", 400)
-            if security_token != key.security_token:
-                raise ApiError("InvalidSecurityToken.MismatchWithAccessKey",
-                               "The specified SecurityToken is mismatch with the AccessKey.", 400)
-            if key.expires_at is not None and now >= key.expires_at:
-                raise ApiError("InvalidSecurityToken.Expired", "Specified SecurityToken is expired.", 400)
-        return key
-
-    def check_permission(self, key: AccessKey, action: str, resources: Resources | None = None) -> None:
-        """Raise ``Forbidden.RAM`` (403, ``AccessDeniedDetail`` naming the action) unless the key may call it;
-        ``resources()`` lists the resources the call names (:func:`emulator.arns.call_resources`), for
-        ``Resource`` patterns and tag conditions."""
-        decision = key.decide(action, resources)
-        if decision == "Allow":
-            return
-        detail = {
-            "PolicyType": "AccountLevelIdentityBasedPolicy",
-            "AuthPrincipalOwnerId": ACCOUNT_ID,
-            "AuthPrincipalType": "SubUser" if key.role_arn is None else "AssumedRoleUser",
-            "AuthPrincipalDisplayName": key.principal,
-            "NoPermissionType": decision,
-            "AuthAction": action,
-            "EncodedDiagnosticMessage": base64.b64encode(action.encode()).decode(),
-        }
-        raise ApiError("Forbidden.RAM",
-                       "User not authorized to operate on the specified resource, or this API doesn't support RAM.",
-                       403, extra={"AccessDeniedDetail": detail})
+from .keys import ACCOUNT_ID, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, AccessKey, KeyStore
 
 
 def _signature_mismatch() -> ApiError:
@@ -177,3 +79,7 @@ def verify_rpc_v1(method: str, params: dict[str, str], secret: str) -> None:
         if hmac.compare_digest(expected, signature):
             return
     raise _signature_mismatch()
+
+
+__all__ = ["ACCOUNT_ID", "DEFAULT_ACCESS_KEY_ID", "DEFAULT_ACCESS_KEY_SECRET", "AccessKey", "KeyStore",
+           "parse_acs3_authorization", "verify_acs3", "verify_rpc_v1"]

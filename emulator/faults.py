@@ -104,12 +104,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ApiError
-
-DROP = "drop"
-DROP_AFTER = "drop_after"
-CORRUPT = "corrupt"
-# the calls whose request body a ``corrupt`` rule can damage (OSS uploads)
-CORRUPT_ACTIONS = ("oss:PutObject", "oss:UploadPart", "oss:AppendObject")
+from .fault_kinds import CORRUPT, CORRUPT_ACTIONS, DROP, DROP_AFTER
 
 _CODES = {
     500: ("InternalError", "The request processing has failed due to some unknown error."),

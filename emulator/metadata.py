@@ -40,8 +40,8 @@ import uuid
 
 from aiohttp import web
 
-from .auth import ACCOUNT_ID
 from .clock import iso
+from .keys import ACCOUNT_ID
 from .registry import admin_route
 from .state import State
 from .sts import MAX_DURATION, MIN_DURATION, credential_now, credentials_of, mint_key

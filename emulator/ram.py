@@ -39,8 +39,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .registry import admin_route
-
 ALLOW, DENY = "Allow", "Deny"
 EXPLICIT_DENY, IMPLICIT_DENY = "ExplicitDeny", "ImplicitDeny"
 TAG_KEY_PREFIX = "acs:ResourceTag/"
@@ -225,35 +223,3 @@ def _conditions(raw: Any, where: str) -> tuple[tuple[str, str, tuple[str, ...]],
                                     f"got {key!r}")
             out.append((op, key[len(TAG_KEY_PREFIX):], _strings(values, f"{where}.Condition.{op}.{key}")))
     return tuple(out)
-
-
-# -- admin: keys with policies, installed at run time (tests use one emulator for many keys) ---------------
-@admin_route("POST", "keys")
-def put_keys(emulator: Any, body: dict, query: dict) -> dict:
-    """``{"keys": [{"access_key_id", "access_key_secret", "policy"?, "allow"?, "principal"?}]}``: add or replace
-    static keys; a key's policy is validated first (``InvalidPolicy``, 400) and nothing is changed on error."""
-    from .auth import AccessKey
-
-    entries = body.get("keys")
-    if not isinstance(entries, list) or not entries:
-        raise ValueError("keys must be a non-empty list")
-    built = []
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict) or not e.get("access_key_id") or not e.get("access_key_secret"):
-            raise ValueError(f"keys[{i}] needs access_key_id and access_key_secret")
-        try:
-            policy = parse_policy(e["policy"]) if e.get("policy") is not None else None
-        except InvalidPolicy as err:
-            raise ValueError(f"keys[{i}].policy: {err}") from None
-        built.append(AccessKey(str(e["access_key_id"]), str(e["access_key_secret"]), e.get("allow"),
-                               principal=str(e.get("principal") or "user"), policy=policy))
-    for key in built:
-        emulator.keys.add(key)
-    return {"keys": [k.access_key_id for k in built]}
-
-
-@admin_route("GET", "keys")
-def list_keys(emulator: Any, body: dict, query: dict) -> dict:
-    """Static key ids and whether each has an allow list or a policy (never a secret)."""
-    return {"keys": [{"access_key_id": k.access_key_id, "principal": k.principal, "allow": k.allow is not None,
-                      "policy": k.policy is not None} for k in emulator.keys.keys.values()]}

@@ -185,7 +185,7 @@ def is_secret_name(name: str) -> bool:
 
 
 def redact(value: Any, secret_values: Iterable[str] = ()) -> Any:
-    """A JSON-able copy of ``value``: dataclasses (e.g. STS :class:`~emulator.auth.AccessKey`) become dicts,
+    """A JSON-able copy of ``value``: dataclasses (e.g. STS :class:`~emulator.keys.AccessKey`) become dicts,
     fields named like a secret and any string equal to a known secret become ``"***"``."""
     known = {s for s in secret_values if s}
     return _redact(value, known)

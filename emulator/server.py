@@ -15,10 +15,12 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from . import admin, arns, metadata, products, registry, security, sts
-from .auth import KeyStore, parse_acs3_authorization, verify_acs3, verify_rpc_v1
+from .auth import parse_acs3_authorization, verify_acs3, verify_rpc_v1
 from .clock import SimClock
 from .errors import ApiError
-from .faults import DROP, DROP_AFTER, Faults
+from .fault_kinds import DROP, DROP_AFTER
+from .faults import Faults
+from .keys import KeyStore
 from .metrics import CallLog
 from .rpc import VERSIONS, Call, Params, dispatch
 from .state import State

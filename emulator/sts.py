@@ -3,8 +3,8 @@
 ``alibabacloud-credentials`` (type ``ram_role_arn``) calls AssumeRole with a classic
 ``HMAC-SHA1`` signed GET, which the server has already verified. Every role ARN of the right
 shape is accepted (the emulator keeps no RAM roles). The temporary key is an
-:class:`emulator.auth.AccessKey` stored in the state table ``sts.keys``, where the server's
-:class:`~emulator.auth.KeyStore` finds it; it carries a security token.
+:class:`emulator.keys.AccessKey` stored in the state table ``sts.keys``, where the server's
+:class:`~emulator.keys.KeyStore` finds it; it carries a security token.
 
 Temporary keys live by the **real wall clock**, not the simulated one: the SDKs compare the
 ``Expiration`` they are given with their own clock to decide when to refresh, so an expiry in
@@ -27,9 +27,9 @@ import math
 import re
 import time
 
-from .auth import ACCOUNT_ID, AccessKey
 from .clock import iso
 from .errors import ApiError
+from .keys import ACCOUNT_ID, AccessKey
 from .registry import admin_route
 from .rpc import Call, Params, action
 from .state import State, on_event

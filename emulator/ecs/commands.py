@@ -59,9 +59,9 @@ import json
 import re
 from typing import Any
 
-from ..auth import ACCOUNT_ID
 from ..clock import iso
 from ..errors import ApiError
+from ..keys import ACCOUNT_ID
 from ..registry import admin_route
 from ..rpc import Call, Params, action
 from ..state import State, on_event

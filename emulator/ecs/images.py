@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..auth import ACCOUNT_ID
 from ..clock import iso, parse_iso
 from ..errors import ApiError, invalid_parameter, missing_parameter
+from ..keys import ACCOUNT_ID
 from ..registry import fleet_count, fleet_section
 from ..rpc import Call, Params, action
 from ..state import State, on_event

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
 
-from ..auth import AccessKey
 from ..errors import ApiError
+from ..keys import AccessKey
 from ..security import MAX_SKEW
 from ..sts import credential_now
 

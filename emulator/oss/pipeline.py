@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ..arns import oss_resources
 from ..errors import ApiError
-from ..faults import CORRUPT, DROP_AFTER
+from ..fault_kinds import CORRUPT, DROP_AFTER
 from ..security import MAX_OBJECT_SIZE, MAX_XML_BODY
 from .auth import Identity, authenticate
 from .codec import error_header, error_xml, http_date
