@@ -44,8 +44,9 @@ from .clock import iso
 from .keys import ACCOUNT_ID
 from .registry import admin_route
 from .state import State
-from .sts import MAX_DURATION, MIN_DURATION, credential_now, credentials_of, mint_key
-from .sts import TABLE as STS_TABLE
+from .sts.clock import credential_now
+from .sts.credentials import MAX_DURATION, MIN_DURATION, credentials_of, mint_key
+from .sts.credentials import TABLE as STS_TABLE
 
 TOKEN_PATH = "/latest/api/token"
 META_PREFIX = "/latest/meta-data/"

@@ -25,7 +25,7 @@ from urllib.parse import quote, unquote
 from ..errors import ApiError
 from ..keys import AccessKey
 from ..security import MAX_SKEW
-from ..sts import credential_now
+from ..sts.clock import credential_now
 
 ALGORITHM = "OSS4-HMAC-SHA256"
 # the query parameters the V1 signature covers (the SDK's list plus the sub-resources operations declare)
