@@ -17,6 +17,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, AssetAlias, CronTriggerTimetable, TriggerRule, task
 
+from aliyun_ops.logic.policies import BACKUP_POLICY
 from aliyun_ops.operators.ecs import (
     CopyImageOperator,
     CreateImageOperator,
@@ -29,7 +30,6 @@ from aliyun_ops.pipelines.backup_params import backup_params
 from aliyun_ops.pipelines.backup_report import BACKUP_ASSET_ALIAS
 
 INCLUDE = Path(__file__).resolve().parent.parent / "include"
-POLICY = "ecs-cross-region-backup"
 THAW = "{% include 'scripts/post_backup.sh' %}"
 
 with DAG(
@@ -146,7 +146,7 @@ with DAG(
         instances=ready,
         image_name_template=config["image_name_template"],
         tags=config["extra_tags"],
-        policy=POLICY,
+        policy=BACKUP_POLICY,
         retention_days=config["retention_days"],
         timeout=config["timeout_seconds"],
         resume_paused_after_snapshots=config["pauses"],
@@ -169,7 +169,7 @@ with DAG(
         images=create.output,
         destination_regions=config["destination_regions"],
         tags=config["extra_tags"],
-        policy=POLICY,
+        policy=BACKUP_POLICY,
         retention_days=config["retention_days"],
         encrypted=config["encrypted"],
         kms_key_id=config["kms_key_id"],

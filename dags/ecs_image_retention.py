@@ -28,7 +28,8 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
 from aliyun_ops.logic import ids
-from aliyun_ops.logic.policies import ANY, BACKUP_POLICY, PROJECT_POLICIES, SPOT_CYCLE_POLICY
+from aliyun_ops.logic.policies import ANY, BACKUP_POLICY, PROJECT_POLICIES, RESTORE_UNDO_POLICY, SPOT_CYCLE_POLICY
+from aliyun_ops.logic.provenance import RETENTION_DAYS_MAX
 from aliyun_ops.operators.ecs import ApplyRetentionPlanOperator, PlanImageRetentionOperator
 
 with DAG(
@@ -44,7 +45,7 @@ with DAG(
     params={
         "regions": Param([], type="array", items=ids.schema("region"), uniqueItems=True, title="Regions",
                          description="Empty: every region holding images we manage (source and DR)."),
-        "retention_days": Param(7, type="integer", minimum=1, maximum=3650, title="Retention days",
+        "retention_days": Param(7, type="integer", minimum=1, maximum=RETENTION_DAYS_MAX, title="Retention days",
                                 description="An image's own ops:retention-days tag can only lengthen this."),
         "keep_last": Param(3, type="integer", minimum=1, maximum=100, title="Keep at least",
                            description="Newest complete backups kept per group, whatever their age."),
@@ -61,6 +62,7 @@ with DAG(
                         minLength=1, maxLength=128, examples=[*PROJECT_POLICIES, ANY],
                         values_display={BACKUP_POLICY: f"{BACKUP_POLICY} (ecs_cross_region_backup)",
                                         SPOT_CYCLE_POLICY: f"{SPOT_CYCLE_POLICY} (ecs_spot_image_cycle)",
+                                        RESTORE_UNDO_POLICY: f"{RESTORE_UNDO_POLICY} (ecs_restore_system_disk)",
                                         ANY: "any image we manage (also with no ops:policy)"},
                         description="Prune images whose ops:policy tag is one of these. Default: every policy the "
                                     "project's DAGs write. 'any' (or null): any image we manage. A managed image of "

@@ -26,6 +26,8 @@ import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
 from aliyun_ops.logic import ids
+from aliyun_ops.logic.policies import SPOT_CYCLE_POLICY
+from aliyun_ops.logic.provenance import RETENTION_DAYS_MAX
 from aliyun_ops.operators.ecs import (
     CreateImageOperator,
     RestoreSystemDiskOperator,
@@ -35,7 +37,6 @@ from aliyun_ops.operators.ecs import (
 )
 
 CRON = "0 12 * * *"          # daily 12:00, as the seed's default ("0 0 12 ? * *")
-POLICY = "ecs-spot-image-cycle"
 
 with DAG(
     dag_id="ecs_spot_image_cycle",
@@ -56,7 +57,7 @@ with DAG(
                               title="Instance ids"),
         "base_image_id": Param(None, type=["null", "string"], pattern=ids.pattern("any_image"), title="Base image",
                                description="Put on the disk only if the replace with the fresh image fails."),
-        "retention_days": Param(3, type="integer", minimum=1, maximum=3650, title="Keep the images (days)"),
+        "retention_days": Param(3, type="integer", minimum=1, maximum=RETENTION_DAYS_MAX, title="Keep the images (days)"),
         "take_undo_snapshot": Param(True, type="boolean", title="Snapshot the disk before replacing it",
                                     description="An undo point of the disk as it was (ops:undo-for, kept 7 days)."),
         "concurrency": Param(10, type=["integer", "string"], title="Concurrency (number or %)"),
@@ -100,7 +101,7 @@ with DAG(
     create = CreateImageOperator(
         task_id="create_images",
         instances=select.output,
-        policy=POLICY,
+        policy=SPOT_CYCLE_POLICY,
         retention_days="{{ params.retention_days }}",
         image_name_template="spot-{instance_id}-{date}",
         reuse_after_restart=False,             # the image goes back on the disk: never one older than its last start

@@ -20,6 +20,7 @@ import pendulum
 from airflow.sdk import DAG, AssetAlias, Param, TriggerRule, task
 
 from aliyun_ops.logic import ids
+from aliyun_ops.logic.policies import BACKUP_POLICY
 from aliyun_ops.operators.ecs import DeleteInstancesOperator, ReleaseSecurityGroupsOperator, VerifyBackupsOperator
 from aliyun_ops.pipelines.backup_report import BACKUP_ASSET_ALIAS
 
@@ -39,7 +40,8 @@ with DAG(
     params={
         "regions": Param([], type="array", items=ids.schema("region"), uniqueItems=True, title="DR regions",
                          description="Empty: every region holding complete copies."),
-        "policy": Param("ecs-cross-region-backup", type=["null", "string"], title="Policy"),
+        "policy": Param(BACKUP_POLICY, type=["null", "string"], title="Policy",
+                        description="Copies of this ops:policy (null: any policy we manage)."),
         "sample_percent": Param(100, type="number", exclusiveMinimum=0, maximum=100, title="Sample (%)",
                                 description="Share of the copies booted each run (at least one)."),
         "instance_type": Param("ecs.t6-c1m1.large", type="string", pattern=r"^ecs\.[a-z0-9-]+\.[a-z0-9]+$",

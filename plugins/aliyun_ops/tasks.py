@@ -5,6 +5,7 @@ resumable state. Sensors build on this module, never on an operator module.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -23,6 +24,40 @@ def run_key(context: Any) -> str:
     if logical is not None:
         return logical.isoformat()
     return str(context["run_id"])
+
+
+def task_client_token(context: Any, *parts: str) -> str:
+    """Stable per (DAG, run key, task, map index, parts): a retried try or a re-run sends the same token."""
+    ti = context["ti"]
+    return client_token(ti.dag_id, run_key(context), ti.task_id, str(getattr(ti, "map_index", -1)), *parts)
+
+
+def run_info(context: Any) -> dict[str, str]:
+    """The run's identity: ``dag_id``, ``run_id``, ``run_key`` (:func:`run_key`), ``task_id``."""
+    ti = context["ti"]
+    return {"dag_id": str(ti.dag_id), "run_id": str(context["run_id"]), "run_key": run_key(context),
+            "task_id": str(ti.task_id)}
+
+
+def run_date(context: Any) -> datetime:
+    """The run's logical date (stable across retries); now for runs without one."""
+    for key in ("logical_date", "data_interval_end"):
+        value = context.get(key) if hasattr(context, "get") else None
+        if isinstance(value, datetime):
+            return value
+    dag_run = context.get("dag_run") if hasattr(context, "get") else None
+    value = getattr(dag_run, "run_after", None) or getattr(dag_run, "logical_date", None)
+    if isinstance(value, datetime):
+        return value
+    return datetime.now(UTC)
+
+
+def naming_values(context: Any) -> dict[str, str]:
+    """The run's fields of a name template: ``date``, ``datetime`` (of the logical date), ``run_id``, ``dag_id``."""
+    info = run_info(context)
+    date = run_date(context)
+    return {"date": date.strftime("%Y%m%d"), "datetime": date.strftime("%Y%m%d-%H%M%S"), "run_id": info["run_id"],
+            "dag_id": info["dag_id"]}
 
 
 class AliyunOperatorMixin:
@@ -58,8 +93,7 @@ class AliyunOperatorMixin:
     @staticmethod
     def client_token(context: Any, *parts: str) -> str:
         """Stable per (DAG, run key, task, map index, parts): a retried try or a re-run sends the same token."""
-        ti = context["ti"]
-        return client_token(ti.dag_id, run_key(context), ti.task_id, str(getattr(ti, "map_index", -1)), *parts)
+        return task_client_token(context, *parts)
 
     @staticmethod
     def recall(context: Any, key: str, default: Any = None) -> Any:

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .exceptions import AliyunApiError, error_reason
-from .hooks.ecs import EcsHook
-from .logic import lease as lz
-from .logic.provenance import tags_from_api
-from .logic.targets import by_region
-from .tasks import run_key
+from ..exceptions import AliyunApiError, error_reason
+from ..hooks.ecs import EcsHook
+from ..logic import lease as lz
+from ..logic.provenance import tags_from_api
+from ..logic.targets import by_region
+from ..tasks import run_key
+from ..waiting import pause
 
 SETTLE_SECONDS = 2.0
 """Between writing a lease and reading it back: a run that wrote at the same moment is seen then."""
@@ -70,7 +71,7 @@ def _try_once(hook: EcsHook, region: str, ids: list[str], holder: str, purpose: 
         (blocked if seen == lz.HELD else take).append(iid)
     if take:
         hook.tag_resources(region, "instance", take, lz.lease_tags(holder, now=now, ttl=ttl, purpose=purpose))
-        time.sleep(SETTLE_SECONDS)
+        pause(SETTLE_SECONDS)
         after = _tags_by_id(hook, region, take)
         for iid in take:
             (held if lz.verdict(after.get(iid, {}), holder, datetime.now(UTC)) == lz.OURS else blocked).append(iid)
@@ -111,7 +112,7 @@ def acquire(hook: EcsHook, context: Any, items: Sequence[Mapping[str, Any]], *, 
             if log:
                 log.info("%d instance(s) leased by another run; waiting (%.0fs so far): %s", len(pending), waited,
                          ", ".join(pending[:10]))
-            time.sleep(poll_interval)
+            pause(poll_interval)
     if log and taken.refused:
         log.warning("not leased: %s", "; ".join(f"{i}: {r}" for i, r in sorted(taken.refused.items())))
     return taken

@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .exceptions import AliyunApiError, error_reason
-from .hooks.ecs import EcsHook
-from .logic import provenance as pv
-from .logic.naming import client_token
-from .logic.outcome import FAILED, SKIPPED, SUCCESS
+from ..exceptions import AliyunApiError, error_reason
+from ..hooks.ecs import EcsHook
+from ..logic import provenance as pv
+from ..logic.naming import client_token
+from ..logic.outcome import FAILED, SKIPPED, SUCCESS
 
 INTERNAL_SERVICES_CIDR = "100.100.0.0/16"
 """Alibaba Cloud's internal service addresses (the metadata service 100.100.100.200, the VPC DNS, the Cloud Assistant

@@ -87,3 +87,8 @@ def client_token(*parts: str) -> str:
     """
     digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
     return ("ops-" + digest)[:CLIENT_TOKEN_MAX]
+
+
+def short_hash(text: str, n: int = 6) -> str:
+    """A short, stable digest of ``text`` (to keep names unique when cut to length)."""
+    return hashlib.sha1(text.encode()).hexdigest()[:n]

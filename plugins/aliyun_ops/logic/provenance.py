@@ -20,6 +20,9 @@ RUN_KEY = "ops:run-key"  # the logical date when the run has one, else the run i
 DAG_ID = "ops:dag-id"
 POLICY = "ops:policy"
 RETENTION_DAYS = "ops:retention-days"
+RETENTION_DAYS_MAX = 3650
+"""The one bound of ``ops:retention-days`` (10 years): the forms, the operators that write it and the retention
+planner that reads it all accept exactly 1..3650, so no image carries a value the planner refuses."""
 COPY_STATUS = "ops:copy-status"
 COPY_COMPLETE = "complete"
 TEMPORARY = "ops:temporary"  # "true" on what a run makes for itself only (a verification clone, its network)

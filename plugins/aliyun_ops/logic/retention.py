@@ -39,7 +39,7 @@ from .policies import ANY
 from .report import FAILED, SKIPPED, SUCCESS
 
 DAY = 86400.0
-MAX_TAG_DAYS = 36500           # an ops:retention-days above 100 years is not a number anyone meant
+MAX_TAG_DAYS = pv.RETENTION_DAYS_MAX   # the one bound; an image tagged beyond it is kept (guard), never deleted
 FINAL_FOR_DELETE = ("Available", "CreateFailed")
 COPY_IN_PROGRESS = ("Creating", "Waiting")
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .args import as_list
 from .ids import check as check_id
+from .outcome import SUCCESS
 
 
 def check_region(region: Any, what: str = "region") -> str:
@@ -68,3 +70,41 @@ def normalize_regions(regions: Any) -> list[str]:
     if not isinstance(regions, Iterable):
         raise ValueError("regions must be a list of region ids")
     return list(dict.fromkeys(check_region(r) for r in regions))
+
+
+def source_size_gib(rec: Mapping[str, Any]) -> float:
+    """All disks of an image (DescribeImages ``DiskDeviceMappings``; ``Size`` is the system disk only)."""
+    mappings = (rec.get("DiskDeviceMappings") or {}).get("DiskDeviceMapping") or []
+    total = 0.0
+    for m in mappings:
+        try:
+            total += float(m.get("Size") or 0)
+        except (TypeError, ValueError):
+            pass
+    try:
+        return total or float(rec.get("Size") or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def normalize_images(images: Any, default_region: str | None, *, id_key: str = "image_id",
+                     region_key: str = "region") -> list[dict]:
+    """An image id, a list of ids, or a results list -> ``[{"image_id", "region", "upstream": dict|None}]``."""
+    out: list[dict] = []
+    for item in as_list(images, "images"):
+        if isinstance(item, str):
+            image_id, region, upstream = item.strip(), default_region, None
+        elif isinstance(item, Mapping):
+            image_id = str(item.get(id_key) or item.get("ImageId") or "").strip()
+            region = item.get(region_key) or item.get("RegionId") or default_region
+            upstream = dict(item)
+        else:
+            raise ValueError(f"images: cannot read an image from {item!r}")
+        if image_id and not image_id.startswith("m-"):
+            raise ValueError(f"images: {image_id!r} does not look like a custom image id (m-...)")
+        if not image_id and (upstream is None or upstream.get("status") in (None, SUCCESS)):
+            raise ValueError(f"images: item without an image id: {item!r}")
+        if not region:
+            raise ValueError(f"images: no region for {image_id}; pass region=... or give each item a 'region'")
+        out.append({"image_id": image_id, "region": str(region), "upstream": upstream})
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import re
@@ -11,55 +10,34 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from aliyun_ops.actions.power import lease_items, mark_paused, next_wave, plan_waves, result, triage, unmark_paused
 from aliyun_ops.exceptions import TRANSIENT_CODES, AliyunApiError
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import pause
+from aliyun_ops.logic.args import as_number, check_count, check_lease_wait
 from aliyun_ops.logic.budget import check_concurrency
-from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
-from aliyun_ops.operators.base import AliyunItemsOperator
-from aliyun_ops.operators.ecs_instances import (
-    as_number,
-    by_region,
-    check_count,
-    check_lease_wait,
-    lease_items,
-    mark_paused,
-    next_wave,
-    normalize_instances,
-    plan_waves,
-    result,
-    triage,
-    unmark_paused,
+from aliyun_ops.logic.commands import (  # noqa: F401 - decode_output re-exported
+    COMMAND_TYPES,
+    MAX_CONTENT_B64,
+    MAX_INSTANCES_PER_CALL,
+    MAX_PARAMETER_NAME,
+    MAX_PARAMETERS,
+    MAX_TIMEOUT,
+    decode_output,
 )
+from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
+from aliyun_ops.logic.targets import by_region, normalize_instances
+from aliyun_ops.operators.base import AliyunItemsOperator
 from aliyun_ops.triggers.ecs_instances import InvocationTrigger
 from aliyun_ops.waiting import deadline_from
 from aliyun_ops.waiting.drivers import poll_invocations
 from aliyun_ops.waiting.instances import InvocationWatch
 
-COMMAND_TYPES = {"RunShellScript": "linux", "RunPythonScript": "linux", "RunPerlScript": "linux",
-                 "RunBatScript": "windows", "RunPowerShellScript": "windows"}
-MAX_CONTENT_B64 = 16 * 1024
-"""CommandContent may be at most 16 KB once Base64-encoded (CreateCommand/RunCommand docs; the emulator
-counts the Base64 of Parameters too, so we check content + parameters against it)."""
-MAX_PARAMETERS = 20
-MAX_PARAMETER_NAME = 64
-MAX_INSTANCES_PER_CALL = 100
-MAX_TIMEOUT = 86400
 _PARAM_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 
 def _b64len(text: str) -> int:
     return len(base64.b64encode(text.encode()))
-
-
-def decode_output(raw: str | None) -> str:
-    """Cloud Assistant returns output Base64-encoded; decode it (lenient: plain text passes through)."""
-    if not raw:
-        return ""
-    try:
-        return base64.b64decode(raw, validate=True).decode("utf-8", errors="replace")
-    except (binascii.Error, ValueError):
-        return raw
 
 
 class RunCommandOperator(AliyunItemsOperator):

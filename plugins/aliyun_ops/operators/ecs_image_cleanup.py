@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from aliyun_ops.actions.images import describe_by_region
 from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, ItemSkipped, error_reason
 from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic.args import all_static
 from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
-from aliyun_ops.operators.image_batch import (
-    STATE_DELETE,
-    BatchImageOperator,
-    all_static,
-    describe_by_region,
-    normalize_images,
-)
+from aliyun_ops.logic.targets import normalize_images
+from aliyun_ops.operators.base.images import STATE_DELETE, BatchImageOperator
 
 
 # -- DeleteImages ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Create and copy custom images of many instances (idempotent, batched waits).
 
-See :mod:`aliyun_ops.operators.image_batch` for the shared semantics (per-item results,
+See :mod:`aliyun_ops.operators.base.images` for the shared semantics (per-item results,
 ``concurrency``/``max_errors``, ClientToken + provenance look-up, deferred batched waits).
 """
 
@@ -12,37 +12,29 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from aliyun_ops import leases
+from aliyun_ops.actions import leases
+from aliyun_ops.actions.images import describe_by_region
+from aliyun_ops.actions.pause import resume_early
 from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.logic import lease as lz
 from aliyun_ops.logic import pause
 from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic.args import all_static, as_list, check_retention_days
 from aliyun_ops.logic.naming import (
     DEFAULT_IMAGE_NAME_TEMPLATE,
     render_image_name,
     sanitize_image_name,
+    short_hash,
     validate_image_name_template,
     validate_name_template,
 )
 from aliyun_ops.logic.outcome import FAILED, QUEUED, SKIPPED, SUCCESS
-from aliyun_ops.logic.targets import normalize_instances
-from aliyun_ops.operators.ecs_pause import resume_early
-from aliyun_ops.operators.image_batch import (
-    STATE_COPY,
-    STATE_CREATE,
-    SUBMIT_PARALLELISM,
-    BatchImageOperator,
-    all_static,
-    as_list,
-    check_retention_days,
-    describe_by_region,
-    naming_values,
-    normalize_images,
-    run_info,
-    short_hash,
-    source_size_gib,
-)
+from aliyun_ops.logic.targets import normalize_images, normalize_instances, source_size_gib
+from aliyun_ops.operators.base.images import STATE_COPY, STATE_CREATE, SUBMIT_PARALLELISM, BatchImageOperator
+from aliyun_ops.tasks import naming_values, run_info
+from aliyun_ops.waiting.drivers import drive, snapshot_point_plan, sync_fetch
+from aliyun_ops.waiting.images import SnapshotPointWatch
 
 # -- CreateImage ----------------------------------------------------------------------------
 SNAPSHOT_POLL_SECONDS = 5.0
@@ -338,38 +330,31 @@ class CreateImageOperator(BatchImageOperator):
                                               "paused_at": info["paused_at"]}
         if not paused:
             return
-        waiting = {r["instance_id"]: r for r in results if r["instance_id"] in paused and r["status"] == "pending"}
-        ready = [paused[i] for i in paused if i not in waiting]
+        waiting = {r["image_id"]: r["instance_id"] for r in results
+                   if r["instance_id"] in paused and r["status"] == "pending"}
+        ready = [paused[i] for i in paused if i not in waiting.values()]
         deadline = time.time() + SNAPSHOT_PHASE_MAX_SECONDS
         task_deadline = getattr(self, "_deadline", None)  # the whole task's, set by the window
         if task_deadline is not None:
             deadline = min(deadline, task_deadline)
-        misses: dict[str, int] = {}
         self.log.info("%d paused instance(s): resuming each once its image's snapshots are taken", len(paused))
+        watch = SnapshotPointWatch({image_id: paused[iid]["region"] for image_id, iid in waiting.items()})
+        plan = snapshot_point_plan(watch, poll_interval=min(float(self.poll_interval), SNAPSHOT_POLL_SECONDS),
+                                   deadline=deadline)
         while True:
             if ready:
                 resume_early(self.hook, context, ready, thaw_command=self.thaw_command, log=self.log)
-                ready = []
-            if not waiting or time.time() >= deadline:
+            if watch.done or plan.expired(time.time()):
                 break
-            wanted: dict[str, list[str]] = {}
-            for r in waiting.values():
-                wanted.setdefault(r["region"], []).append(r["image_id"])
-            images = describe_by_region(self.hook, wanted)
-            for iid, res in list(waiting.items()):
-                rec = images.get(res["image_id"])
-                if rec is None:  # not listed (yet): a lagging read must not resume before the point in time
-                    misses[iid] = misses.get(iid, 0) + 1
-                    if misses[iid] < 2:
-                        continue
-                if rec is None or pause.image_point_in_time_taken(rec) or rec.get("Status") != "Creating":
-                    ready.append(paused[iid])
-                    del waiting[iid]
-            if waiting and not ready:
-                time.sleep(min(float(self.poll_interval), SNAPSHOT_POLL_SECONDS))
-        if waiting:
+            event = drive(plan, sync_fetch(self.hook), return_when="first", label="snapshot points")
+            ready = [paused[waiting[image_id]] for image_id in watch.take()]
+            if event["status"] == "error":
+                self.log.warning("watching the snapshot points failed: %s", event["message"])
+                break
+        left = sorted(waiting[i] for i in waiting if i not in watch.ready)
+        if left:
             self.log.warning("snapshots of %d image(s) not taken in time: %s stay paused until this task ends and "
-                             "the resume teardown runs", len(waiting), ", ".join(sorted(waiting)))
+                             "the resume teardown runs", len(left), ", ".join(left))
 
 
 # -- CopyImage ------------------------------------------------------------------------------------

@@ -18,17 +18,29 @@ when the failures exceed ``max_errors`` (a count or a percentage, as in Alibaba 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
-from aliyun_ops import leases
+from aliyun_ops.actions.power import (  # noqa: F401 - re-exported for one release (moved to actions.power)
+    call_power,
+    describe_targets,
+    lease_items,
+    mark_paused,
+    next_wave,
+    plan_waves,
+    result,
+    select_by_tags,
+    triage,
+    unmark_paused,
+)
 from aliyun_ops.batch import ItemResult, run_batch
 from aliyun_ops.exceptions import AliyunApiError, WaitFailed
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import pause
-from aliyun_ops.logic.budget import ErrorBudget, check_concurrency, resolve_concurrency, resolve_count
+from aliyun_ops.logic.args import as_number, check_count, check_lease_wait  # noqa: F401 - re-exported
+from aliyun_ops.logic.args import check_wait_args as _check_wait_args
+from aliyun_ops.logic.budget import check_concurrency
 from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
 from aliyun_ops.logic.provenance import (
     DAG_ID,
@@ -41,159 +53,13 @@ from aliyun_ops.logic.provenance import (
 )
 from aliyun_ops.logic.selection import INSTANCE_STATUSES, Criteria, compact, select
 from aliyun_ops.logic.targets import by_region, normalize_instances, normalize_regions
-from aliyun_ops.operators.base import AliyunBaseOperator, AliyunItemsOperator, run_key
+from aliyun_ops.operators.base import AliyunBaseOperator, AliyunItemsOperator
 from aliyun_ops.triggers.ecs_instances import InstanceStatusTrigger
 from aliyun_ops.waiting import deadline_from
-from aliyun_ops.waiting.drivers import poll_instances
+from aliyun_ops.waiting.drivers import poll_instances, wait_for_resource
 from aliyun_ops.waiting.instances import DELETED, InstanceWatch
 
 MAX_IDS = 100
-
-
-# -- shared helpers ------------------------------------------------------------------------------
-def check_count(value: Any, name: str, *, minimum: int = 0) -> None:
-    """Validate a ``concurrency``/``max_errors`` value (number or percentage) before any call."""
-    resolve_count(value, 100, name=name, minimum=minimum)
-
-
-def result(item: Mapping[str, Any], outcome: str, status: str = "", reason: str = "", **extra: Any) -> dict:
-    return {"instance_id": item["instance_id"], "region": item["region"], "status": outcome, "reason": reason,
-            "instance_status": status, **extra}
-
-
-def describe_targets(hook: EcsHook, targets: Sequence[Mapping[str, Any]]) -> dict[str, dict]:
-    """``{instance_id: DescribeInstances record}`` for the targets that exist (batched, per region)."""
-    found: dict[str, dict] = {}
-    for region, ids in by_region(targets).items():
-        for rec in hook.describe_instances(region, instance_ids=ids):
-            found[rec["InstanceId"]] = rec
-    return found
-
-
-def triage(hook: EcsHook, items: Sequence[Mapping[str, Any]],
-           decide: Callable[[dict, Mapping[str, Any]], tuple[str, str] | None]) -> tuple[dict[str, dict], list[dict]]:
-    """Look the instances up (batched, per region) and settle what needs no call: ``decide(item, record)`` returns
-    None to act on the instance, or ``(outcome, reason)`` to settle it now; an instance not found fails.
-    Returns ``({instance_id: result} settled, [items to act on, each with its current "status"])``."""
-    current = describe_targets(hook, items)
-    settled: dict[str, dict] = {}
-    todo: list[dict] = []
-    for item in items:
-        rec = current.get(item["instance_id"])
-        if rec is None:
-            settled[item["instance_id"]] = result(item, FAILED, "", f"instance not found in {item['region']}")
-            continue
-        item = {**item, "status": rec.get("Status", "")}
-        verdict = decide(item, rec)
-        if verdict is None:
-            todo.append(item)
-        else:
-            settled[item["instance_id"]] = result(item, verdict[0], item["status"], verdict[1])
-    return settled, todo
-
-
-def plan_waves(items: Sequence[Mapping[str, Any]], settled: dict[str, dict], todo: list[dict],
-               concurrency: int | str, doing: str, log: Any) -> dict:
-    """The resumable state of a rolling run: ``todo`` cut into waves of ``concurrency`` (OOS semantics)."""
-    size = resolve_concurrency(concurrency, len(todo))
-    waves = [todo[i:i + size] for i in range(0, len(todo), size)]
-    log.info("%d instance(s): %d to %s in %d wave(s), %d skipped, %d failed before any call", len(items), len(todo),
-             doing, len(waves), sum(1 for r in settled.values() if r["status"] == SKIPPED),
-             sum(1 for r in settled.values() if r["status"] == FAILED))
-    return {"order": [i["instance_id"] for i in items], "results": settled, "waves": waves}
-
-
-def next_wave(state: dict, max_errors: int | str) -> list[dict] | None:
-    """The next wave of ``state``; None when none is left or the failures exceed ``max_errors`` (then every
-    instance of the waves left is ``skipped``, never started)."""
-    results = state["results"]
-    if not state["waves"]:
-        return None
-    budget = ErrorBudget.after([results[i]["status"] if i in results else "" for i in state["order"]], max_errors)
-    if budget.exhausted:
-        for item in (i for wave in state["waves"] for i in wave):
-            results[item["instance_id"]] = result(item, SKIPPED, item.get("status", ""), budget.not_started)
-        state["waves"] = []
-        return None
-    return state["waves"].pop(0)
-
-
-def mark_paused(hook: EcsHook, context: Any, region: str, ids: list[str], mode: str, refusal: str) -> str | None:
-    """Tag ``ids`` ``ops:paused-*`` (this run, ``mode``) before a disruptive call; returns the reason to give
-    each instance (``refusal`` + why) if tagging failed, in which case the caller must not pause them. The tag must
-    be removable again (``ecs:UntagResources``), or a resume could never finish: that is proven first."""
-    tags = pause.pause_tags(run_key=run_key(context), dag_id=context["ti"].dag_id, mode=mode, at=datetime.now(UTC))
-    try:
-        hook.check_allowed("UntagResources", region, ids[0])
-        hook.tag_resources(region, "instance", ids, tags)
-    except AliyunApiError as err:
-        return f"{refusal}: could not tag it {pause.PAUSED_BY} first ({err.code}: {err.message})"
-    return None
-
-
-def lease_items(hook: EcsHook, context: Any, items: Sequence[Mapping[str, Any]], *, purpose: str,
-                wait_seconds: Any, poll_interval: float, log: Any) -> tuple[list[dict], dict[str, dict]]:
-    """Take this run's lease (:mod:`aliyun_ops.leases`) on each instance before a disruptive step; returns the
-    items leased and ``{instance_id: failed result}`` for those another live run holds (after waiting up to
-    ``wait_seconds``) or that could not be tagged. Nothing else is changed for a refused instance."""
-    taken = leases.acquire(hook, context, items, purpose=purpose, wait_seconds=check_lease_wait(wait_seconds),
-                           poll_interval=min(float(poll_interval), 60.0), log=log)
-    refused = {i["instance_id"]: result(i, FAILED, "", f"{purpose} refused: {taken.refused[i['instance_id']]}")
-               for i in items if i["instance_id"] in taken.refused}
-    for iid, seconds in taken.waited.items():
-        log.info("%s: leased after waiting %.0fs for another run", iid, seconds)
-    return [i for i in items if i["instance_id"] not in refused], refused
-
-
-def check_lease_wait(value: Any) -> float:
-    """``lease_wait`` (seconds, a number >= 0, maybe rendered as a string) as a float; ValueError otherwise."""
-    wait = as_number(value if value is not None else 0)
-    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or wait < 0:
-        raise ValueError(f"lease_wait must be a number of seconds >= 0, got {value!r}")
-    return float(wait)
-
-
-def unmark_paused(hook: EcsHook, region: str, ids: list[str], log: Any, left: str) -> None:
-    """Drop the ``ops:paused-*`` tags of ``ids``, which :func:`mark_paused` wrote but which were never paused (the
-    call was refused), so that no resume ever acts on them; ``left`` says in the warning what a resume would do if
-    the tags stay."""
-    try:
-        hook.untag_resources(region, "instance", ids, pause.PAUSE_TAG_KEYS)
-    except AliyunApiError as err:
-        log.warning("could not remove the pause tags of %s (%s): the resume will find them %s", ", ".join(ids),
-                    err.code, left)
-
-
-def call_power(hook: EcsHook, call: Any, region: str, ids: list[str], done: set[str], log: Any) -> dict[str, dict]:
-    """Run a batched power call (``call()`` -> InstanceResponses); an instance whose answer is an error, or missing
-    (a dropped connection, a retry told "IncorrectInstanceStatus ... is Starting"), is described again and counts
-    as accepted (``Code == "200"``) when its status is in ``done``. Returns ``{instance_id: answer}`` for all ``ids``.
-    """
-    try:
-        answered = {r.get("InstanceId"): r for r in call()}
-    except AliyunApiError as err:
-        log.warning("power call in %s failed (%s): checking what actually happened", region, err)
-        answered = {i: {"InstanceId": i, "Code": err.code, "Message": err.message} for i in ids}
-    doubtful = [i for i in ids if str((answered.get(i) or {}).get("Code")) != "200"]
-    current = describe_targets(hook, [{"instance_id": i, "region": region} for i in doubtful]) if doubtful else {}
-    for iid in doubtful:
-        status = (current.get(iid) or {}).get("Status")
-        if status in done:
-            log.info("%s: answer was %s, but it is %s: accepted", iid, (answered.get(iid) or {}).get("Code", "missing"),
-                     status)
-            answered[iid] = {"InstanceId": iid, "Code": "200", "CurrentStatus": status}
-        else:
-            answered.setdefault(iid, {"InstanceId": iid, "Code": "NoResponse", "Message": "no answer"})
-            answered[iid].setdefault("CurrentStatus", status or "")
-    return answered
-
-
-def select_by_tags(hook: EcsHook, regions: Sequence[str], tags: Mapping[str, str]) -> list[dict]:
-    out = []
-    for region in regions:
-        out.extend({"instance_id": r["InstanceId"], "region": region}
-                   for r in hook.describe_instances(region, tags=tags))
-    return out
 
 
 class InstanceItemsOperator(AliyunItemsOperator):
@@ -217,23 +83,6 @@ class InstanceItemsOperator(AliyunItemsOperator):
         return self.hand_off(trigger, timeout=timeout, wait_here=lambda: poll_instances(
             self.hook, InstanceWatch(targets, target_status), poll_interval=self.poll_interval, deadline=deadline,
             log=self.log))
-
-
-def as_number(value: Any) -> Any:
-    """``"15"`` -> ``15.0`` for values rendered from templates without native rendering; others unchanged."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _check_wait_args(poll_interval: Any, wait_timeout: Any) -> None:
-    if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
-        raise ValueError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
-    if wait_timeout is not None and (not isinstance(wait_timeout, (int, float)) or wait_timeout <= 0):
-        raise ValueError(f"wait_timeout must be a positive number of seconds or None, got {wait_timeout!r}")
 
 
 # -- select --------------------------------------------------------------------------------------
@@ -624,15 +473,8 @@ class ReplaceSystemDiskOperator(AliyunItemsOperator):
         return info["status"]
 
     def _wait_disk(self, hook: EcsHook, region: str, disk_id: str) -> None:
-        deadline = time.time() + self.step_timeout
-        while True:
-            disks = hook.describe_disks(region, [disk_id])
-            status = disks[0].get("Status") if disks else "missing"
-            if status == "In_use":
-                return
-            if time.time() >= deadline:
-                raise WaitFailed(f"new system disk {disk_id} is {status}, not In_use, after {self.step_timeout}s")
-            time.sleep(self.poll_interval)
+        wait_for_resource(hook, region, "disk", disk_id, what=f"new system disk {disk_id}", timeout=self.step_timeout,
+                          poll_interval=self.poll_interval, error=WaitFailed, missing_polls=5, log=self.log)
 
     def _system_disk(self, hook: EcsHook, region: str, instance_id: str) -> dict | None:
         disks = hook.describe_disks(region, instance_id=instance_id, disk_type="system")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from aliyun_ops.actions.temporary import release_security_groups
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic.targets import normalize_regions
 from aliyun_ops.operators.base import AliyunItemsOperator
-from aliyun_ops.temporary import release_security_groups
 
 
 class ReleaseSecurityGroupsOperator(AliyunItemsOperator):

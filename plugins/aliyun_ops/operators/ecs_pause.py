@@ -7,36 +7,30 @@ teardown whatever happened upstream, and as the first task of the next run to fi
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from aliyun_ops import leases
+from aliyun_ops.actions import leases
+from aliyun_ops.actions.pause import STARTED, resume_early, run_query  # noqa: F401 - resume_early re-exported
+from aliyun_ops.actions.power import call_power
 from aliyun_ops.exceptions import AliyunApiError, RunIncomplete, denied, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import lease as lz
 from aliyun_ops.logic import pause
+from aliyun_ops.logic.args import as_number
+from aliyun_ops.logic.commands import COMMAND_TYPES, MAX_INSTANCES_PER_CALL
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.logic.provenance import tags_from_api
+from aliyun_ops.logic.targets import by_region, normalize_regions
 from aliyun_ops.operators.base import AliyunBaseOperator, log_item_results, run_key
-from aliyun_ops.operators.ecs_commands import COMMAND_TYPES, MAX_INSTANCES_PER_CALL
-from aliyun_ops.operators.ecs_instances import (
-    as_number,
-    by_region,
-    call_power,
-    describe_targets,
-    normalize_regions,
-)
 from aliyun_ops.waiting import deadline_from
 from aliyun_ops.waiting.drivers import poll_instances, poll_invocations
-from aliyun_ops.waiting.instances import InstanceWatch, InvocationWatch
+from aliyun_ops.waiting.instances import MISSING, SETTLED, InstanceWatch, InvocationWatch
 
 SCOPES = ("run", "dag")
-STARTED = {"Starting", "Running"}
-"""Statuses that mean a StartInstances was applied, whatever its answer said."""
 
 
 class ResumePausedOperator(AliyunBaseOperator):
@@ -226,18 +220,22 @@ class ResumePausedOperator(AliyunBaseOperator):
         return busy
 
     def settle(self, hook: EcsHook, items: list[dict], deadline: float | None) -> dict[str, str]:
-        """Plan every instance; wait (polling) while any is in a transition, until the deadline."""
-        while True:
-            plans = {i["instance_id"]: pause.plan_resume(i["mode"], i["status"]) for i in items}
-            waiting = [i for i in items if plans[i["instance_id"]] == pause.WAIT]
-            if not waiting or (deadline is not None and time.time() >= deadline):
-                return plans
-            self.log.info("waiting for %d instance(s) to settle: %s", len(waiting),
-                          ", ".join(f"{i['instance_id']} {i['status']}" for i in waiting[:10]))
-            time.sleep(float(self.poll_interval))
-            current = describe_targets(hook, waiting)
-            for i in waiting:
-                i["status"] = (current.get(i["instance_id"]) or {}).get("Status")
+        """Plan every instance; wait (an ``InstanceWatch`` for Running or Stopped) while any is in a transition, until
+        the deadline; an instance that vanished meanwhile is gone."""
+        plans = {i["instance_id"]: pause.plan_resume(i["mode"], i["status"]) for i in items}
+        waiting = [i for i in items if plans[i["instance_id"]] == pause.WAIT]
+        if not waiting:
+            return plans
+        self.log.info("waiting for %d instance(s) to settle: %s", len(waiting),
+                      ", ".join(f"{i['instance_id']} {i['status']}" for i in waiting[:10]))
+        watch = InstanceWatch(by_region(waiting), SETTLED)
+        event = poll_instances(hook, watch, poll_interval=float(self.poll_interval), deadline=deadline, log=self.log)
+        for item in waiting:
+            info = (event.get("instances") or {}).get(item["instance_id"]) or {}
+            status = info.get("status")
+            item["status"] = None if status == MISSING else status if status not in (None, "Unknown") else \
+                item["status"]
+        return {i["instance_id"]: pause.plan_resume(i["mode"], i["status"]) for i in items}
 
     def start(self, hook: EcsHook, items: list[dict], results: dict[str, dict], deadline: float | None) -> None:
         """StartInstances, re-checked with DescribeInstances (a dropped answer or a retried call that finds
@@ -399,53 +397,4 @@ class ResumePausedOperator(AliyunBaseOperator):
         return results
 
 
-def run_query(key: str) -> dict[str, list]:
-    """The DagRun look-up of a run key (:func:`~aliyun_ops.tasks.run_key`): a logical date, else a run id."""
-    try:
-        when = datetime.fromisoformat(key)
-    except ValueError:
-        return {"run_ids": [key]}
-    return {"logical_dates": [when]} if when.tzinfo else {"run_ids": [key]}
-
-
-def resume_early(hook: EcsHook, context: Any, paused: Sequence[Mapping[str, Any]], *,
-                 thaw_command: str | None, log: Any) -> dict[str, str]:
-    """Request the undo of these paused instances now, without waiting (the teardown verifies and untags).
-
-    ``paused``: ``[{"instance_id", "region", "mode", "status"}]``. Stopped ones of a ``stop`` pause get
-    StartInstances, Running ones of a ``freeze`` pause get the thaw command; each is tagged
-    ``ops:resumed-at`` (and ``ops:thaw-invoke``). Errors are logged, never raised: the final resume
-    (:class:`ResumePausedOperator`) does whatever this could not. Returns ``{instance_id: action}``.
-    """
-    done: dict[str, str] = {}
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    plans = {p["instance_id"]: pause.plan_resume(p.get("mode", ""), p.get("status")) for p in paused}
-    for region, ids in by_region([p for p in paused if plans[p["instance_id"]] == pause.START]).items():
-        try:
-            answers = call_power(hook, lambda r=region, i=ids: hook.start_instances(r, i), region, ids, STARTED, log)
-            accepted = [i for i, answer in answers.items() if str(answer.get("Code")) == "200"]
-            hook.tag_resources(region, "instance", accepted, {pause.RESUMED_AT: now})
-            done.update(dict.fromkeys(accepted, "start"))
-        except AliyunApiError as err:
-            log.warning("early start in %s failed (%s): the resume teardown will start them", region, err)
-    frozen = [p for p in paused if plans[p["instance_id"]] == pause.THAW]
-    for region, ids in (by_region(frozen).items() if thaw_command else ()):
-        for n in range(0, len(ids), MAX_INSTANCES_PER_CALL):
-            chunk = ids[n:n + MAX_INSTANCES_PER_CALL]
-            digest = pause.pause_digest(p for p in frozen if p["instance_id"] in chunk)
-            ti = context["ti"]
-            try:
-                invoke_id = hook.run_command(region, chunk, thaw_command, timeout=600,
-                                             name=f"aliyun-ops-thaw-{ti.dag_id}"[:128],
-                                             client_token=AliyunBaseOperator.client_token(context, "early-thaw",
-                                                                                          region, digest))
-                hook.tag_resources(region, "instance", chunk, {pause.RESUMED_AT: now, pause.THAW_INVOKE: invoke_id})
-                done.update(dict.fromkeys(chunk, "thaw"))
-            except AliyunApiError as err:
-                log.warning("early thaw in %s failed (%s): the resume teardown will thaw them", region, err)
-    if done:
-        log.info("resumed early (snapshots taken): %s", ", ".join(f"{i} ({a})" for i, a in sorted(done.items())))
-    return done
-
-
-__all__ = ["ResumePausedOperator", "resume_early"]
+__all__ = ["ResumePausedOperator", "resume_early"]   # resume_early: moved to aliyun_ops.actions.pause

@@ -13,15 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aliyun_ops import leases
+from aliyun_ops.actions import leases
+from aliyun_ops.actions.health import STILL_BOOTING, run_health_command
 from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import pause
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
+from aliyun_ops.logic.policies import RESTORE_UNDO_POLICY
 from aliyun_ops.operators.base import AliyunBaseOperator, run_key
-from aliyun_ops.operators.image_batch import run_date, run_info
-from aliyun_ops.operators.steps import STILL_BOOTING, run_health_command, wait_for_instance, wait_for_status
+from aliyun_ops.tasks import run_date, run_info
+from aliyun_ops.waiting.drivers import wait_for_instance, wait_for_resource
 
 UNDO_FOR = "ops:undo-for"
 UNDO_RETENTION_DAYS = 7
@@ -60,6 +62,8 @@ def newest_backup(hook: EcsHook, region: str, instance_id: str) -> str:
     for img in hook.describe_images(region, status="Available", tags={
             pv.SOURCE_INSTANCE: instance_id, pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}):
         tags = pv.tags_from_api(img.get("Tags"))
+        if UNDO_FOR in tags:        # an undo point of an earlier restore, not a backup
+            continue
         if pv.SOURCE_IMAGE not in tags or tags.get(pv.COPY_STATUS) == pv.COPY_COMPLETE:
             found.append(img)
     if not found:
@@ -274,25 +278,23 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
                                    client_token=self.client_token(context, "undo", iid, disk_id),
                                    retention_days=UNDO_RETENTION_DAYS)
         self.log.info("%s: undo snapshot %s of system disk %s", iid, sid, disk_id)
-        self.wait(lambda: _first_status(hook.describe_snapshots(region, [sid])), "accomplished",
-                  f"undo snapshot {sid} (nothing was replaced)", failed=("failed", "missing"))
+        self.wait(hook, region, "snapshot", sid, f"undo snapshot {sid} (nothing was replaced)")
         return sid
 
     def undo_image(self, context: Any, hook: EcsHook, region: str, iid: str, snapshot_id: str) -> str:
         image_id = hook.create_image(region, None, image_name=f"undo-{iid}-{snapshot_id}"[:128], snapshot_id=snapshot_id,
                                      tags={pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE, UNDO_FOR: iid,
+                                           pv.SOURCE_INSTANCE: iid, pv.POLICY: RESTORE_UNDO_POLICY,
                                            pv.RETENTION_DAYS: str(UNDO_RETENTION_DAYS)},
                                      client_token=self.client_token(context, "undo-image", iid, snapshot_id))
-        self.wait(lambda: _first_status(hook.describe_images(region, image_ids=[image_id])), "Available",
-                  f"image {image_id} from the undo snapshot {snapshot_id}", failed=("CreateFailed", "missing"))
+        self.wait(hook, region, "image", image_id, f"image {image_id} from the undo snapshot {snapshot_id}")
         return image_id
 
     def replace(self, context: Any, hook: EcsHook, region: str, iid: str, image_id: str, step: str) -> str:
         disk_id = hook.replace_system_disk(region, iid, image_id,
                                            client_token=self.client_token(context, step, iid, image_id))
         self.log.info("%s: %s: new system disk %s from %s", iid, step, disk_id, image_id)
-        self.wait(lambda: _first_status(hook.describe_disks(region, [disk_id])), "In_use",
-                  f"new system disk {disk_id}", failed=())
+        self.wait(hook, region, "disk", disk_id, f"new system disk {disk_id}")
         return disk_id
 
     def start(self, hook: EcsHook, region: str, iid: str) -> None:
@@ -333,10 +335,8 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
         wait_for_instance(hook, region, iid, target, timeout=self.step_timeout, poll_interval=self.poll_interval,
                           error=RestoreError, log=self.log)
 
-    def wait(self, fetch: Any, done: str, what: str, failed: tuple[str, ...] = ("missing",)) -> None:
-        wait_for_status(fetch, done=done, failed=failed, what=what, timeout=self.step_timeout,
-                        poll_interval=self.poll_interval, error=RestoreError)
-
-
-def _first_status(records: list[dict]) -> str:
-    return records[0].get("Status", "") if records else "missing"
+    def wait(self, hook: EcsHook, region: str, kind: str, rid: str, what: str) -> None:
+        """Wait for one image, snapshot or new disk (a disk listed late is waited for longer)."""
+        wait_for_resource(hook, region, kind, rid, what=what, timeout=self.step_timeout,
+                          poll_interval=self.poll_interval, error=RestoreError,
+                          missing_polls=5 if kind == "disk" else 2, log=self.log)

@@ -21,12 +21,13 @@ from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic.args import all_static, as_list
 from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
 from aliyun_ops.logic.retention import ImageFacts, RetentionPlan, RetentionPolicy, decision_rows, policy_set
 from aliyun_ops.logic.retention import plan as make_plan
 from aliyun_ops.operators.base import AliyunBaseOperator
 from aliyun_ops.operators.ecs_image_cleanup import DeleteImagesOperator
-from aliyun_ops.operators.image_batch import all_static, as_list, run_date
+from aliyun_ops.tasks import run_date
 
 QUOTA_ATTRIBUTE = "max-image-count"
 QUOTA_WARN_HEADROOM = 0.2

@@ -8,21 +8,14 @@ from typing import Any
 
 from aliyun_ops.batch import run_batch
 from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic.args import all_static, as_list, check_retention_days
 from aliyun_ops.logic.naming import (
     sanitize_image_name,
 )
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.logic.targets import normalize_instances
-from aliyun_ops.operators.image_batch import (
-    SOURCE_DISK,
-    STATE_SNAPSHOT,
-    BatchImageOperator,
-    all_static,
-    as_list,
-    check_retention_days,
-    run_date,
-    run_info,
-)
+from aliyun_ops.operators.base.images import SOURCE_DISK, STATE_SNAPSHOT, BatchImageOperator
+from aliyun_ops.tasks import run_date, run_info
 
 # -- CreateSnapshot -------------------------------------------------------------------------------
 DEFAULT_SNAPSHOT_NAME = "backup-{instance_id}-{disk_id}-{date}"

@@ -16,14 +16,15 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from aliyun_ops.actions.health import run_health_command
+from aliyun_ops.actions.temporary import INTERNAL_SERVICES_CIDR, isolated_security_group, temporary_tags
 from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.operators.base import AliyunBaseOperator
-from aliyun_ops.operators.steps import run_health_command, wait_for_instance
-from aliyun_ops.temporary import INTERNAL_SERVICES_CIDR, isolated_security_group, temporary_tags
+from aliyun_ops.waiting.drivers import wait_for_instance
 
 VERIFY_OF = "ops:verify-of"
 VERIFY_FAILED = "ops:verify-failed"

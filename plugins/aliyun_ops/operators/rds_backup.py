@@ -1,4 +1,4 @@
-"""RDS operators: create a backup and wait for it. The archive to OSS is in :mod:`.rds_archive` (re-exported here)."""
+"""Create a manual RDS backup and wait until the backup set is listed (``CreateRdsBackupOperator``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aliyun_ops.exceptions import AliyunApiError, WaitFailed
 from aliyun_ops.hooks.rds import RdsHook, parse_rds_time
 from aliyun_ops.logic.ids import check as check_id
 from aliyun_ops.operators.base import AliyunBaseOperator
-from aliyun_ops.operators.rds_archive import ArchiveRdsBackupsToOssOperator
+from aliyun_ops.waiting.drivers import wait_until
 
 BACKUP_METHODS = ("Physical", "Logical", "Snapshot")
 
@@ -123,16 +123,17 @@ class CreateRdsBackupOperator(AliyunBaseOperator):
         return {**backup_summary(backup), "job_id": state["job_id"], "reused": reused}
 
     def _wait(self, since: datetime, known: set[str]) -> dict:
-        deadline = time.time() + float(self.wait_timeout)
-        while True:
+        """The newest backup of the instance started since ``since`` that is not in ``known``, once listed."""
+        def newest() -> dict | None:
             fresh = [b for b in self._manual(since) if str(b.get("BackupId")) not in known]
-            if fresh:
-                fresh.sort(key=lambda b: b.get("BackupStartTime") or "")
-                return fresh[-1]
-            if time.time() >= deadline:
-                raise WaitFailed(f"no new backup of {self.instance_id} after {self.wait_timeout}s")
-            self.log.info("waiting for the backup of %s", self.instance_id)
-            time.sleep(float(self.poll_interval))
+            return max(fresh, key=lambda b: b.get("BackupStartTime") or "") if fresh else None
+
+        event = wait_until(newest, poll_interval=float(self.poll_interval),
+                           deadline=time.time() + float(self.wait_timeout), what=f"backup of {self.instance_id}",
+                           log=self.log)
+        if event.get("value") is None:
+            raise WaitFailed(f"no new backup of {self.instance_id} after {self.wait_timeout}s: {event['message']}")
+        return event["value"]
 
 
-__all__ = ["ArchiveRdsBackupsToOssOperator", "CreateRdsBackupOperator"]
+__all__ = ["CreateRdsBackupOperator"]

@@ -9,7 +9,7 @@ from airflow.sdk import Param
 
 from ..logic import ids, naming
 from ..logic.budget import CONCURRENCY, COUNT_OR_PERCENT, check_concurrency, resolve_count
-from ..logic.provenance import validate_tags
+from ..logic.provenance import RETENTION_DAYS_MAX, validate_tags
 
 DEFAULT_CONCURRENCY = "100%"
 """Every instance's build and copy in flight at once: the night is as short as the cloud allows, and with
@@ -63,7 +63,7 @@ def backup_params() -> dict[str, Param]:
                                                 "run holds (an overlapping backfill, a second deployment) is waited "
                                                 "for before it is reported failed. 0: refuse at once."),
         "poll_interval": Param(60, type="integer", minimum=1, maximum=1800, title="Poll interval (seconds)"),
-        "retention_days": Param(7, type="integer", minimum=1, maximum=3650, title="Retention days",
+        "retention_days": Param(7, type="integer", minimum=1, maximum=RETENTION_DAYS_MAX, title="Retention days",
                                 description="Written as the ops:retention-days tag for the pruning DAG."),
         "notify_emails": Param([], type="array", items={"type": "string", "format": "email"},
                                title="Report recipients", description="Email the HTML report (smtp_default)."),

@@ -94,7 +94,7 @@ def add_verified_rpo(rows: Sequence[Any], destinations: Sequence[str], policy: s
     from ..hooks.ecs import EcsHook
     from ..logic import provenance as pv
     from ..operators.ecs_retention import parse_creation_time
-    from ..operators.image_batch import run_date
+    from ..tasks import run_date
 
     if not rows or not destinations:
         return {}

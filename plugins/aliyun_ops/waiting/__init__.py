@@ -11,3 +11,10 @@ import time
 def deadline_from(timeout_seconds: float | None) -> float | None:
     """An absolute epoch deadline ``timeout_seconds`` from now (None: no deadline), so a triggerer restart keeps it."""
     return None if timeout_seconds is None else time.time() + float(timeout_seconds)
+
+
+def pause(seconds: float) -> None:
+    """The one fixed delay outside a watch: between the tries of a health check, while a lease settles. Operators
+    never sleep themselves (a wait is a watch, driven here or in a trigger)."""
+    if seconds > 0:
+        time.sleep(seconds)

@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any
 
 from aliyun_ops.exceptions import AliyunApiError
-from aliyun_ops.waiting.images import PROGRESS, Request
-from aliyun_ops.waiting.instances import MAX_IDS, InstanceWatch, InvocationWatch
+from aliyun_ops.waiting.images import BATCH, PROGRESS, Request, ResourceWatch, SnapshotPointWatch
+from aliyun_ops.waiting.instances import MAX_IDS, ConditionWatch, InstanceWatch, InvocationWatch
 
 
 class IntervalPlan:
@@ -151,13 +151,43 @@ def invocation_plan(watch: InvocationWatch, *, poll_interval: float, deadline: f
                         poll_interval=poll_interval, deadline=deadline)
 
 
+def resource_plan(watch: ResourceWatch, *, poll_interval: float, deadline: float | None) -> IntervalPlan:
+    """Every round: one DescribeImages/-Snapshots/-Disks per region for the pending ids (100 a request):
+    ``("<kind>s", region, ids)``. For a few resources each awaited once (an undo snapshot, a new disk); many images
+    in flight use :class:`~aliyun_ops.waiting.images.PollPlan`, which polls by prediction."""
+    def requests() -> list[Request]:
+        return [(f"{watch.kind}s", region, ids[n:n + BATCH])
+                for region, ids in watch.pending_by_region().items() for n in range(0, len(ids), BATCH)]
+
+    return IntervalPlan(watch, requests, lambda req, records: watch.update(req[1], req[2], records, time.time()),
+                        poll_interval=poll_interval, deadline=deadline)
+
+
+def snapshot_point_plan(watch: SnapshotPointWatch, *, poll_interval: float,
+                        deadline: float | None) -> IntervalPlan:
+    """Every round: DescribeImages for the images not past their point in time, 100 a request."""
+    def requests() -> list[Request]:
+        return [("images", region, ids[n:n + BATCH])
+                for region, ids in watch.pending_by_region().items() for n in range(0, len(ids), BATCH)]
+
+    return IntervalPlan(watch, requests, lambda req, records: watch.update(req[1], req[2], records),
+                        poll_interval=poll_interval, deadline=deadline)
+
+
 def sync_fetch(hook: Any) -> Callable[[Request], Any]:
-    """Answer instance/invocation requests with the hook's sync methods."""
+    """Answer instance, invocation, image, snapshot and disk requests with the hook's sync methods (the one place
+    a wait request becomes a hook call in the worker; the triggers have their async twin)."""
+    calls: dict[str, Callable[[str, Any], Any]] = {
+        "instances": lambda region, ids: hook.describe_instances(region, instance_ids=ids),
+        "invocations": lambda region, invoke_id: hook.describe_invocations(region, invoke_id),
+        "images": lambda region, ids: hook.describe_images(region, image_ids=ids),
+        "snapshots": lambda region, ids: hook.describe_snapshots(region, ids),
+        "disks": lambda region, ids: hook.describe_disks(region, ids),
+    }
+
     def fetch(request: Request) -> Any:
         what, region, arg = request
-        if what == "instances":
-            return hook.describe_instances(region, instance_ids=arg)
-        return hook.describe_invocations(region, arg)
+        return calls[what](region, arg)
 
     return fetch
 
@@ -169,8 +199,49 @@ def poll_instances(hook: Any, watch: InstanceWatch, *, poll_interval: float, dea
                  label=f"instances -> {watch.target}")
 
 
+def poll_resources(hook: Any, watch: ResourceWatch, *, poll_interval: float, deadline: float | None,
+                   log: Any = None) -> dict:
+    """Wait in the worker, every ``poll_interval``, for a few images, snapshots or disks to be final."""
+    return drive(resource_plan(watch, poll_interval=poll_interval, deadline=deadline), sync_fetch(hook), log=log,
+                 label=f"{watch.kind}s")
+
+
+def wait_until(check: Callable[[], Any], *, poll_interval: float, deadline: float | None, what: str,
+               log: Any = None) -> dict:
+    """Call ``check()`` every ``poll_interval`` until it returns something other than None (a backup that
+    appeared, a lease that was freed); the event's ``value`` is that, or None after the deadline."""
+    watch = ConditionWatch(what)
+    plan = IntervalPlan(watch, lambda: [("condition", "", what)], lambda _req, value: watch.update(value),
+                        poll_interval=poll_interval, deadline=deadline)
+    return drive(plan, lambda _request: check(), log=log, label=what)
+
+
 def poll_invocations(hook: Any, watch: InvocationWatch, *, poll_interval: float, deadline: float | None,
                      log: Any = None) -> dict:
     """Wait in the worker for Cloud Assistant invocations (the sync twin of ``InvocationTrigger``)."""
     return drive(invocation_plan(watch, poll_interval=poll_interval, deadline=deadline), sync_fetch(hook), log=log,
                  label="Cloud Assistant")
+
+
+# -- one resource, in the worker (the restore's and the verification's steps) -----------------------
+def wait_for_instance(hook: Any, region: str, instance_id: str, target: str, *, timeout: float,
+                      poll_interval: float, error: type[Exception] = RuntimeError, log: Any = None) -> None:
+    """Wait until the instance is ``target`` (``InstanceWatch``); raise ``error`` if it does not get there."""
+    event = poll_instances(hook, InstanceWatch({region: [instance_id]}, target), poll_interval=poll_interval,
+                           deadline=time.time() + timeout, log=log)
+    info = (event.get("instances") or {}).get(instance_id) or {}
+    if not info.get("reached"):
+        raise error(f"instance {instance_id} is {info.get('status') or 'unknown'}, not {target}: {event['message']}")
+
+
+def wait_for_resource(hook: Any, region: str, kind: str, rid: str, *, what: str, timeout: float,
+                      poll_interval: float, error: type[Exception] = RuntimeError, missing_polls: int = 2,
+                      log: Any = None) -> None:
+    """Wait until one image, snapshot or disk is final (``ResourceWatch``); raise ``error`` naming ``what`` unless
+    it ended well (Available, accomplished, In_use)."""
+    watch = ResourceWatch([{"region": region, "id": rid}], kind=kind, missing_polls=missing_polls)
+    event = poll_resources(hook, watch, poll_interval=poll_interval, deadline=time.time() + timeout, log=log)
+    item = (event.get("items") or {}).get(rid) or {}
+    if not item.get("ok"):
+        late = "" if item.get("terminal") else f", after {timeout:.0f}s"
+        raise error(f"{what} is {item.get('status') or 'unknown'}, not {' or '.join(sorted(watch.ok_states))}{late}")

@@ -24,11 +24,15 @@ IMAGE_OK = frozenset({"Available", "Deprecated"})
 IMAGE_FAILED = frozenset({"CreateFailed", "UnAvailable", MISSING})
 SNAPSHOT_OK = frozenset({"accomplished"})
 SNAPSHOT_FAILED = frozenset({"failed", MISSING})
+DISK_OK = frozenset({"In_use"})
+DISK_FAILED = frozenset({MISSING})
 
 KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "image": (IMAGE_OK, IMAGE_FAILED),
     "snapshot": (SNAPSHOT_OK, SNAPSHOT_FAILED),
+    "disk": (DISK_OK, DISK_FAILED),          # a new system disk: In_use once attached
 }
+RECORD_IDS = {"image": "ImageId", "snapshot": "SnapshotId", "disk": "DiskId"}
 
 
 def parse_progress(value: Any) -> float | None:
@@ -103,13 +107,13 @@ class Tracked:
         return max(0.0, (100.0 - self.last[1]) / rate - (now - self.last[0]))
 
     def to_dict(self) -> dict:
-        return {"region": self.region, "status": self.status,
+        return {"region": self.region, "status": self.status, "terminal": self.terminal, "ok": self.ok,
                 "progress": None if self.progress is None else f"{int(self.progress)}%",
                 "size_gib": self.size_gib, "reason": self.reason, "observed_at": self.observed_at, **self.extra}
 
 
 class ResourceWatch:
-    """Tracks many images or snapshots until each is terminal. Pure: fed with DescribeX records.
+    """Tracks many images, snapshots or disks until each is terminal. Pure: fed with DescribeX records.
 
     Example::
 
@@ -139,7 +143,7 @@ class ResourceWatch:
         return out
 
     def _record_id(self, rec: Mapping[str, Any]) -> str | None:
-        return rec.get("ImageId") if self.kind == "image" else rec.get("SnapshotId")
+        return rec.get(RECORD_IDS[self.kind])
 
     def update(self, region: str, asked: Sequence[str], records: Iterable[Mapping[str, Any]], now: float) -> None:
         """Apply one poll's answer for ``asked`` ids in ``region``."""
@@ -223,7 +227,7 @@ class ResourceWatch:
         counts = self.counts()
         ok = sum(n for s, n in counts.items() if s in self.ok_states)
         main = next(iter(sorted(self.ok_states)))
-        parts = [f"{ok}/{len(self.items)} {main if self.kind == 'image' else 'accomplished'}"]
+        parts = [f"{ok}/{len(self.items)} {main}"]
         parts += [f"{n} {s}" for s, n in sorted(counts.items()) if s not in self.ok_states]
         eta = self.overall_eta(now)
         if not self.done:
@@ -471,3 +475,71 @@ def _human(seconds: float | None) -> str:
     if seconds < 90:
         return f"{int(seconds)} s"
     return f"{round(seconds / 60)} min"
+
+
+class SnapshotPointWatch:
+    """Images being made of paused instances, until each one's point in time is taken: every disk mapping has a
+    snapshot id, or the image is no longer ``Creating`` (failed, or already Available), or it is not listed twice
+    in a row. From then on its instance can be resumed. Pure; fed with DescribeImages records.
+
+    ``take()`` hands out the images that became ready since the last call, so a driver with
+    ``return_when="first"`` ends each time something new is ready.
+
+    Example::
+
+        watch = SnapshotPointWatch({"m-1": "cn-hangzhou"})
+        watch.update("cn-hangzhou", ["m-1"], hook.describe_images("cn-hangzhou", ["m-1"]))
+        watch.take()        # ["m-1"] once its snapshots are taken
+    """
+
+    def __init__(self, images: Mapping[str, str], *, missing_polls: int = 2) -> None:
+        self.regions = dict(images)
+        self.missing_polls = max(1, int(missing_polls))
+        self.misses: dict[str, int] = {}
+        self.ready: set[str] = set()
+        self.fresh: list[str] = []
+        self.polls = 0
+        self.api_calls = 0
+
+    def pending_by_region(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for image_id, region in self.regions.items():
+            if image_id not in self.ready:
+                out.setdefault(region, []).append(image_id)
+        return out
+
+    def update(self, region: str, asked: Sequence[str], records: Iterable[Mapping[str, Any]],
+               now: float | None = None) -> None:
+        from aliyun_ops.logic.pause import image_point_in_time_taken
+
+        found = {r.get("ImageId"): r for r in records}
+        for image_id in asked:
+            if image_id in self.ready or image_id not in self.regions:
+                continue
+            rec = found.get(image_id)
+            if rec is None:  # not listed (yet): a lagging read must not resume before the point in time
+                self.misses[image_id] = self.misses.get(image_id, 0) + 1
+                if self.misses[image_id] < self.missing_polls:
+                    continue
+            if rec is None or image_point_in_time_taken(rec) or rec.get("Status") != "Creating":
+                self.ready.add(image_id)
+                self.fresh.append(image_id)
+
+    def take(self) -> list[str]:
+        out, self.fresh = self.fresh, []
+        return out
+
+    @property
+    def done(self) -> bool:
+        return len(self.ready) == len(self.regions)
+
+    @property
+    def any_terminal(self) -> bool:
+        return bool(self.fresh)
+
+    def summary(self) -> str:
+        return f"{len(self.ready)}/{len(self.regions)} images past their point in time"
+
+    def event(self, status: str, *, message: str = "", error: dict | None = None) -> dict:
+        return {"status": status, "ready": sorted(self.ready), "message": message or self.summary(),
+                "error": error, "polls": self.polls, "api_calls": self.api_calls}

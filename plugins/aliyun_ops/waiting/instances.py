@@ -13,7 +13,10 @@ DELETED = "Deleted"
 """Pseudo target status: the instance is no longer returned by DescribeInstances."""
 MISSING = "Missing"
 """Status given to an instance that vanished while we waited for another status."""
-INSTANCE_TARGETS = ("Running", "Stopped", DELETED)
+SETTLED = "Settled"
+"""Pseudo target status: Running or Stopped, whichever (an instance no longer in a transition)."""
+SETTLED_STATUSES = frozenset({"Running", "Stopped"})
+INSTANCE_TARGETS = ("Running", "Stopped", DELETED, SETTLED)
 MAX_IDS = 100
 
 INVOCATION_FINAL = frozenset({"Success", "Failed", "PartialFailed", "Stopped"})
@@ -79,7 +82,7 @@ class InstanceWatch:
                 continue
             item["misses"] = 0
             item["status"] = str(rec.get("Status") or "Unknown")
-            if item["status"] == self.target:
+            if item["status"] == self.target or (self.target == SETTLED and item["status"] in SETTLED_STATUSES):
                 item["reached"] = True
 
     @property
@@ -167,3 +170,29 @@ class InvocationWatch:
                 "pending": self.pending() if status != "success" else [],
                 "message": message or self.summary(), "error": error, "polls": self.polls,
                 "api_calls": self.api_calls}
+
+
+class ConditionWatch:
+    """Waits for one condition a caller checks (a new backup listed, a lease freed): done once the check returns
+    a value other than None, which the event carries as ``value``. Pure; fed by :func:`~aliyun_ops.waiting.drivers.
+    wait_until`."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.value: Any = None
+        self.polls = 0
+        self.api_calls = 0
+
+    def update(self, value: Any) -> None:
+        self.value = value
+
+    @property
+    def done(self) -> bool:
+        return self.value is not None
+
+    def summary(self) -> str:
+        return f"{self.what}: {'done' if self.done else 'not yet'}"
+
+    def event(self, status: str, *, message: str = "", error: dict | None = None) -> dict:
+        return {"status": status, "value": self.value, "message": message or self.summary(), "error": error,
+                "polls": self.polls, "api_calls": self.api_calls}

@@ -8,10 +8,10 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from ..exceptions import TooManyItemFailures, WaitFailed
-from ..logic.budget import ErrorBudget
-from ..logic.outcome import FAILED
-from ..tasks import DEFAULT_CONN_ID, AliyunOperatorMixin, aliyun_template_fields, run_key
+from ...exceptions import TooManyItemFailures, WaitFailed
+from ...logic.budget import ErrorBudget
+from ...logic.outcome import FAILED
+from ...tasks import DEFAULT_CONN_ID, AliyunOperatorMixin, aliyun_template_fields, run_key
 
 __all__ = ["DEFAULT_CONN_ID", "AliyunBaseOperator", "AliyunItemsOperator", "AliyunOperatorMixin",
            "aliyun_template_fields", "log_item_results", "run_key"]
