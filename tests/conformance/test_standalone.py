@@ -1,10 +1,11 @@
 """The emulator stands alone (issue 23): it imports nothing of the product, and its modules import each other
 without a cycle.
 
-Both read the source with ``ast`` (nothing is imported), so an import inside a function, an ``if`` or a ``try``
-counts as much as one at the top of a module; only imports under ``if TYPE_CHECKING:`` (never executed: the
-annotations they serve are strings) are left out of the cycle walk, not out of the product check. The emulator is a peer of the library, not a part of it: a test
-oracle that shared the product's code (its CRC, its models) could not catch that code's bugs.
+The emulator is a peer of the library, not a part of it: a test oracle that shared the product's code (its CRC,
+its models) could not catch that code's bugs. Both checks read the source with ``ast`` (nothing is imported), so an
+import inside a function, an ``if`` or a ``try`` counts as much as one at the top of a module. Only imports under
+``if TYPE_CHECKING:`` (never executed: the annotations they serve are strings) are left out of the cycle walk; the
+product check reads them too.
 """
 
 from __future__ import annotations
