@@ -6,9 +6,10 @@ security group of its own, which the run creates closed (no inbound rule; outbou
 services, which Cloud Assistant and the metadata service need), never the VPC's default group: the clone of a
 production server starts its cron jobs and queue consumers at boot, and must not reach production. Wait Running,
 run the health command through Cloud Assistant (retried while the clone boots), tag the image
-``ops:verified-at=<UTC>`` (or ``ops:verify-failed=<reason>``), release the instance. Teardowns release any
-temporary instance of the run left behind (a killed task included), then its security groups; one that fails
-fails the run, and the report names what was left. Retention never deletes a group's newest verified copy.
+``ops:verified-at=<UTC>`` (or ``ops:verify-failed=<reason>``), release the instance. A teardown releases any
+temporary instance of the run left behind, then its security group; one that fails fails the run, and the report
+names what was left. The run starts by releasing what earlier runs of this DAG left (a killed task, a teardown that
+never ran) once older than ``leftover_grace_hours``; never anything untagged or younger. Retention never deletes a group's newest verified copy.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from airflow.sdk import DAG, AssetAlias, Param, TriggerRule, task
 
 from aliyun_ops.logic import ids
 from aliyun_ops.logic.policies import BACKUP_POLICY
-from aliyun_ops.operators.ecs import DeleteInstancesOperator, ReleaseSecurityGroupsOperator, VerifyBackupsOperator
+from aliyun_ops.operators.ecs import ReleaseTemporaryResourcesOperator, VerifyBackupsOperator
 from aliyun_ops.pipelines.backup_report import BACKUP_ASSET_ALIAS
 
 INCLUDE = Path(__file__).resolve().parent.parent / "include"
@@ -52,6 +53,9 @@ with DAG(
                                  description="A clone just booted may still be starting its services."),
         "health_retry_seconds": Param(30, type="integer", minimum=0, maximum=3600, title="Seconds between tries"),
         "concurrency": Param(4, type="integer", minimum=1, maximum=20, title="Copies booted at once"),
+        "leftover_grace_hours": Param(6, type="number", minimum=0, maximum=720, title="Sweep leftovers after (hours)",
+                                      description="Clones and groups of earlier runs of this DAG (a killed task) "
+                                                  "older than this at the run's date are released first."),
         "notify_emails": Param([], type="array", items={"type": "string", "format": "idn-email"},
                                title="Email the report to"),
     },
@@ -89,18 +93,20 @@ with DAG(
         health_retry_interval="{{ params.health_retry_seconds }}",
     )
 
-    sweep = DeleteInstancesOperator(
-        task_id="release_temporary_instances",
+    leftovers = ReleaseTemporaryResourcesOperator(       # clones and groups of earlier runs that died
+        task_id="sweep_leftovers",
         regions=scope,
-        include_run_instances=True,
-    ).as_teardown(setups=scope, on_failure_fail_dagrun=True)   # a clone left running fails the run
+        scope="stale",
+        grace_hours="{{ params.leftover_grace_hours }}",
+        max_errors="100%",                                 # reported; this run's verification goes on
+    )
 
-    groups = ReleaseSecurityGroupsOperator(
-        task_id="release_security_groups",
+    release = ReleaseTemporaryResourcesOperator(         # this run's clones, then their group, whatever failed
+        task_id="release_temporary_resources",
         regions=scope,
         retries=3,
         retry_delay=timedelta(seconds=30),
-    ).as_teardown(setups=scope, on_failure_fail_dagrun=True)
+    ).as_teardown(setups=scope, on_failure_fail_dagrun=True)   # a clone left running fails the run
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def report(**context) -> dict:
@@ -108,4 +114,5 @@ with DAG(
 
         return finish_verify(context)
 
-    copies >> verify >> sweep >> groups >> report()
+    scope >> leftovers >> copies
+    copies >> verify >> release >> report()

@@ -32,7 +32,7 @@ def imports(path: Path) -> list[tuple[str, list[str]]]:
 
 
 def files(layer: str) -> list[Path]:
-    return sorted((LIB / layer).glob("*.py"))
+    return sorted((LIB / layer).rglob("*.py"))
 
 
 @pytest.mark.parametrize("layer", ["operators", "sensors"])
@@ -52,9 +52,13 @@ def test_sensors_use_no_operator_module():
 @pytest.mark.parametrize("layer, forbidden", [
     ("logic", ("aliyun_ops.hooks", "aliyun_ops.operators", "aliyun_ops.sensors", "aliyun_ops.triggers",
                "aliyun_ops.waiting", "airflow", "alibabacloud")),
-    ("hooks", ("aliyun_ops.operators", "aliyun_ops.sensors", "aliyun_ops.triggers", "aliyun_ops.waiting")),
+    ("hooks", ("aliyun_ops.operators", "aliyun_ops.sensors", "aliyun_ops.triggers", "aliyun_ops.waiting",
+               "aliyun_ops.actions")),
     ("waiting", ("aliyun_ops.operators", "aliyun_ops.sensors", "aliyun_ops.triggers")),
-    ("triggers", ("aliyun_ops.operators", "aliyun_ops.sensors")),
+    ("triggers", ("aliyun_ops.operators", "aliyun_ops.sensors", "aliyun_ops.actions")),
+    ("actions", ("aliyun_ops.operators", "aliyun_ops.sensors", "aliyun_ops.triggers", "aliyun_ops.pipelines",
+                 "airflow.sdk.bases", "airflow.models")),
+    ("pipelines", ("aliyun_ops.operators",)),
 ])
 def test_lower_layers_do_not_import_upper_ones(layer, forbidden):
     assert files(layer), layer
@@ -76,7 +80,7 @@ def test_no_function_longer_than_80_lines(root):
 def test_operators_hand_off_and_resume_in_one_place():
     """One ``execute_complete`` and one ``defer()`` for every operator: ``AliyunItemsOperator`` (issue 9)."""
     for path in files("operators"):
-        if path.name == "base.py":
+        if path.parent.name == "base":
             continue
         tree = ast.parse(path.read_text())
         defined = [n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
@@ -84,3 +88,69 @@ def test_operators_hand_off_and_resume_in_one_place():
         defers = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call)
                   and isinstance(n.func, ast.Attribute) and n.func.attr == "defer"]
         assert not defers, f"{path.name} calls defer() itself (lines {defers}): use hand_off()"
+
+
+RE_EXPORTS = {"ecs.py", "rds.py", "image_batch.py", "steps.py", "__init__.py"}
+"""Operator modules that only gather (or, deprecated, forward) names of the others."""
+
+
+def test_no_operator_module_is_another_operators_library():
+    """An operator module imports only ``base``, hooks, triggers, waiting, actions and logic (issue 23)."""
+    for path in files("operators"):
+        if path.name in RE_EXPORTS and path.parent.name == "operators":
+            continue
+        for module, _ in imports(path):
+            if module.startswith("aliyun_ops.operators"):
+                assert module.startswith("aliyun_ops.operators.base"), f"{path.name} imports {module}"
+
+
+@pytest.mark.parametrize("layer", ["operators", "sensors", "triggers", "pipelines"])
+def test_no_layer_above_waiting_sleeps(layer):
+    """Every wait is a watch driven by :mod:`aliyun_ops.waiting` (or a trigger's async driver there)."""
+    for path in files(layer):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "sleep":
+                owner = node.func.value
+                assert not (isinstance(owner, ast.Name) and owner.id in ("time", "asyncio")), \
+                    f"{layer}/{path.name}:{node.lineno} sleeps; use a watch in aliyun_ops.waiting"
+
+
+def test_the_emulator_imports_nothing_of_the_library():
+    """A test oracle that shares the product's code cannot catch its bugs (issue 23)."""
+    for path in sorted((LIB.parent.parent / "emulator").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            bad = [n for n in names if n.startswith(("aliyun_ops", "plugins"))]
+            assert not bad, f"emulator/{path.name} imports {bad}"
+
+
+def test_no_operator_class_is_more_than_three_levels_below_base_operator():
+    """Prefer composition to concrete-on-concrete inheritance: BaseOperator -> AliyunBaseOperator ->
+    AliyunItemsOperator -> an operator, and no deeper (mixins without BaseOperator do not count)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from airflow.sdk import BaseOperator
+
+    import aliyun_ops.operators as ops
+    import aliyun_ops.sensors as sensors
+
+    def depth(cls: type) -> int:
+        if cls is BaseOperator:
+            return 0
+        return 1 + max(depth(b) for b in cls.__bases__ if isinstance(b, type) and issubclass(b, BaseOperator))
+
+    deep, unwrapped = {}, []
+    for package in (ops, sensors):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            module = importlib.import_module(info.name)
+            for name, cls in inspect.getmembers(module, inspect.isclass):
+                if cls.__module__ == module.__name__ and issubclass(cls, BaseOperator):
+                    if depth(cls) > 3:
+                        deep[f"{module.__name__}.{name}"] = depth(cls)
+                    if not hasattr(cls.__init__, "__wrapped__"):  # its __init__ came from a mixin: default_args lost
+                        unwrapped.append(f"{module.__name__}.{name}")
+    assert not deep, deep
+    assert not unwrapped, f"define __init__ (calling super) on {unwrapped}, or Airflow does not apply default_args"

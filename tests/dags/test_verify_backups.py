@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pendulum
 
+from aliyun_ops.operators.ecs import ReleaseTemporaryResourcesOperator
 from tests.dags.reports import report_json
 
 DAG_ID = "ecs_verify_backups"
@@ -91,7 +92,7 @@ def test_a_clone_that_cannot_be_released_fails_the_run_and_the_report_names_it(r
     assert len(left) == 1 and "ops:verified-at" in image_tags(emulator, ids["copy-0"])
     report = report_json(DAG_ID, run)
     assert left[0] in report["meta"]["NOT RELEASED"]
-    assert "none left over" not in report["meta"]["temporary instances released"]
+    assert "none left over" not in report["meta"]["temporary resources released"]
 
 
 def test_the_clone_boots_in_a_closed_group_of_its_own_which_is_deleted_after(run_dag, emulator):
@@ -159,8 +160,6 @@ def test_a_verify_task_killed_mid_way_leaves_an_instance_the_teardown_releases(a
     import time
     from types import SimpleNamespace
 
-    from aliyun_ops.operators.ecs import DeleteInstancesOperator
-
     ids = load_copies(emulator, count=1)
     emulator.admin.request("POST", "command-behaviour", {"rules": [{"match": "sleep 3600", "duration": 36000}]})
     worker = subprocess.Popen([sys.executable, "-c", KILLABLE_VERIFY, DR, ids["copy-0"]], env=os.environ.copy())
@@ -176,8 +175,51 @@ def test_a_verify_task_killed_mid_way_leaves_an_instance_the_teardown_releases(a
         worker.send_signal(signal.SIGKILL)
         worker.wait(30)
     assert len(temporary_instances(emulator)) == 1                # killed: nobody released it
-    ti = SimpleNamespace(dag_id=DAG_ID, task_id="release_temporary_instances", map_index=-1, try_number=1)
+    groups_before = len(emulator.admin.table("ecs.security_groups"))
+    ti = SimpleNamespace(dag_id=DAG_ID, task_id="release_temporary_resources", map_index=-1, try_number=1)
     ti.xcom_push = lambda key, value: None
-    DeleteInstancesOperator(task_id="release_temporary_instances", regions=[DR], include_run_instances=True,
-                            deferrable=False, poll_interval=0.5).execute({"ti": ti, "run_id": "manual__killed"})
+    ReleaseTemporaryResourcesOperator(task_id="release_temporary_resources", regions=[DR], deferrable=False,
+                                      poll_interval=0.5).execute({"ti": ti, "run_id": "manual__killed"})
     assert temporary_instances(emulator) == []
+    assert len(emulator.admin.table("ecs.security_groups")) == groups_before - 1     # its closed group too
+
+
+def test_the_next_run_sweeps_what_a_killed_run_left_only_after_the_grace_period(aliyun_conn, emulator):
+    """A killed run whose teardown never ran leaves a clone and its group: the next run's sweep releases them once
+    older than the grace period, at the run's logical date; never an untagged resource, one of another DAG, or a
+    young one."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from aliyun_ops.actions.temporary import isolated_security_group, temporary_tags
+    from aliyun_ops.hooks.ecs import EcsHook
+
+    hook = EcsHook()
+    dead = {"ti": SimpleNamespace(dag_id=DAG_ID, task_id="verify"), "run_id": "manual__dead"}
+    vsw = hook.default_vswitch(DR)
+    group = isolated_security_group(hook, dead, DR, vsw["VpcId"], purpose="verify")
+    image = next(i["ImageId"] for i in emulator.admin.table("ecs.images").values() if i.get("RegionId") == DR)
+    clone = hook.run_instances(DR, image, "ecs.t6-c1m1.large", v_switch_id=vsw["VSwitchId"], security_group_id=group,
+                               tags=temporary_tags(dead, "verify"))[0]
+    other_dag = hook.run_instances(DR, image, "ecs.t6-c1m1.large",
+                                   tags=temporary_tags({**dead, "ti": SimpleNamespace(dag_id="other_dag")}, "x"))[0]
+    untagged = hook.run_instances(DR, image, "ecs.t6-c1m1.large")[0]
+    emulator.admin.advance(60)
+    created = pendulum.parse(hook.describe_instances(DR, instance_ids=[clone])[0]["CreationTime"])
+
+    def sweep(at):
+        ti = SimpleNamespace(dag_id=DAG_ID, task_id="sweep_leftovers", map_index=-1, try_number=1)
+        ti.xcom_push = lambda key, value: None
+        return ReleaseTemporaryResourcesOperator(task_id="sweep_leftovers", regions=[DR], scope="stale", grace_hours=6,
+                                                 deferrable=False, poll_interval=0.5).execute(
+            {"ti": ti, "run_id": "scheduled__next", "logical_date": at})
+
+    assert sweep(created + timedelta(hours=5)) == []                # young: left alone
+    alive = {i["InstanceId"] for i in hook.describe_instances(DR)}
+    assert {clone, other_dag, untagged} <= alive
+    rows = sweep(created + timedelta(hours=7))
+    assert sorted((r["resource_type"], r["resource_id"], r["status"]) for r in rows) == \
+        sorted([("instance", clone, "success"), ("securitygroup", group, "success")])
+    alive = {i["InstanceId"] for i in hook.describe_instances(DR)}
+    assert clone not in alive and {other_dag, untagged} <= alive
+    assert not hook.describe_security_groups(DR, tags={"ops:run-id": "manual__dead"})

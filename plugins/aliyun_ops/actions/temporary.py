@@ -13,7 +13,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..exceptions import AliyunApiError, error_reason
@@ -63,6 +63,46 @@ def isolated_security_group(hook: EcsHook, context: Any, region: str, vpc_id: st
         log.info("closed security group %s for %s in %s (egress only to %s)", group_id, purpose, vpc_id,
                  ", ".join(allowed_cidrs))
     return group_id
+
+
+def temporary_filter(*, run_id: str | None = None, dag_id: str | None = None, purpose: str | None = None) -> dict:
+    """The tag filter of temporary resources: every one we made, narrowed to a run, a DAG or a purpose if given."""
+    tags = {pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE, pv.TEMPORARY: "true"}
+    for key, value in ((pv.RUN_ID, run_id), (pv.DAG_ID, dag_id), (pv.PURPOSE, purpose)):
+        if value:
+            tags[key] = str(value)[:128]
+    return tags
+
+
+def find_temporary(hook: EcsHook, region: str, tags: Mapping[str, str]) -> list[dict]:
+    """Temporary instances and security groups of ``region`` carrying ``tags`` (:func:`temporary_filter`):
+    ``[{"resource_type": "instance" | "securitygroup", "resource_id", "region", "created", "run_id", "purpose"}]``."""
+    found = []
+    for kind, records, key in (("instance", hook.describe_instances(region, tags=dict(tags)), "InstanceId"),
+                               ("securitygroup", hook.describe_security_groups(region, tags=dict(tags)),
+                                "SecurityGroupId")):
+        for rec in records:
+            rtags = pv.tags_from_api(rec.get("Tags"))
+            found.append({"resource_type": kind, "resource_id": rec[key], "region": region,
+                          "created": rec.get("CreationTime", ""), "run_id": rtags.get(pv.RUN_ID, ""),
+                          "purpose": rtags.get(pv.PURPOSE, "")})
+    return found
+
+
+def delete_temporary(hook: EcsHook, item: Mapping[str, Any]) -> dict:
+    """Delete one temporary resource (an instance with ``Force``: it may be running); a row with ``status`` success
+    (asked), skipped (already gone) or failed, and the ``reason``."""
+    row = {**item, "status": SUCCESS, "reason": "delete requested"}
+    try:
+        if item["resource_type"] == "instance":
+            hook.delete_instance(item["region"], item["resource_id"], force=True)
+        else:
+            hook.delete_security_group(item["region"], item["resource_id"])
+            row["reason"] = "deleted"
+    except AliyunApiError as err:
+        row.update(status=SKIPPED if err.is_not_found else FAILED,
+                   reason="already gone" if err.is_not_found else error_reason(err))
+    return row
 
 
 def release_security_groups(hook: EcsHook, context: Any, regions: Sequence[str], *, purpose: str | None = None,

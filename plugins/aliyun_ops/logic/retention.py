@@ -31,7 +31,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import provenance as pv
@@ -404,3 +405,37 @@ def decision_rows(plan: RetentionPlan, allowed: set[tuple[str, str]], dry_run: b
                               f"{plan.max_delete_fraction:.0%}: approve it in a manual run or raise the fraction")
         rows.append(row)
     return rows
+
+
+def parse_creation_time(value: Any) -> float | None:
+    """ECS ``CreationTime`` (``2024-01-01T00:00Z`` or with seconds) -> epoch seconds; None if unreadable."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def policy_label(policy: str) -> str:
+    """How a report names a policy (``""``: images with no ``ops:policy``)."""
+    return policy or "(no ops:policy)"
+
+
+def uncovered_text(policy: str, regions: Mapping[str, int]) -> str:
+    """How many images of one uncovered policy were kept, where, and what to do about it."""
+    where = ", ".join(f"{region} ({n})" for region, n in regions.items())
+    todo = ("only the policy set 'any' covers images without one, and there one without ops:source-instance (such "
+            "as undo images of restores before ecs-restore-undo) is its own group's newest: delete those by hand"
+            if not policy else
+            f"add {policy!r} to the policy param (or use 'any') to prune them")
+    return f"{sum(regions.values())} image(s) kept, never deleted: {where}; {todo}"
+
+
+def uncovered_lines(uncovered: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """One warning per ``ops:policy`` the run's set does not cover (``""``: images with no policy)."""
+    return [f"managed images of policy {policy_label(policy)} are not covered by this run: "
+            f"{uncovered_text(policy, regions)}" for policy, regions in uncovered.items()]

@@ -13,11 +13,11 @@ from .ecs_instances import (
     StartInstancesOperator,
     StopInstancesOperator,
 )
-from .ecs_network import ReleaseSecurityGroupsOperator
 from .ecs_pause import ResumePausedOperator
 from .ecs_restore import RestoreSystemDiskOperator
 from .ecs_retention import ApplyRetentionPlanOperator, PlanImageRetentionOperator, PruneBackupImagesOperator
 from .ecs_snapshots import CreateSnapshotOperator
+from .ecs_temporary import ReleaseTemporaryResourcesOperator
 from .ecs_verify import VerifyBackupsOperator
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "DeleteInstancesOperator",
     "PlanImageRetentionOperator",
     "PruneBackupImagesOperator",
-    "ReleaseSecurityGroupsOperator",
+    "ReleaseTemporaryResourcesOperator",
     "ReplaceSystemDiskOperator",
     "RestoreSystemDiskOperator",
     "ResumePausedOperator",

@@ -31,7 +31,8 @@ from aliyun_ops.logic.naming import (
 )
 from aliyun_ops.logic.outcome import FAILED, QUEUED, SKIPPED, SUCCESS
 from aliyun_ops.logic.targets import normalize_images, normalize_instances, source_size_gib
-from aliyun_ops.operators.base.images import STATE_COPY, STATE_CREATE, SUBMIT_PARALLELISM, BatchImageOperator
+from aliyun_ops.operators.base import AliyunItemsOperator
+from aliyun_ops.operators.base.images import STATE_COPY, STATE_CREATE, SUBMIT_PARALLELISM, ImageBatchMixin
 from aliyun_ops.tasks import naming_values, run_info
 from aliyun_ops.waiting.drivers import drive, snapshot_point_plan, sync_fetch
 from aliyun_ops.waiting.images import SnapshotPointWatch
@@ -43,7 +44,7 @@ SNAPSHOT_PHASE_MAX_SECONDS = 1800.0
 """After this long without snapshots, paused instances wait for the image (the teardown resumes them)."""
 
 
-class CreateImageOperator(BatchImageOperator):
+class CreateImageOperator(ImageBatchMixin, AliyunItemsOperator):
     """Create a custom image of each instance, idempotently, and wait until the images are Available.
 
     :param instances: an instance id, a list of ids, or the list of dicts ``SelectInstancesOperator``
@@ -362,7 +363,7 @@ class CreateImageOperator(BatchImageOperator):
 
 
 
-class CopyImageOperator(BatchImageOperator):
+class CopyImageOperator(ImageBatchMixin, AliyunItemsOperator):
     """Copy images to one or more regions, idempotently; wait; tag finished copies ``ops:copy-status=complete``.
 
     :param images: an image id (with ``region``), a list of ids, or ``CreateImageOperator``'s results

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import Any
 
 from aliyun_ops.actions.power import (  # noqa: F401 - re-exported for one release (moved to actions.power)
@@ -54,7 +53,7 @@ from aliyun_ops.logic.provenance import (
 from aliyun_ops.logic.selection import INSTANCE_STATUSES, Criteria, compact, select
 from aliyun_ops.logic.targets import by_region, normalize_instances, normalize_regions
 from aliyun_ops.operators.base import AliyunBaseOperator, AliyunItemsOperator
-from aliyun_ops.triggers.ecs_instances import InstanceStatusTrigger
+from aliyun_ops.operators.base.instances import InstanceWaitMixin
 from aliyun_ops.waiting import deadline_from
 from aliyun_ops.waiting.drivers import poll_instances, wait_for_resource
 from aliyun_ops.waiting.instances import DELETED, InstanceWatch
@@ -62,27 +61,8 @@ from aliyun_ops.waiting.instances import DELETED, InstanceWatch
 MAX_IDS = 100
 
 
-class InstanceItemsOperator(AliyunItemsOperator):
-    """Per-instance operators that wait for instance statuses: deferred to :class:`InstanceStatusTrigger`, or
-    polled in the worker with the same engine (:class:`InstanceWatch`)."""
-
-    hook_class = EcsHook
-    item_noun = "instances"
-    poll_interval: float
-    wait_timeout: float | None
-
-    def wait_for_instances(self, targets: Mapping[str, Sequence[str]], target_status: str,
-                           carry: Any) -> Mapping[str, Any]:
-        """The watch event once every instance of ``targets`` (``{region: [ids]}``) is ``target_status`` or the
-        wait ended; ``carry`` is what :meth:`resume` gets back after a deferral."""
-        deadline = deadline_from(self.wait_timeout)
-        trigger = InstanceStatusTrigger(targets=dict(targets), target_status=target_status, carry=carry,
-                                        aliyun_conn_id=self.aliyun_conn_id, poll_interval=self.poll_interval,
-                                        deadline=deadline)
-        timeout = None if self.wait_timeout is None else timedelta(seconds=float(self.wait_timeout) + 300)
-        return self.hand_off(trigger, timeout=timeout, wait_here=lambda: poll_instances(
-            self.hook, InstanceWatch(targets, target_status), poll_interval=self.poll_interval, deadline=deadline,
-            log=self.log))
+class InstanceItemsOperator(InstanceWaitMixin, AliyunItemsOperator):
+    """Deprecated (kept for one release): build on ``InstanceWaitMixin, AliyunItemsOperator`` instead."""
 
 
 # -- select --------------------------------------------------------------------------------------
@@ -183,8 +163,9 @@ class SelectInstancesOperator(AliyunBaseOperator):
 
 
 # -- start / stop --------------------------------------------------------------------------------
-class _PowerOperator(InstanceItemsOperator):
-    """Shared by Start/Stop: skip instances already there, batch the API calls, wait, report per instance."""
+class _PowerMixin(InstanceWaitMixin):
+    """Shared by Start/Stop (with :class:`AliyunItemsOperator`): skip instances already there, batch the API calls,
+    wait, report per instance."""
 
     template_fields = ("aliyun_conn_id", "region", "instances", "regions", "tags", "concurrency", "max_errors",
                        "poll_interval", "wait_timeout", "lease_wait")
@@ -329,7 +310,7 @@ class _PowerOperator(InstanceItemsOperator):
                                  f"wait {event.get('status')}: {event.get('message', '')})")
 
 
-class StartInstancesOperator(_PowerOperator):
+class StartInstancesOperator(_PowerMixin, AliyunItemsOperator):
     """Start ECS instances (ids, selected records, or by tags) and wait until they are Running.
 
     Instances already Running are reported ``skipped`` ("already Running"); ``Starting`` ones are only
@@ -347,6 +328,10 @@ class StartInstancesOperator(_PowerOperator):
                                concurrency="25%", max_errors=1)
     """
 
+    def __init__(self, **kwargs: Any) -> None:  # its own, so that Airflow applies default_args to it
+        super().__init__(**kwargs)
+
+
     target_status = "Running"
     from_status = "Stopped"
     heading = ("Starting", "Pending")
@@ -355,7 +340,7 @@ class StartInstancesOperator(_PowerOperator):
         return hook.start_instances(region, ids)
 
 
-class StopInstancesOperator(_PowerOperator):
+class StopInstancesOperator(_PowerMixin, AliyunItemsOperator):
     """Stop ECS instances (ids, selected records, or by tags) and wait until they are Stopped.
 
     ``force_stop`` (power off), ``stopped_mode`` (``KeepCharging`` / ``StopCharging``; None: the account
@@ -381,7 +366,7 @@ class StopInstancesOperator(_PowerOperator):
                               stopped_mode="StopCharging", max_errors="10%")
     """
 
-    template_fields = (*_PowerOperator.template_fields, "stopped_mode", "force_stop")
+    template_fields = (*_PowerMixin.template_fields, "stopped_mode", "force_stop")
     target_status = "Stopped"
     from_status = "Running"
     heading = ("Stopping",)
@@ -552,7 +537,7 @@ def default_network(hook: EcsHook, region: str, zone: str | None = None) -> tupl
     return hook.default_network(region, zone)
 
 
-class RunInstancesOperator(InstanceItemsOperator):
+class RunInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
     """Create temporary ECS instances (repair/update jobs) and wait until they are Running.
 
     Network: ``vswitch_id`` / ``security_group_id`` if given, otherwise the region's default VPC
@@ -658,7 +643,7 @@ class RunInstancesOperator(InstanceItemsOperator):
         return out
 
 
-class DeleteInstancesOperator(InstanceItemsOperator):
+class DeleteInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
     """Delete (release) ECS instances and wait until they are gone; "already gone" is success.
 
     ``instances``: ids or records (e.g. a :class:`RunInstancesOperator` output; ``None`` is accepted,

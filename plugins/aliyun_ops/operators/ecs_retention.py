@@ -23,29 +23,24 @@ from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.args import all_static, as_list
 from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
-from aliyun_ops.logic.retention import ImageFacts, RetentionPlan, RetentionPolicy, decision_rows, policy_set
+from aliyun_ops.logic.retention import (
+    ImageFacts,
+    RetentionPlan,
+    RetentionPolicy,
+    decision_rows,
+    parse_creation_time,  # noqa: F401 - re-exported
+    policy_set,
+    uncovered_lines,
+)
 from aliyun_ops.logic.retention import plan as make_plan
-from aliyun_ops.operators.base import AliyunBaseOperator
-from aliyun_ops.operators.ecs_image_cleanup import DeleteImagesOperator
+from aliyun_ops.operators.base import AliyunBaseOperator, AliyunItemsOperator
+from aliyun_ops.operators.base.image_deletion import ImageDeletionMixin
 from aliyun_ops.tasks import run_date
 
 QUOTA_ATTRIBUTE = "max-image-count"
 QUOTA_WARN_HEADROOM = 0.2
 POLICY_FIELDS = ("retention_days", "keep_last", "keep_daily", "keep_weekly", "keep_monthly", "timezone", "policy",
                  "delete_failed", "max_delete_fraction")
-
-
-def parse_creation_time(value: Any) -> float | None:
-    """ECS ``CreationTime`` (``2024-01-01T00:00Z`` or with seconds) -> epoch seconds; None if unreadable."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def image_facts(rec: Mapping[str, Any], region: str) -> ImageFacts:
@@ -175,25 +170,6 @@ def survey_and_plan(hook: EcsHook, regions: Any, policy: RetentionPolicy, now: f
            "unscanned_regions": survey.unscanned, "uncovered": uncovered, "now": now, "policy": policy_dict(policy)}
     out["summary"] = plan_summary(plan, out)
     return out
-
-
-def policy_label(policy: str) -> str:
-    return policy or "(no ops:policy)"
-
-
-def uncovered_text(policy: str, regions: Mapping[str, int]) -> str:
-    """How many images of one uncovered policy were kept, where, and what to do about it."""
-    where = ", ".join(f"{region} ({n})" for region, n in regions.items())
-    todo = ("only the policy set 'any' covers images without one, and there one without ops:source-instance (the "
-            "restore's undo images) is its own group's newest: delete those by hand" if not policy else
-            f"add {policy!r} to the policy param (or use 'any') to prune them")
-    return f"{sum(regions.values())} image(s) kept, never deleted: {where}; {todo}"
-
-
-def uncovered_lines(uncovered: Mapping[str, Mapping[str, int]]) -> list[str]:
-    """One warning per ``ops:policy`` the run's set does not cover (``""``: images with no policy)."""
-    return [f"managed images of policy {policy_label(policy)} are not covered by this run: "
-            f"{uncovered_text(policy, regions)}" for policy, regions in uncovered.items()]
 
 
 def sweep_numbers(grace_hours: Any, image_quota: Any) -> tuple[float, int | None]:
@@ -358,7 +334,7 @@ def plan_summary(plan: RetentionPlan, out: Mapping[str, Any]) -> str:
 
 
 # -- executing a plan -----------------------------------------------------------------------------
-class ApplyRetentionPlanOperator(DeleteImagesOperator):
+class _ApplyRetentionMixin(ImageDeletionMixin):
     """Execute a plan from :class:`PlanImageRetentionOperator`: delete the images it allows (those of held regions
     only when ``approved``), then sweep its orphan snapshots. Every image is described again just before its
     delete (in use, ours) by the delete path. Returns one row per decision and per orphan snapshot, with
@@ -428,7 +404,14 @@ class ApplyRetentionPlanOperator(DeleteImagesOperator):
         return rows
 
 
-class PruneBackupImagesOperator(RetentionPolicyMixin, ApplyRetentionPlanOperator):
+class ApplyRetentionPlanOperator(_ApplyRetentionMixin, AliyunItemsOperator):
+    __doc__ = _ApplyRetentionMixin.__doc__
+
+    def __init__(self, **kwargs: Any) -> None:  # its own, so that Airflow applies default_args to it
+        super().__init__(**kwargs)
+
+
+class PruneBackupImagesOperator(RetentionPolicyMixin, _ApplyRetentionMixin, AliyunItemsOperator):
     """Plan and apply in one task (for reuse in other DAGs): every rule of ``logic.retention``, then the sweep.
 
     Takes the parameters of :class:`PlanImageRetentionOperator` plus ``approved`` and ``dry_run``; held regions

@@ -14,7 +14,8 @@ from aliyun_ops.logic.naming import (
 )
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.logic.targets import normalize_instances
-from aliyun_ops.operators.base.images import SOURCE_DISK, STATE_SNAPSHOT, BatchImageOperator
+from aliyun_ops.operators.base import AliyunItemsOperator
+from aliyun_ops.operators.base.images import SOURCE_DISK, STATE_SNAPSHOT, ImageBatchMixin
 from aliyun_ops.tasks import run_date, run_info
 
 # -- CreateSnapshot -------------------------------------------------------------------------------
@@ -38,7 +39,7 @@ def render_snapshot_name(template: str, values: Mapping[str, str]) -> str:
     return "snap-" + name if name.lower().startswith("auto") else name
 
 
-class CreateSnapshotOperator(BatchImageOperator):
+class CreateSnapshotOperator(ImageBatchMixin, AliyunItemsOperator):
     """Snapshot disks (given directly, or the system/all disks of instances), idempotently, and wait.
 
     :param disk_ids: disk ids (``region`` for all) or ``[{"disk_id", "region"}]``; or

@@ -93,7 +93,7 @@ def add_verified_rpo(rows: Sequence[Any], destinations: Sequence[str], policy: s
     leaves blanks and says so, it never fails the report."""
     from ..hooks.ecs import EcsHook
     from ..logic import provenance as pv
-    from ..operators.ecs_retention import parse_creation_time
+    from ..logic.retention import parse_creation_time
     from ..tasks import run_date
 
     if not rows or not destinations:

@@ -16,8 +16,7 @@ from zoneinfo import ZoneInfo
 
 from ..exceptions import RunIncomplete, denied
 from ..logic.report import FAILED, Report, RetentionRow
-from ..logic.retention import RetentionPlan, decision_rows
-from ..operators.ecs_retention import policy_label, uncovered_lines, uncovered_text
+from ..logic.retention import RetentionPlan, decision_rows, policy_label, uncovered_lines, uncovered_text
 from .approval import approve_task_state, is_manual_run
 from .report_output import send_report_email, write_artifacts
 

@@ -17,8 +17,8 @@ from .report_output import send_report_email, write_artifacts
 
 log = logging.getLogger(__name__)
 
-SWEEP = "release_temporary_instances"
-GROUPS = "release_security_groups"
+SWEEP = "release_temporary_resources"
+LEFTOVERS = "sweep_leftovers"
 
 
 def verify_rows(copies: list[dict] | None, results: list[dict] | None) -> list[VerifyRow]:
@@ -46,18 +46,17 @@ def finish_verify(context: Mapping[str, Any]) -> dict:
     left = failed_rows(released)
     gone = None if released is None else [r for r in released if r not in left]
     meta = {"dag": ti.dag_id, "run": context["run_id"],
-            "temporary instances released": describe_rows(gone, SWEEP, lambda r: r.get("instance_id", ""),
-                                                          empty="none" if left else "none left over")}
+            "temporary resources released": describe_rows(
+                gone, SWEEP, lambda r: f"{r.get('resource_type')} {r.get('resource_id')}",
+                empty="none" if left else "none left over")}
     if left:
-        meta["NOT RELEASED"] = "; ".join(f"{r.get('instance_id')} ({r.get('region')}): {r.get('reason')}" for r in left)
-    groups = task_results(ti, GROUPS)
-    groups_left = failed_rows(groups)
-    meta["temporary security groups deleted"] = describe_rows(
-        None if groups is None else [g for g in groups if g not in groups_left], GROUPS,
-        lambda g: g.get("security_group_id", ""), empty="none")
-    if groups_left:
-        meta["SECURITY GROUPS NOT DELETED"] = "; ".join(f"{g.get('security_group_id')} ({g.get('region')}): "
-                                                        f"{g.get('reason')}" for g in groups_left)
+        meta["NOT RELEASED"] = "; ".join(f"{r.get('resource_type')} {r.get('resource_id')} ({r.get('region')}): "
+                                         f"{r.get('reason')}" for r in left)
+    earlier = task_results(ti, LEFTOVERS) or []
+    swept = [r for r in earlier if r.get("status") != FAILED]
+    if swept:
+        meta["left by earlier runs, released"] = ", ".join(f"{r.get('resource_type')} {r.get('resource_id')} "
+                                                           f"(run {r.get('run_id')})" for r in swept)
     report = Report.build(rows, row_type=VerifyRow, title=f"ECS backup verification {context.get('ds') or context['run_id']}",
                           meta=meta)
     paths = write_artifacts(report, ti.dag_id, context["run_id"])
@@ -67,14 +66,12 @@ def finish_verify(context: Mapping[str, Any]) -> dict:
     if copies is None:
         problems.append("the copies could not be selected (see select_copies' log)")
     problems += [f"{r.region} {r.image_id} ({r.instance_id}): {r.reason}" for r in rows if r.status != SUCCESS]
-    problems += [f"temporary instance {r.get('instance_id')} ({r.get('region')}) NOT RELEASED, it may still be "
-                 f"running: {r.get('reason')}" for r in left]
-    problems += [f"temporary security group {g.get('security_group_id')} ({g.get('region')}) not deleted: "
-                 f"{g.get('reason')}" for g in groups_left]
-    if groups is None and copies:
-        problems.append(f"temporary security groups: {unknown(GROUPS)}")
+    problems += [f"temporary {r.get('resource_type')} {r.get('resource_id')} ({r.get('region')}) NOT RELEASED, "
+                 f"it may still be running: {r.get('reason')}" for r in left]
+    problems += [f"left by run {r.get('run_id')}: {r.get('resource_type')} {r.get('resource_id')} "
+                 f"({r.get('region')}) could not be released: {r.get('reason')}" for r in failed_rows(earlier)]
     if released is None:
-        problems.append(f"temporary instances: {unknown(SWEEP)}; look for instances tagged with this run's "
+        problems.append(f"temporary resources: {unknown(SWEEP)}; look for resources tagged with this run's "
                         "ops:run-id in the DR regions")
     if problems:
         raise RunIncomplete(f"{len(problems)} problem(s) (report: {paths['html']}):\n- " + "\n- ".join(problems))

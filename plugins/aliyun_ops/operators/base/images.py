@@ -37,7 +37,7 @@ DELETE_BATCH_HINT = 50
 
 
 
-class BatchImageOperator(AliyunItemsOperator):
+class ImageBatchMixin:
     """Batch settings and the sliding window of the image and snapshot operators: ``concurrency`` items in flight,
     waits deferred to :class:`ImagesAvailableTrigger` / :class:`SnapshotsReadyTrigger` or polled in the worker."""
 
@@ -226,3 +226,11 @@ class BatchImageOperator(AliyunItemsOperator):
             else:
                 r["status"] = FAILED
                 r["reason"] = state.get("reason") or f"{self.watch_kind} is {status}"
+
+
+class BatchImageOperator(ImageBatchMixin, AliyunItemsOperator):
+    """Deprecated (kept for one release): build on ``ImageBatchMixin, AliyunItemsOperator`` instead."""
+
+    def __init__(self, **kwargs: Any) -> None:  # its own, so that Airflow applies default_args to it
+        super().__init__(**kwargs)
+
