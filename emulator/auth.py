@@ -1,4 +1,4 @@
-"""Access keys, RAM-style allow lists and request signature checks.
+"""Request signature checks: who signed a call, verified against the key store (:mod:`emulator.keys`).
 
 Three signature schemes are verified, exactly as the official SDKs compute them:
 
