@@ -1,4 +1,4 @@
-"""aliyun_ops.logic.crc64: the CRC-64/ECMA the OSS hook and the emulator share, checked against crcmod and the SDK."""
+"""aliyun_ops.logic.crc64: the CRC-64/ECMA of the OSS hook, checked against crcmod and the SDK."""
 
 from __future__ import annotations
 

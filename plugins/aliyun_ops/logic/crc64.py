@@ -1,4 +1,5 @@
-"""CRC-64/ECMA as OSS computes it (``x-oss-hash-crc64ecma``), shared by the OSS hook and the emulator.
+"""CRC-64/ECMA as OSS computes it (``x-oss-hash-crc64ecma``), for the OSS hook. (The emulator computes its own,
+with crcmod and a combine of its own, so a bug here cannot hide behind a shared oracle.)
 
 CRC-64/XZ: the ECMA-182 polynomial, reflected, init and xor-out all ones. :func:`crc64` hashes bytes with
 crcmod's C extension: a byte-at-a-time table, about 430 MiB/s on one core (2.4 CPU-s per GiB), holding the GIL;
@@ -54,7 +55,7 @@ def crc64(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
 
 class Crc64:
     """An incremental CRC-64/ECMA: ``update(data)`` as the bytes pass, the result in ``crcValue`` (crcmod's
-    names, which the emulator's blob writer uses)."""
+    names)."""
 
     __slots__ = ("crcValue",)
 
