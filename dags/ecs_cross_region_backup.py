@@ -17,6 +17,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, AssetAlias, CronTriggerTimetable, TriggerRule, task
 
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.policies import BACKUP_POLICY
 from aliyun_ops.operators.ecs import (
     CopyImageOperator,
@@ -78,7 +79,7 @@ with DAG(
         regions=config["source_regions"],
         tags=config["tags"],
         instance_ids=config["instance_ids"],
-        statuses=["Running", "Stopped"],
+        statuses=sorted(st.SETTLED),
         allow_empty=config["allow_empty"],
     )
 

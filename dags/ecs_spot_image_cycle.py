@@ -26,6 +26,7 @@ import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
 from aliyun_ops.logic import ids
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.policies import SPOT_CYCLE_POLICY
 from aliyun_ops.logic.provenance import RETENTION_DAYS_MAX
 from aliyun_ops.operators.ecs import (
@@ -85,7 +86,7 @@ with DAG(
         regions=target_regions,
         tags="{{ params.tags }}",
         instance_ids="{{ params.instance_ids }}",
-        statuses=["Running", "Stopped"],
+        statuses=sorted(st.SETTLED),
         allow_empty=True,
     )
 

@@ -45,7 +45,7 @@ with DAG(
                         description="Copies of this ops:policy (null: any policy we manage)."),
         "sample_percent": Param(100, type="number", exclusiveMinimum=0, maximum=100, title="Sample (%)",
                                 description="Share of the copies booted each run (at least one)."),
-        "instance_type": Param("ecs.t6-c1m1.large", type="string", pattern=r"^ecs\.[a-z0-9-]+\.[a-z0-9]+$",
+        "instance_type": Param("ecs.t6-c1m1.large", type="string", pattern=ids.pattern("instance_type"),
                                title="Temporary instance type"),
         "health_command": Param(None, type=["null", "string"], title="Health command",
                                 description="Null: the bundled include/scripts/health_check.sh."),

@@ -154,3 +154,25 @@ def test_no_operator_class_is_more_than_three_levels_below_base_operator():
                         unwrapped.append(f"{module.__name__}.{name}")
     assert not deep, deep
     assert not unwrapped, f"define __init__ (calling super) on {unwrapped}, or Airflow does not apply default_args"
+
+
+CLOUD_STATUSES = {"Pending", "Starting", "Running", "Stopping", "Stopped", "Creating", "Waiting", "Available",
+                  "UnAvailable", "CreateFailed", "Deprecated", "progressing", "accomplished", "In_use", "Success",
+                  "Failed", "PartialFailed", "Scheduled"}
+
+
+def test_cloud_statuses_are_named_in_one_module():
+    """One vocabulary: ECS and RDS status values are written only in ``logic/statuses.py`` (and the emulator, the
+    cloud's side); elsewhere they are ``st.RUNNING``, ``st.IMAGE_FAILED``... Docstrings and messages aside."""
+    found = []
+    for path in [*sorted(LIB.rglob("*.py")), *sorted((LIB.parent.parent / "dags").glob("*.py"))]:
+        if path.name == "statuses.py":
+            continue
+        tree = ast.parse(path.read_text())
+        skip = {id(node.body[0].value) for node in ast.walk(tree)
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        skip |= {id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values}
+        found += [f"{path.name}:{node.lineno} {node.value!r}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and node.value in CLOUD_STATUSES and id(node) not in skip]
+    assert not found, found

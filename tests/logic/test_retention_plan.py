@@ -325,3 +325,39 @@ def test_the_spot_cycle_and_the_backup_never_compete_and_an_undo_image_is_report
     assert p.uncovered() == {"": {"cn-hangzhou": 1}}
     assert p.regions["cn-hangzhou"].managed == 6
     assert rt.RetentionPlan.from_dict(p.to_dict()) == p
+
+
+@settings(max_examples=300)
+@given(days=st.one_of(st.integers(min_value=-5, max_value=100_000), st.sampled_from([0, 1, 3650, 3651, 36500, 65536])))
+def test_every_retention_days_a_form_or_an_operator_accepts_is_one_the_planner_accepts(days):
+    """One bound: a value the trigger forms' schema and the operators that write ``ops:retention-days`` (CreateImage,
+    CopyImage, CreateSnapshot) accept is one the planner reads; a value the planner would refuse (and so keep the
+    image forever) is refused before any image is tagged with it."""
+    import jsonschema
+
+    from aliyun_ops.logic.args import check_retention_days
+    from aliyun_ops.operators.ecs import CopyImageOperator, CreateImageOperator, CreateSnapshotOperator
+    from aliyun_ops.pipelines.backup_params import backup_params
+
+    schema = backup_params()["retention_days"].schema
+    form_ok = not list(jsonschema.Draft7Validator(schema).iter_errors(days))
+    try:
+        check_retention_days(days)
+        operator_ok = True
+    except ValueError:
+        operator_ok = False
+    for cls, extra in ((CreateImageOperator, {"instances": ["i-1"]}), (CopyImageOperator, {"images": ["m-1"],
+                       "destination_regions": ["cn-shanghai"]}), (CreateSnapshotOperator, {"instances": ["i-1"]})):
+        try:
+            cls(task_id="t", retention_days=days, **extra)
+            built = True
+        except ValueError:
+            built = False
+        assert built == operator_ok, (cls.__name__, days)
+    facts = img("m-x", 1, instance="i-1", **{pv.RETENTION_DAYS: str(days)})
+    try:
+        facts.own_days()
+        planner_ok = True
+    except ValueError:
+        planner_ok = False
+    assert form_ok == operator_ok == planner_ok, (days, form_ok, operator_ok, planner_ok)

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from aliyun_ops.logic import statuses as st
+
 from ..hooks.ecs import EcsHook
 from ..logic.commands import decode_output
 from ..waiting import deadline_from, pause
@@ -45,7 +47,7 @@ def _health_once(hook: EcsHook, region: str, instance_id: str, command: str, *, 
         raise HealthCheckFailed(f"health command {invoke} not finished: {event.get('message')}")
     res = (hook.describe_invocation_results(region, invoke, instance_id) or [{}])[0]
     status = res.get("InvocationStatus", "")
-    if status == "Success" and int(res.get("ExitCode") or 0) == 0:
+    if status == st.INVOCATION_SUCCESS and int(res.get("ExitCode") or 0) == 0:
         return f"healthy ({invoke})"
     output = decode_output(res.get("Output")).strip()[-200:]
     booting = any(_BOOTING.search(line) for line in output.lower().splitlines())

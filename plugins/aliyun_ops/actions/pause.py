@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from aliyun_ops.logic import statuses as st
+
 from ..exceptions import AliyunApiError
 from ..hooks.ecs import EcsHook
 from ..logic import pause
@@ -15,7 +17,7 @@ from ..logic.targets import by_region
 from ..tasks import task_client_token
 from .power import call_power
 
-STARTED = {"Starting", "Running"}
+STARTED = st.STARTED
 """Statuses that mean a StartInstances was applied, whatever its answer said."""
 
 

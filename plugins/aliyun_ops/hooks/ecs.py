@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from aliyun_ops.exceptions import AliyunApiError, AliyunPermissionError
 from aliyun_ops.hooks.base import AliyunBaseHook
+from aliyun_ops.logic import statuses as st
 
 if TYPE_CHECKING:
     from alibabacloud_ecs20140526.client import Client as EcsClient
 
-ALL_IMAGE_STATUSES = "Creating,Waiting,Available,UnAvailable,CreateFailed,Deprecated"
+ALL_IMAGE_STATUSES = ",".join(st.IMAGE_STATUSES)
 """DescribeImages returns only Available images unless told otherwise; we ask for all by default."""
 
 MAX_IDS_PER_CALL = 100

@@ -18,6 +18,8 @@ PATTERNS: dict[str, tuple[str, str]] = {
     "any_image": (r"^(m-[a-z0-9]+|[A-Za-z0-9][A-Za-z0-9_.-]{1,127})$",
                   "an image id: custom (m-...) or public (e.g. aliyun_3_x64_20G_alibase_20250629.vhd)"),
     "snapshot": (r"^s-[a-z0-9]+$", "a snapshot id (s-...)"),
+    "disk": (r"^d-[a-z0-9]+$", "a disk id (d-...)"),
+    "instance_type": (r"^ecs\.[a-z0-9-]+\.[a-z0-9]+$", "an ECS instance type (ecs.<family>.<size>, e.g. ecs.g7.large)"),
     "rds_instance": (r"^(rm|pgm|pc)-[a-z0-9]+$", "an RDS instance id (rm-, pgm- or pc-...)"),
     "oss_bucket": (r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
                    "an OSS bucket name (3-63 lowercase letters, digits and '-', not starting or ending with '-')"),

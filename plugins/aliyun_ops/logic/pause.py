@@ -28,6 +28,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from . import statuses as st
+
 PAUSED_BY = "ops:paused-by"
 PAUSED_DAG = "ops:paused-dag"
 PAUSED_MODE = "ops:paused-mode"
@@ -46,7 +48,7 @@ WAIT = "wait"          # a transition is under way: look again once it settles
 DONE = "done"          # nothing to undo any more: only remove the tags
 GONE = "gone"          # the instance no longer exists: nothing to undo, nothing to untag
 
-SETTLED = frozenset({"Running", "Stopped"})
+SETTLED = frozenset({st.RUNNING, st.STOPPED})
 
 
 def pause_tags(*, run_key: str, dag_id: str, mode: str, at: datetime) -> dict[str, str]:
@@ -91,10 +93,10 @@ def plan_resume(mode: str, status: str | None) -> str:
     if status not in SETTLED:
         return WAIT
     if mode == FREEZE:
-        return THAW if status == "Running" else DONE
+        return THAW if status == st.RUNNING else DONE
     if mode == STOP:
-        return START if status == "Stopped" else DONE
-    return START if status == "Stopped" else THAW
+        return START if status == st.STOPPED else DONE
+    return START if status == st.STOPPED else THAW
 
 
 def paused_info(tags: Mapping[str, str]) -> dict[str, str] | None:

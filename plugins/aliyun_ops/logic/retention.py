@@ -36,13 +36,14 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import provenance as pv
+from . import statuses as st
 from .policies import ANY
 from .report import FAILED, SKIPPED, SUCCESS
 
 DAY = 86400.0
 MAX_TAG_DAYS = pv.RETENTION_DAYS_MAX   # the one bound; an image tagged beyond it is kept (guard), never deleted
-FINAL_FOR_DELETE = ("Available", "CreateFailed")
-COPY_IN_PROGRESS = ("Creating", "Waiting")
+FINAL_FOR_DELETE = (st.IMAGE_AVAILABLE, st.IMAGE_CREATE_FAILED)
+COPY_IN_PROGRESS = tuple(sorted(st.IMAGE_IN_PROGRESS))
 
 # Rules that keep an image (the plan names one per kept image).
 GUARD, NEWEST, VERIFIED, LAST, DAILY, WEEKLY, MONTHLY, OWN_TAG, AGE = (
@@ -156,7 +157,7 @@ class ImageFacts:
     @property
     def complete(self) -> bool:
         """A source image, or a copy whose completion we tagged."""
-        return self.status == "Available" and (pv.SOURCE_IMAGE not in self.tags
+        return self.status == st.IMAGE_AVAILABLE and (pv.SOURCE_IMAGE not in self.tags
                                                or self.tags.get(pv.COPY_STATUS) == pv.COPY_COMPLETE)
 
     @property
@@ -296,7 +297,7 @@ def _group_keeps(members: list[ImageFacts], policy: RetentionPolicy, zone: ZoneI
     if ranked:
         keeps[ranked[0].image_id] = (NEWEST, "newest complete backup of its group")
     else:   # no copy was ever tagged complete (tagging failed): still keep the newest usable one
-        usable = sorted((m for m in members if m.status == "Available" and m.created_at is not None),
+        usable = sorted((m for m in members if m.status == st.IMAGE_AVAILABLE and m.created_at is not None),
                         key=lambda m: (m.created_at, m.image_id), reverse=True)
         if usable:
             keeps[usable[0].image_id] = (NEWEST, "newest Available image of its group (none is tagged complete)")
@@ -322,7 +323,7 @@ def _decide(img: ImageFacts, policy: RetentionPolicy, now: float, keeps: Mapping
     if img.image_id in keeps:
         rule, reason = keeps[img.image_id]
         return False, reason, rule
-    if img.status == "CreateFailed":
+    if img.status == st.IMAGE_CREATE_FAILED:
         if policy.delete_failed:
             return True, "failed build", FAILED_BUILD
         return False, "failed build (cleanup disabled)", GUARD

@@ -6,9 +6,11 @@ import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from . import ids as id_rules
+from . import statuses as st
 from .provenance import tags_from_api
 
-INSTANCE_STATUSES = ("Pending", "Starting", "Running", "Stopping", "Stopped")
+INSTANCE_STATUSES = st.INSTANCE_STATUSES
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,7 @@ class Criteria:
         if bad:
             raise ValueError(f"unknown instance status {bad}; expected some of {list(INSTANCE_STATUSES)}")
         for iid in self.instance_ids:
-            if not isinstance(iid, str) or not iid.startswith("i-"):
-                raise ValueError(f"instance id {iid!r} does not look like an ECS instance id (i-...)")
+            id_rules.check("instance", iid, "instance id")
 
 
 @dataclass

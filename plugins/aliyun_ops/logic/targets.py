@@ -100,8 +100,8 @@ def normalize_images(images: Any, default_region: str | None, *, id_key: str = "
             upstream = dict(item)
         else:
             raise ValueError(f"images: cannot read an image from {item!r}")
-        if image_id and not image_id.startswith("m-"):
-            raise ValueError(f"images: {image_id!r} does not look like a custom image id (m-...)")
+        if image_id:
+            check_id("image", image_id, "images:")
         if not image_id and (upstream is None or upstream.get("status") in (None, SUCCESS)):
             raise ValueError(f"images: item without an image id: {item!r}")
         if not region:

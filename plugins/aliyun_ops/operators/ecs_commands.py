@@ -14,6 +14,7 @@ from aliyun_ops.actions.power import lease_items, mark_paused, next_wave, plan_w
 from aliyun_ops.exceptions import TRANSIENT_CODES, AliyunApiError
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import pause
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.args import as_number, check_count, check_lease_wait
 from aliyun_ops.logic.budget import check_concurrency
 from aliyun_ops.logic.commands import (  # noqa: F401 - decode_output re-exported
@@ -193,7 +194,7 @@ class RunCommandOperator(AliyunItemsOperator):
 
     def _decide(self, item: Mapping[str, Any], record: Mapping[str, Any]) -> tuple[str, str] | None:
         os_wanted = COMMAND_TYPES[self.command_type]
-        if item["status"] != "Running":
+        if item["status"] != st.RUNNING:
             return SKIPPED if self.not_running == "skip" else FAILED, f"instance is {item['status']}, not Running"
         if (record.get("OSType") or "linux").lower() != os_wanted:
             return FAILED, f"{self.command_type} needs a {os_wanted} instance, this one runs {record.get('OSType')}"
@@ -244,7 +245,7 @@ class RunCommandOperator(AliyunItemsOperator):
                     not_marked = self._mark_paused(context, hook, region, chunk)
                     if not_marked:
                         for iid in chunk:
-                            results[iid] = result({"instance_id": iid, "region": region}, FAILED, "Running",
+                            results[iid] = result({"instance_id": iid, "region": region}, FAILED, st.RUNNING,
                                                   not_marked)
                         continue
                     try:
@@ -256,7 +257,7 @@ class RunCommandOperator(AliyunItemsOperator):
                             working_dir=self.working_dir or None, username=self.username or None)
                     except AliyunApiError as err:
                         for iid in chunk:
-                            results[iid] = result({"instance_id": iid, "region": region}, FAILED, "Running",
+                            results[iid] = result({"instance_id": iid, "region": region}, FAILED, st.RUNNING,
                                                   f"RunCommand failed: {err.code}: {err.message}")
                         self._unmark_refused(hook, region, chunk, err)
                         continue
@@ -305,7 +306,7 @@ class RunCommandOperator(AliyunItemsOperator):
 
     def _instance_result(self, item: dict, invoke_id: str, rec: Mapping[str, Any] | None) -> dict:
         if rec is None:
-            return result(item, FAILED, "Running", "no result for this instance", invoke_id=invoke_id,
+            return result(item, FAILED, st.RUNNING, "no result for this instance", invoke_id=invoke_id,
                           invocation_status="Unknown", exit_code=None, output="", output_truncated=False, dropped=0)
         status = str(rec.get("InvocationStatus") or "")
         exit_code = rec.get("ExitCode")
@@ -315,14 +316,14 @@ class RunCommandOperator(AliyunItemsOperator):
         extra = {"invoke_id": invoke_id, "invocation_status": status, "exit_code": exit_code,
                  "output": output[:self.output_limit], "output_truncated": truncated,
                  "dropped": int(rec.get("Dropped") or 0)}
-        if status == "Success":
-            return result(item, SUCCESS, "Running", "", **extra)
+        if status == st.INVOCATION_SUCCESS:
+            return result(item, SUCCESS, st.RUNNING, "", **extra)
         error = f"{rec.get('ErrorCode') or status}: {rec.get('ErrorInfo') or ''}".rstrip(": ")
-        if status == "Failed" and rec.get("ErrorCode") in ("ExitCodeNonzero", "", None) and not self.fail_on_nonzero:
-            return result(item, SUCCESS, "Running", f"exit code {exit_code} (allowed: fail_on_nonzero=False)", **extra)
-        if status in ("Pending", "Running", "Stopping", "Scheduled"):
+        if status == st.INVOCATION_FAILED and rec.get("ErrorCode") in ("ExitCodeNonzero", "", None) and not self.fail_on_nonzero:
+            return result(item, SUCCESS, st.RUNNING, f"exit code {exit_code} (allowed: fail_on_nonzero=False)", **extra)
+        if status in st.INVOCATION_IN_PROGRESS:
             error = f"still {status} when the wait ended"
-        return result(item, FAILED, "Running", f"{error} (exit code {exit_code})", **extra)
+        return result(item, FAILED, st.RUNNING, f"{error} (exit code {exit_code})", **extra)
 
 
 __all__ = ["COMMAND_TYPES", "MAX_CONTENT_B64", "RunCommandOperator", "decode_output"]

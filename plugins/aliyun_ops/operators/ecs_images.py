@@ -20,6 +20,7 @@ from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.logic import lease as lz
 from aliyun_ops.logic import pause
 from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.args import all_static, as_list, check_retention_days
 from aliyun_ops.logic.naming import (
     DEFAULT_IMAGE_NAME_TEMPLATE,
@@ -134,7 +135,7 @@ class CreateImageOperator(ImageBatchMixin, AliyunItemsOperator):
             region = self.resolve_region()
             return [{"instance_id": r["InstanceId"], "instance_name": r.get("InstanceName", ""), "region": region}
                     for r in self.hook.describe_instances(region, tags=dict(self.instance_tags))
-                    if r.get("Status") in ("Running", "Stopped")], days
+                    if r.get("Status") in (st.RUNNING, st.STOPPED)], days
         return normalize_instances(self.instances, self.region or self.hook.region, with_names=True), days
 
     def execute(self, context: Any) -> list[dict]:
@@ -170,7 +171,7 @@ class CreateImageOperator(ImageBatchMixin, AliyunItemsOperator):
                 continue
             res["instance_name"] = res["instance_name"] or inst.get("InstanceName", "")
             prior = existing.get(f"{region}/{iid}", [])
-            good = [r for r in prior if r.get("Status") not in ("CreateFailed", "UnAvailable")]
+            good = [r for r in prior if r.get("Status") not in (st.IMAGE_CREATE_FAILED, st.IMAGE_UNAVAILABLE)]
             stale = [] if self.reuse_after_restart else \
                 [r for r in good if pause.started_since(inst.get("StartTime"), r.get("CreationTime"))]
             if stale:
@@ -184,7 +185,7 @@ class CreateImageOperator(ImageBatchMixin, AliyunItemsOperator):
                 self.log.info("%s: image %s already exists (%s), not creating another", iid, rec["ImageId"],
                               rec.get("Status"))
                 continue
-            if inst.get("Status") not in ("Running", "Stopped"):
+            if inst.get("Status") not in (st.RUNNING, st.STOPPED):
                 res["reason"] = f"instance {iid} is {inst.get('Status')}; CreateImage needs Running or Stopped"
                 continue
             if self.resume_paused_after_snapshots and not self._still_paused(context, inst):
@@ -270,7 +271,7 @@ class CreateImageOperator(ImageBatchMixin, AliyunItemsOperator):
         remembered: dict[str, str] = dict(self.recall(context, STATE_CREATE) or {})
         for res, outcome in zip(batch, outcomes, strict=True):
             if outcome.status == SUCCESS:
-                res.update(status="pending", image_status="Creating", _t0=time.time())
+                res.update(status="pending", image_status=st.IMAGE_CREATING, _t0=time.time())
                 remembered[f"{res['region']}/{res['instance_id']}"] = res["image_id"]
             else:
                 res.update(status=outcome.status, reason=outcome.error)
@@ -286,7 +287,7 @@ class CreateImageOperator(ImageBatchMixin, AliyunItemsOperator):
         tags = pv.tags_from_api(instance.get("Tags"))
         if lz.verdict(tags, leases.run_holder(context), datetime.now(UTC)) == lz.HELD:
             return False
-        if instance.get("Status") == "Stopped":
+        if instance.get("Status") == st.STOPPED:
             return True
         info, paused = run_info(context), pause.paused_info(tags) or {}
         return (paused.get("run_key") == info["run_key"][:128] and paused.get("dag_id") == info["dag_id"][:128]
@@ -514,7 +515,7 @@ class CopyImageOperator(ImageBatchMixin, AliyunItemsOperator):
             if rec is None:
                 res["reason"] = f"source image {src['image_id']} not found in {src['region']}"
                 continue
-            if rec.get("Status") != "Available":
+            if rec.get("Status") != st.IMAGE_AVAILABLE:
                 res["reason"] = f"source image {src['image_id']} is {rec.get('Status')}, not Available"
                 continue
             src_tags = pv.tags_from_api(rec.get("Tags"))
@@ -543,7 +544,7 @@ class CopyImageOperator(ImageBatchMixin, AliyunItemsOperator):
             for rec in hook.describe_images(dest, tags={pv.RUN_KEY: info["run_key"], pv.DAG_ID: info["dag_id"],
                                                         pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}):
                 src_id = pv.tags_from_api(rec.get("Tags")).get(pv.SOURCE_IMAGE)
-                if src_id and rec.get("Status") not in ("CreateFailed", "UnAvailable"):
+                if src_id and rec.get("Status") not in (st.IMAGE_CREATE_FAILED, st.IMAGE_UNAVAILABLE):
                     existing[f"{src_id}/{dest}"] = rec
                 elif src_id:
                     failed_before.setdefault(f"{src_id}/{dest}", set()).add(rec["ImageId"])
@@ -553,7 +554,7 @@ class CopyImageOperator(ImageBatchMixin, AliyunItemsOperator):
                 lost.setdefault(key.split("/", 1)[1], []).append(copy_id)
         for copy_id, rec in describe_by_region(hook, lost).items():
             key = next(k for k, v in remembered.items() if v == copy_id)
-            if rec.get("Status") not in ("CreateFailed", "UnAvailable"):
+            if rec.get("Status") not in (st.IMAGE_CREATE_FAILED, st.IMAGE_UNAVAILABLE):
                 existing[key] = rec
             else:
                 failed_before.setdefault(key, set()).add(copy_id)
@@ -599,7 +600,7 @@ class CopyImageOperator(ImageBatchMixin, AliyunItemsOperator):
         remembered: dict[str, str] = dict(self.recall(context, STATE_COPY) or {})
         for res, outcome in zip(batch, outcomes, strict=True):
             if outcome.status == SUCCESS:
-                res.update(status="pending", image_status="Waiting", _t0=time.time(), _tagged=False)
+                res.update(status="pending", image_status=st.IMAGE_WAITING, _t0=time.time(), _tagged=False)
                 remembered[f"{res['source_image_id']}/{res['destination_region']}"] = res["image_id"]
             else:
                 res.update(status=outcome.status, reason=outcome.error)

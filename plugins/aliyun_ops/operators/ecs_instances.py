@@ -17,7 +17,6 @@ when the failures exceed ``max_errors`` (a count or a percentage, as in Alibaba 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,7 +35,9 @@ from aliyun_ops.actions.power import (  # noqa: F401 - re-exported for one relea
 from aliyun_ops.batch import ItemResult, run_batch
 from aliyun_ops.exceptions import AliyunApiError, WaitFailed
 from aliyun_ops.hooks.ecs import EcsHook
+from aliyun_ops.logic import ids as id_rules
 from aliyun_ops.logic import pause
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.args import as_number, check_count, check_lease_wait  # noqa: F401 - re-exported
 from aliyun_ops.logic.args import check_wait_args as _check_wait_args
 from aliyun_ops.logic.budget import check_concurrency
@@ -332,9 +333,9 @@ class StartInstancesOperator(_PowerMixin, AliyunItemsOperator):
         super().__init__(**kwargs)
 
 
-    target_status = "Running"
-    from_status = "Stopped"
-    heading = ("Starting", "Pending")
+    target_status = st.RUNNING
+    from_status = st.STOPPED
+    heading = (st.STARTING, st.PENDING)
 
     def call_api(self, hook: EcsHook, region: str, ids: list[str]) -> list[dict]:
         return hook.start_instances(region, ids)
@@ -367,9 +368,9 @@ class StopInstancesOperator(_PowerMixin, AliyunItemsOperator):
     """
 
     template_fields = (*_PowerMixin.template_fields, "stopped_mode", "force_stop")
-    target_status = "Stopped"
-    from_status = "Running"
-    heading = ("Stopping",)
+    target_status = st.STOPPED
+    from_status = st.RUNNING
+    heading = (st.STOPPING,)
     pause_mode = pause.STOP
 
     def __init__(self, *, force_stop: bool = False, stopped_mode: str | None = None, **kwargs: Any) -> None:
@@ -478,16 +479,16 @@ class ReplaceSystemDiskOperator(AliyunItemsOperator):
             disk_id, replaced = disk["DiskId"], False
         else:
             hook.check_allowed("DescribeDisks", region, iid)  # the new disk must be watchable before it is made
-            if status in ("Running", "Stopping", "Starting", "Pending"):
+            if status in (st.RUNNING, st.STOPPING, st.STARTING, st.PENDING):
                 hook.check_allowed("StartInstance", region, iid)  # it must be startable again before it stops
-            if status == "Running":
+            if status == st.RUNNING:
                 hook.stop_instance(region, iid)
-                status = self._wait(hook, item, "Stopped")
-            elif status in ("Stopping", "Starting", "Pending"):
-                status = self._wait(hook, item, "Stopped" if status == "Stopping" else "Running")
-                if status == "Running":
+                status = self._wait(hook, item, st.STOPPED)
+            elif status in (st.STOPPING, st.STARTING, st.PENDING):
+                status = self._wait(hook, item, st.STOPPED if status == st.STOPPING else st.RUNNING)
+                if status == st.RUNNING:
                     hook.stop_instance(region, iid)
-                    status = self._wait(hook, item, "Stopped")
+                    status = self._wait(hook, item, st.STOPPED)
             extra = {"password": self.password} if self.password else {}
             disk_id = hook.replace_system_disk(
                 region, iid, self.image_id, client_token=self.client_token(context, "replace-disk", iid,
@@ -497,13 +498,13 @@ class ReplaceSystemDiskOperator(AliyunItemsOperator):
             self.log.info("%s: new system disk %s from %s", iid, disk_id, self.image_id)
             self._wait_disk(hook, region, disk_id)
             replaced = True
-            status = "Stopped"
-        if status != "Running":
+            status = st.STOPPED
+        if status != st.RUNNING:
             recs = hook.describe_instances(region, instance_ids=[iid])
             status = recs[0].get("Status") if recs else "Missing"
-            if status == "Stopped":
+            if status == st.STOPPED:
                 hook.start_instance(region, iid)
-            status = self._wait(hook, item, "Running")
+            status = self._wait(hook, item, st.RUNNING)
         return {"disk_id": disk_id, "replaced": replaced, "status": status}
 
     def execute(self, context: Any) -> list[dict]:
@@ -591,8 +592,7 @@ class RunInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
     def validate(self, context: Any) -> dict[str, str]:
         if not self.image_id or not self.instance_type:
             raise ValueError("image_id and instance_type are required")
-        if not re.match(r"^ecs\.[a-z0-9\-]+\.[a-z0-9]+$", str(self.instance_type)):
-            raise ValueError(f"instance_type {self.instance_type!r} does not look like ecs.<family>.<size>")
+        id_rules.check("instance_type", self.instance_type, "instance_type")
         try:
             amount = int(self.amount)
         except (TypeError, ValueError):
@@ -629,7 +629,7 @@ class RunInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
         self.log.info("instances %s in %s", ", ".join(ids), region)
         if self.wait_for_running:
             carry = {"region": region, "ids": ids}
-            return self.resume(context, carry, self.wait_for_instances({region: ids}, "Running", carry=carry))
+            return self.resume(context, carry, self.wait_for_instances({region: ids}, st.RUNNING, carry=carry))
         return [compact(r) for r in hook.describe_instances(region, instance_ids=ids)]
 
     def resume(self, context: Any, carry: Mapping[str, Any], event: Mapping[str, Any]) -> list[dict]:
@@ -637,7 +637,7 @@ class RunInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
         records = {r["InstanceId"]: compact(r) for r in self.hook.describe_instances(region, instance_ids=ids)}
         out = [records.get(i) or {"instance_id": i, "instance_name": "", "region": region, "zone": "",
                                   "status": "Missing", "tags": {}} for i in ids]
-        if event.get("status") != "success" or any(r["status"] != "Running" for r in out):
+        if event.get("status") != "success" or any(r["status"] != st.RUNNING for r in out):
             raise WaitFailed(f"instances {ids} did not all reach Running: {event.get('message')} "
                                f"(the teardown task should delete them)")
         return out

@@ -20,6 +20,7 @@ from aliyun_ops.exceptions import AliyunApiError, RunIncomplete, denied, error_r
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import lease as lz
 from aliyun_ops.logic import pause
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.args import as_number
 from aliyun_ops.logic.commands import COMMAND_TYPES, MAX_INSTANCES_PER_CALL
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
@@ -249,11 +250,11 @@ class ResumePausedOperator(AliyunBaseOperator):
                     results[iid].update(action="start", instance_status=answer.get("CurrentStatus") or "",
                                         reason=f"StartInstances refused: {answer.get('Code')}: {answer.get('Message')}")
         targets = {region: [i for i in ids if not results[i]["reason"]] for region, ids in by_region(items).items()}
-        event = poll_instances(hook, InstanceWatch(targets, "Running"), poll_interval=float(self.poll_interval),
+        event = poll_instances(hook, InstanceWatch(targets, st.RUNNING), poll_interval=float(self.poll_interval),
                                deadline=deadline, log=self.log)
         for iid, info in (event.get("instances") or {}).items():
             if info.get("reached"):
-                self._done(results[iid], "start", "started", status="Running")
+                self._done(results[iid], "start", "started", status=st.RUNNING)
             else:
                 results[iid].update(action="start", instance_status=info.get("status", ""),
                                     reason=f"did not reach Running (last {info.get('status')}): {event.get('message')}")
@@ -300,7 +301,7 @@ class ResumePausedOperator(AliyunBaseOperator):
                 self.log.error("DescribeInvocationResults %s failed: %s", invoke_id, err)
             for iid in chunk:
                 rec = records.get(iid) or {}
-                if rec.get("InvocationStatus") == "Success":
+                if rec.get("InvocationStatus") == st.INVOCATION_SUCCESS:
                     self._done(results[iid], "thaw", f"thawed ({invoke_id})")
                 else:
                     results[iid].update(action="thaw", reason=f"thaw {invoke_id} {rec.get('InvocationStatus') or 'unknown'}"
@@ -322,7 +323,7 @@ class ResumePausedOperator(AliyunBaseOperator):
         for item in items:
             key = (item["region"], item.get("thaw_invoke") or "")
             rec = invocations.get(key, {}).get(item["instance_id"]) or {}
-            if rec.get("InvocationStatus") == "Success":
+            if rec.get("InvocationStatus") == st.INVOCATION_SUCCESS:
                 self._done(results[item["instance_id"]], "thaw", f"thawed early ({item['thaw_invoke']})")
             else:
                 todo.append(item)

@@ -19,6 +19,7 @@ from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import pause
 from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.logic.policies import RESTORE_UNDO_POLICY
 from aliyun_ops.operators.base import AliyunBaseOperator, run_key
@@ -41,7 +42,7 @@ def check_restore(hook: EcsHook, region: str, instance_id: str, image_id: str | 
     if not recs:
         raise RestoreError(f"instance {instance_id} not found in {region}")
     status = recs[0].get("Status", "")
-    if status not in ("Running", "Stopped"):
+    if status not in (st.RUNNING, st.STOPPED):
         raise RestoreError(f"instance {instance_id} is {status}: wait until it is Running or Stopped")
     if not image_id:
         image_id = newest_backup(hook, region, instance_id)
@@ -59,7 +60,7 @@ def check_restore(hook: EcsHook, region: str, instance_id: str, image_id: str | 
 def newest_backup(hook: EcsHook, region: str, instance_id: str) -> str:
     """The newest complete backup image of ``instance_id`` in ``region`` (a source image or a complete copy)."""
     found = []
-    for img in hook.describe_images(region, status="Available", tags={
+    for img in hook.describe_images(region, status=st.IMAGE_AVAILABLE, tags={
             pv.SOURCE_INSTANCE: instance_id, pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE}):
         tags = pv.tags_from_api(img.get("Tags"))
         if UNDO_FOR in tags:        # an undo point of an earlier restore, not a backup
@@ -77,7 +78,7 @@ def check_image(hook: EcsHook, region: str, image_id: str, instance_id: str, all
     if not recs:
         raise RestoreError(f"{what} {image_id} not found in {region}")
     image = recs[0]
-    if image.get("Status") != "Available":
+    if image.get("Status") != st.IMAGE_AVAILABLE:
         raise RestoreError(f"{what} {image_id} is {image.get('Status')}, not Available")
     tags = pv.tags_from_api(image.get("Tags"))
     if not allow_foreign and not pv.is_managed(tags):
@@ -177,7 +178,7 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
     def restore(self, context: Any, hook: EcsHook, plan: dict, row: dict) -> None:
         region, iid = plan["region"], plan["instance_id"]
         record = self.instance(hook, region, iid)
-        if record.get("Status") == "Running":  # nobody is stopping it: waiting would only time out
+        if record.get("Status") == st.RUNNING:  # nobody is stopping it: waiting would only time out
             raise RestoreError("the instance is Running: it must be stopped first (did the stop step fail?); "
                                "nothing was changed")
         taken = leases.acquire(hook, context, [{"instance_id": iid, "region": region}], purpose="restore",
@@ -185,8 +186,8 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
         if iid in taken.refused:
             raise RestoreError(f"{taken.refused[iid]}; nothing was changed")
         start = self.should_start(context, record)
-        row["was_status"] = "Running" if start else "Stopped"
-        self.wait_status(hook, region, iid, "Stopped")
+        row["was_status"] = st.RUNNING if start else st.STOPPED
+        self.wait_status(hook, region, iid, st.STOPPED)
         for needed in self.needed_after_the_replace(start):  # a missing one fails here, with nothing replaced
             hook.check_allowed(needed, region, iid)
         disk = plan.get("current_disk_id") or self.current_disk(hook, region, iid)
@@ -256,9 +257,9 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
                 raise RestoreError("no fallback_image_id and no undo snapshot: the instance keeps what the failed "
                                    "step left")
             target = self.undo_image(context, hook, region, iid, undo_snapshot_id)
-        if self.status(hook, region, iid) != "Stopped":
+        if self.status(hook, region, iid) != st.STOPPED:
             hook.stop_instance(region, iid)
-            self.wait_status(hook, region, iid, "Stopped")
+            self.wait_status(hook, region, iid, st.STOPPED)
         self.replace(context, hook, region, iid, target, "fallback")
         if start:
             self.start(hook, region, iid)
@@ -300,15 +301,15 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
     def start(self, hook: EcsHook, region: str, iid: str) -> None:
         """StartInstance, then wait for Running; a start whose answer was lost (a retry told IncorrectInstanceStatus,
         or no answer) counts when the instance is Starting or Running."""
-        if self.status(hook, region, iid) == "Stopped":
+        if self.status(hook, region, iid) == st.STOPPED:
             try:
                 hook.start_instance(region, iid)
             except AliyunApiError as err:
                 now = self.status(hook, region, iid)
-                if now not in ("Starting", "Running"):
+                if now not in (st.STARTING, st.RUNNING):
                     raise
                 self.log.info("%s: StartInstance answered %s, but it is %s: accepted", iid, err.code, now)
-        self.wait_status(hook, region, iid, "Running")
+        self.wait_status(hook, region, iid, st.RUNNING)
 
     def health(self, context: Any, hook: EcsHook, region: str, iid: str) -> str:
         """Run ``health_command``; ``RestoreError`` unless it exits 0 in time. Returns a short verdict."""

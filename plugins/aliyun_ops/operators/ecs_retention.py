@@ -21,6 +21,7 @@ from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.args import all_static, as_list
 from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
 from aliyun_ops.logic.retention import (
@@ -257,7 +258,7 @@ def find_orphans(hook: EcsHook, region: str, policy: RetentionPolicy, before: fl
         if not tags.get(pv.SOURCE_IMAGE) or not policy.covers(tags):
             continue
         created = parse_creation_time(snap.get("CreationTime"))
-        if snap.get("Status") != "accomplished" or snap.get("Usage", "none") != "none" \
+        if snap.get("Status") != st.SNAPSHOT_ACCOMPLISHED or snap.get("Usage", "none") != "none" \
                 or created is None or created > before:
             continue
         candidates.append({"snapshot_id": snap["SnapshotId"], "region": region,

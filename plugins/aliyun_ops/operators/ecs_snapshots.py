@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from aliyun_ops.batch import run_batch
+from aliyun_ops.logic import ids as id_rules
 from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.args import all_static, as_list, check_retention_days
 from aliyun_ops.logic.naming import (
     sanitize_image_name,
@@ -47,7 +49,8 @@ class CreateSnapshotOperator(ImageBatchMixin, AliyunItemsOperator):
         (default), ``data`` or ``all``
     :param name: name template (``{disk_id}``, ``{instance_id}``, ``{region}``, ``{date}``, ``{datetime}``,
         ``{run_id}``, ``{dag_id}``, ``{disk_type}``)
-    :param retention_days: Alibaba deletes the snapshot automatically after this many days (1-65536)
+    :param retention_days: Alibaba deletes the snapshot automatically after this many days, and the
+        ``ops:retention-days`` tag says the same (1..``RETENTION_DAYS_MAX``, 3650)
     :param tags: user tags; provenance (``ops:source-disk``, source instance/region, run id, ...) is added
 
     Idempotent like :class:`CreateImageOperator` (ClientToken per disk, look-up by ``ops:source-disk`` +
@@ -91,8 +94,7 @@ class CreateSnapshotOperator(ImageBatchMixin, AliyunItemsOperator):
             pv.validate_tags(self.tags, what="tags")
         for d in as_list(self.disk_ids, "disk_ids"):
             did = d if isinstance(d, str) else (d.get("disk_id") if isinstance(d, Mapping) else None)
-            if not isinstance(did, str) or not did.startswith("d-"):
-                raise ValueError(f"disk_ids: {d!r} does not look like a disk id (d-...)")
+            id_rules.check("disk", did, "disk_ids:")
 
     def _targets(self) -> list[dict]:
         """``[{"disk_id", "instance_id", "region", "disk_type", "size_gib", "status"}]`` (batched lookups)."""
@@ -192,7 +194,7 @@ class CreateSnapshotOperator(ImageBatchMixin, AliyunItemsOperator):
             for res, outcome in zip(jobs, outcomes, strict=True):
                 res.pop("_disk_type", None)
                 if outcome.status == SUCCESS:
-                    res.update(status="pending", snapshot_status="progressing", _t0=time.time())
+                    res.update(status="pending", snapshot_status=st.SNAPSHOT_PROGRESSING, _t0=time.time())
                     remembered[f"{res['region']}/{res['disk_id']}"] = res["snapshot_id"]
                 else:
                     res.update(status=outcome.status, reason=outcome.error)

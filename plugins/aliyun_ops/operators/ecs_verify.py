@@ -22,6 +22,7 @@ from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.operators.base import AliyunBaseOperator
 from aliyun_ops.waiting.drivers import wait_for_instance
@@ -42,7 +43,7 @@ def newest_copies(hook: EcsHook, regions: Sequence[str], *, policy: str | None =
     tags = {pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE, **({pv.POLICY: policy} if policy else {})}
     newest: dict[tuple[str, str], dict] = {}
     for region in regions:
-        for img in hook.describe_images(region, status="Available", tags=tags):
+        for img in hook.describe_images(region, status=st.IMAGE_AVAILABLE, tags=tags):
             t = pv.tags_from_api(img.get("Tags"))
             instance = t.get(pv.SOURCE_INSTANCE)
             if not instance or pv.SOURCE_IMAGE not in t or t.get(pv.COPY_STATUS) != pv.COPY_COMPLETE:
@@ -184,7 +185,7 @@ class VerifyBackupsOperator(AliyunBaseOperator):
         return ids[0]
 
     def wait_running(self, hook: EcsHook, region: str, iid: str) -> None:
-        wait_for_instance(hook, region, iid, "Running", timeout=self.boot_timeout, poll_interval=self.poll_interval,
+        wait_for_instance(hook, region, iid, st.RUNNING, timeout=self.boot_timeout, poll_interval=self.poll_interval,
                           error=VerifyError, log=self.log)
 
     def health(self, context: Any, hook: EcsHook, region: str, iid: str) -> str:

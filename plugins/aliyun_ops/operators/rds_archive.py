@@ -20,6 +20,7 @@ from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, ItemSkipped, TooManyItemFailures
 from aliyun_ops.hooks.oss import MAX_PART_SIZE, MIB, MIN_PART_SIZE, STORAGE_CLASSES, OssHook, part_size_for
 from aliyun_ops.hooks.rds import RdsHook, parse_rds_time
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.budget import check_concurrency, resolve_concurrency, resolve_count
 from aliyun_ops.logic.ids import check as check_id
 from aliyun_ops.logic.report import FAILED, PENDING, SKIPPED, SUCCESS, ArchiveRow
@@ -80,12 +81,12 @@ def classify_backups(backups: Iterable[Mapping[str, Any]], jobs: Iterable[Mappin
         seen.add(backup_id)
         status = b.get("BackupStatus")
         ended = parse_rds_time(b.get("BackupEndTime"))
-        if status == "Success" and (end is None or (ended is not None and ended <= end)):
+        if status == st.BACKUP_SUCCESS and (end is None or (ended is not None and ended <= end)):
             todo.append(dict(b))
-        elif status == "Success":
+        elif status == st.BACKUP_SUCCESS:
             rows.append(row_of(b, status=PENDING, reason=f"finished {b.get('BackupEndTime') or '(no end time)'}, "
                                                          f"after this run's window: the next run archives it"))
-        elif status == "Failed":
+        elif status == st.BACKUP_FAILED:
             rows.append(row_of(b, status=SKIPPED, reason="the backup failed in RDS: nothing to archive"))
         else:
             rows.append(row_of(b, status=PENDING, reason=f"backup status {status}: the next run archives it"))

@@ -9,6 +9,7 @@ from typing import Any
 
 from aliyun_ops.exceptions import AliyunApiError, WaitFailed
 from aliyun_ops.hooks.rds import RdsHook, parse_rds_time
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.ids import check as check_id
 from aliyun_ops.operators.base import AliyunBaseOperator
 from aliyun_ops.waiting.drivers import wait_until
@@ -94,7 +95,7 @@ class CreateRdsBackupOperator(AliyunBaseOperator):
             since = self._run_start(context)
             earlier = [b for b in self._manual(since)
                        if (parse_rds_time(b.get("BackupStartTime")) or since) >= since - timedelta(minutes=1)]
-            done = [b for b in earlier if b.get("BackupStatus") == "Success"]
+            done = [b for b in earlier if b.get("BackupStatus") == st.BACKUP_SUCCESS]
             if done:
                 self.log.info("reusing backup %s started earlier in this run", done[0]["BackupId"])
                 return {**backup_summary(done[0]), "job_id": None, "reused": True}
@@ -114,10 +115,10 @@ class CreateRdsBackupOperator(AliyunBaseOperator):
             state = {"job_id": job_id, "since": started.isoformat(), "known": known}
             self.remember(context, "rds_backup", state)
         if not self.wait_for_completion:
-            return {"backup_id": None, "instance_id": self.instance_id, "status": "Running", "job_id":
+            return {"backup_id": None, "instance_id": self.instance_id, "status": st.RUNNING, "job_id":
                     state["job_id"], "reused": reused}
         backup = self._wait(datetime.fromisoformat(state["since"]), set(state["known"]))
-        if backup.get("BackupStatus") != "Success":
+        if backup.get("BackupStatus") != st.BACKUP_SUCCESS:
             raise WaitFailed(f"backup {backup.get('BackupId')} of {self.instance_id} ended "
                              f"{backup.get('BackupStatus')}")
         return {**backup_summary(backup), "job_id": state["job_id"], "reused": reused}

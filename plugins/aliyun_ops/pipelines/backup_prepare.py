@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aliyun_ops.logic import statuses as st
+
 from ..hooks.ecs import EcsHook
 from ..logic import provenance as pv
 from ..tasks import run_key
 
-FAILED_IMAGE_STATUSES = ("CreateFailed", "UnAvailable")
+FAILED_IMAGE_STATUSES = tuple(sorted(st.IMAGE_FAILED))
 
 
 def already_imaged(hook: EcsHook, selected: Sequence[Mapping[str, Any]], *, run: str, dag_id: str) -> set[str]:

@@ -8,6 +8,8 @@ from typing import Any
 
 from airflow.sdk import Asset, AssetAlias
 
+from aliyun_ops.logic import statuses as st
+
 from ..exceptions import RunIncomplete
 from ..logic.budget import ErrorBudget
 from ..logic.report import FAILED, Report, achieved_rpo, backup_rows
@@ -102,7 +104,7 @@ def add_verified_rpo(rows: Sequence[Any], destinations: Sequence[str], policy: s
     tags = {pv.MANAGED_BY_KEY: pv.MANAGED_BY_VALUE, **({pv.POLICY: policy} if policy else {})}
     for region in destinations:
         try:
-            for img in hook.describe_images(region, status="Available", tags=tags):
+            for img in hook.describe_images(region, status=st.IMAGE_AVAILABLE, tags=tags):
                 t = pv.tags_from_api(img.get("Tags"))
                 found.append({"instance_id": t.get(pv.SOURCE_INSTANCE, ""), "region": region,
                               "created": parse_creation_time(img.get("CreationTime")),

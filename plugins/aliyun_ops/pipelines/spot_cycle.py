@@ -13,6 +13,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aliyun_ops.logic import statuses as st
+
 from ..exceptions import RunIncomplete
 from ..logic.budget import ErrorBudget
 from ..logic.report import FAILED, SUCCESS, Report, RestoreRow
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 def stopped_ids(stopped: Sequence[Mapping] | None) -> set[str]:
     """Instances the stop step left Stopped (stopped now, or already); none when the step left no result."""
     return {r["instance_id"] for r in stopped or []
-            if r.get("instance_id") and (r.get("instance_status") == "Stopped" or r.get("status") == SUCCESS)}
+            if r.get("instance_id") and (r.get("instance_status") == st.STOPPED or r.get("status") == SUCCESS)}
 
 
 def cycle_plans(selected: Sequence[Mapping], created: Sequence[Mapping] | None, base_image_id: str | None,

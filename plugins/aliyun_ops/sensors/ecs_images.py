@@ -12,11 +12,12 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from aliyun_ops.exceptions import WaitFailed
 from aliyun_ops.hooks.ecs import EcsHook
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.tasks import DEFAULT_CONN_ID, AliyunOperatorMixin, aliyun_template_fields
 from aliyun_ops.triggers.ecs_images import ImagesAvailableTrigger
 from aliyun_ops.waiting.images import MISSING, ResourceWatch, normalize_items
 
-OK_STATES = ("Available",)
+OK_STATES = (st.IMAGE_AVAILABLE,)
 
 
 class WaitForImageAvailableSensor(AliyunOperatorMixin, BaseSensorOperator):
@@ -41,7 +42,7 @@ class WaitForImageAvailableSensor(AliyunOperatorMixin, BaseSensorOperator):
 
     def __init__(self, *, image_ids: str | Sequence[str] | None = None, images: Sequence[Mapping] | None = None,
                  aliyun_conn_id: str = DEFAULT_CONN_ID, region: str | None = None, deferrable: bool = True,
-                 fail_on: Sequence[str] = ("CreateFailed", "UnAvailable"), **kwargs: Any) -> None:
+                 fail_on: Sequence[str] = (st.IMAGE_CREATE_FAILED, st.IMAGE_UNAVAILABLE), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.aliyun_conn_id = aliyun_conn_id
         self.region = region

@@ -11,6 +11,7 @@ from airflow.sdk import BaseSensorOperator
 
 from aliyun_ops.exceptions import WaitFailed
 from aliyun_ops.hooks.ecs import EcsHook
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.targets import by_region, normalize_instances
 from aliyun_ops.tasks import DEFAULT_CONN_ID, AliyunOperatorMixin, aliyun_template_fields
 from aliyun_ops.triggers.ecs_instances import InstanceStatusTrigger
@@ -35,7 +36,7 @@ class WaitForInstanceStatusSensor(AliyunOperatorMixin, BaseSensorOperator):
     template_fields: Sequence[str] = aliyun_template_fields("instance_ids", "target_status")
     hook_class = EcsHook
 
-    def __init__(self, *, instance_ids: Any, target_status: str = "Running", region: str | None = None,
+    def __init__(self, *, instance_ids: Any, target_status: str = st.RUNNING, region: str | None = None,
                  aliyun_conn_id: str = DEFAULT_CONN_ID, deferrable: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("poke_interval", 15)
         kwargs.setdefault("timeout", 3600)

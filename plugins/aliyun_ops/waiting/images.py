@@ -14,17 +14,19 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aliyun_ops.logic import statuses as st
+
 MISSING = "Missing"
 """Status given to an id the API no longer (or never) returns: deleted, or a wrong id."""
 PROGRESS = "progress"
 """Event status of a watch with ``return_when="first"`` that ends because some (not all) items are final."""
 RETURN_WHEN = ("all", "first")
 
-IMAGE_OK = frozenset({"Available", "Deprecated"})
-IMAGE_FAILED = frozenset({"CreateFailed", "UnAvailable", MISSING})
-SNAPSHOT_OK = frozenset({"accomplished"})
+IMAGE_OK = st.IMAGE_OK
+IMAGE_FAILED = st.IMAGE_FAILED | {MISSING}
+SNAPSHOT_OK = frozenset({st.SNAPSHOT_ACCOMPLISHED})
 SNAPSHOT_FAILED = frozenset({"failed", MISSING})
-DISK_OK = frozenset({"In_use"})
+DISK_OK = frozenset({st.DISK_IN_USE})
 DISK_FAILED = frozenset({MISSING})
 
 KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -176,7 +178,7 @@ class ResourceWatch:
                 t.work_gib = work or t.work_gib or (float(t.size_gib) if t.size_gib else None)
             elif t.size_gib:
                 t.work_gib = float(t.size_gib)
-            if progress is not None and status not in ("Waiting",) and status not in self.ok_states \
+            if progress is not None and status not in (st.IMAGE_WAITING,) and status not in self.ok_states \
                     and status not in self.failed_states:  # a terminal sample says nothing about the rate
                 if t.first is None or progress < t.first[1]:
                     t.first = (now, progress)
@@ -184,7 +186,7 @@ class ResourceWatch:
                 rate = t.rate()
                 if rate is not None:
                     t.duration = 100.0 / rate
-            elif status == "Waiting":
+            elif status == st.IMAGE_WAITING:
                 t.first = t.last = None  # queued: no rate yet
             if status in self.ok_states:
                 self._finish(t, status, now, ok=True)
@@ -256,8 +258,8 @@ def _number(value: Any) -> float:
         return 0.0
 
 
-IN_PROGRESS = frozenset({"Creating", "Waiting", "progressing"})
-PROBE_STATUSES = "Creating,Waiting"
+IN_PROGRESS = frozenset({st.IMAGE_CREATING, st.IMAGE_WAITING, st.SNAPSHOT_PROGRESSING})
+PROBE_STATUSES = ",".join(sorted(st.IMAGE_IN_PROGRESS))
 """What a probe counts: our images still being made (the ``Status`` filter of DescribeImages)."""
 BATCH = 100
 """Ids per DescribeImages / DescribeSnapshots call."""
@@ -282,14 +284,11 @@ class RegionPlan:
 class PollPlan:
     """Poll by prediction: when to look at each region and which ids to read (see the module docstring).
 
-    Shared by :class:`ImagesAvailableTrigger` (async) and the operators' in-worker loop (sync): both drive
-    :meth:`look` with their own I/O. Example (sync)::
+    Shared by :class:`ImagesAvailableTrigger` (async) and the operators' in-worker wait (sync): both hand it to a
+    driver of :mod:`aliyun_ops.waiting.drivers`, which answers :meth:`look`'s requests with its own I/O. Example::
 
         plan = PollPlan(watch, poll_interval=60, deadline=time.time() + 3600, probe_tags={"ops:run-key": "..."})
-        while not watch.done and not plan.expired(time.time()):
-            for region in plan.due(time.time()):
-                plan.drive(region, fetch)       # fetch(("read", region, ids)) -> records; ("count", ...) -> int
-            sleep(plan.wait(time.time()))    # asyncio.sleep in the trigger
+        event = drive(plan, fetch)      # fetch(("read", region, ids)) -> records; ("count", ...) -> int
     """
 
     def __init__(self, watch: ResourceWatch, *, poll_interval: float, deadline: float | None = None,
@@ -329,27 +328,7 @@ class PollPlan:
             wait = max(0.0, min(wait, self.deadline - now))
         return wait
 
-    # -- one look at a region -------------------------------------------------------------------
-    def drive(self, region: str, fetch: Callable[[Request], Any]) -> None:
-        """Run :meth:`look` with a synchronous ``fetch``."""
-        gen = self.look(region)
-        answer = None
-        try:
-            while True:
-                answer = fetch(gen.send(answer))
-        except StopIteration:
-            pass
-
-    async def adrive(self, region: str, fetch: Callable[[Request], Any]) -> None:
-        """Run :meth:`look` with an async ``fetch``."""
-        gen = self.look(region)
-        answer = None
-        try:
-            while True:
-                answer = await fetch(gen.send(answer))
-        except StopIteration:
-            pass
-
+    # -- one look at a region (driven by waiting.drivers.drive / adrive) ----------------------------------
     def look(self, region: str) -> Generator[Request, Any, None]:
         """Probe and/or read ``region``, update the watch, and schedule the next look."""
         watch, plan = self.watch, self.regions[region]
@@ -379,8 +358,8 @@ class PollPlan:
             watch.update(region, batch, records or [], self.clock())
         now = self.clock()
         pending = watch.pending_in(region)
-        creating = sum(1 for t in pending if t.status == "Creating")
-        if any(t.status == "Waiting" for t in pending):
+        creating = sum(1 for t in pending if t.status == st.IMAGE_CREATING)
+        if any(t.status == st.IMAGE_WAITING for t in pending):
             plan.slots = max(plan.slots, creating)
         if final and count == 0 and any(t.status in IN_PROGRESS for t in pending):
             plan.probe = False  # some image we wait for lacks the tags: read every pending id from now on
@@ -411,7 +390,7 @@ class PollPlan:
         queued: list[Tracked] = []
         other: list[tuple[float, Tracked]] = []
         for t in self.watch.pending_in(region):
-            if t.status == "Waiting":
+            if t.status == st.IMAGE_WAITING:
                 queued.append(t)
                 continue
             if t.status not in IN_PROGRESS:
@@ -521,7 +500,7 @@ class SnapshotPointWatch:
                 self.misses[image_id] = self.misses.get(image_id, 0) + 1
                 if self.misses[image_id] < self.missing_polls:
                     continue
-            if rec is None or image_point_in_time_taken(rec) or rec.get("Status") != "Creating":
+            if rec is None or image_point_in_time_taken(rec) or rec.get("Status") != st.IMAGE_CREATING:
                 self.ready.add(image_id)
                 self.fresh.append(image_id)
 

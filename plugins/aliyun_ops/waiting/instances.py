@@ -9,17 +9,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from aliyun_ops.logic import statuses as st
+
 DELETED = "Deleted"
 """Pseudo target status: the instance is no longer returned by DescribeInstances."""
 MISSING = "Missing"
 """Status given to an instance that vanished while we waited for another status."""
 SETTLED = "Settled"
 """Pseudo target status: Running or Stopped, whichever (an instance no longer in a transition)."""
-SETTLED_STATUSES = frozenset({"Running", "Stopped"})
-INSTANCE_TARGETS = ("Running", "Stopped", DELETED, SETTLED)
+SETTLED_STATUSES = st.SETTLED
+INSTANCE_TARGETS = (st.RUNNING, st.STOPPED, DELETED, SETTLED)
 MAX_IDS = 100
 
-INVOCATION_FINAL = frozenset({"Success", "Failed", "PartialFailed", "Stopped"})
+INVOCATION_FINAL = st.INVOCATION_FINAL
 """Final ``InvocationStatus`` values of an invocation (Pending/Scheduled/Running/Stopping are not)."""
 
 

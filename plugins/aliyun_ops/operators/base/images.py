@@ -15,6 +15,7 @@ from typing import Any
 
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
+from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.args import all_static, check_batch_args, check_seconds
 from aliyun_ops.logic.budget import ErrorBudget, resolve_concurrency
 from aliyun_ops.logic.outcome import FAILED, PENDING, QUEUED, SKIPPED, SUCCESS
@@ -221,7 +222,7 @@ class ImageBatchMixin:
                 r["status"] = FAILED
                 why = err_msg or f"timed out after {self._timeout_seconds:.0f}s"
                 r["reason"] = f"{why} (last status {status or 'unknown'}, progress {state.get('progress') or '?'})"
-            elif status in (("Available", "Deprecated") if self.watch_kind == "image" else ("accomplished",)):
+            elif status in ((st.IMAGE_AVAILABLE, st.IMAGE_DEPRECATED) if self.watch_kind == "image" else (st.SNAPSHOT_ACCOMPLISHED,)):
                 r["status"] = SUCCESS
             else:
                 r["status"] = FAILED
