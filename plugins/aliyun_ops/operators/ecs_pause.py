@@ -26,7 +26,7 @@ from aliyun_ops.logic.commands import COMMAND_TYPES, MAX_INSTANCES_PER_CALL
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.logic.provenance import tags_from_api
 from aliyun_ops.logic.targets import by_region, normalize_regions
-from aliyun_ops.operators.base import AliyunBaseOperator, log_item_results, run_key
+from aliyun_ops.operators.base import AliyunItemsOperator, run_key
 from aliyun_ops.waiting import deadline_from
 from aliyun_ops.waiting.drivers import poll_instances, poll_invocations
 from aliyun_ops.waiting.instances import MISSING, SETTLED, InstanceWatch, InvocationWatch
@@ -34,7 +34,7 @@ from aliyun_ops.waiting.instances import MISSING, SETTLED, InstanceWatch, Invoca
 SCOPES = ("run", "dag")
 
 
-class ResumePausedOperator(AliyunBaseOperator):
+class ResumePausedOperator(AliyunItemsOperator):
     """Resume every instance a run paused (found by its ``ops:paused-*`` tags); fail if any stays paused.
 
     :param scope: ``"run"`` (default): instances paused by this run (its run key) of this DAG, the
@@ -83,7 +83,8 @@ class ResumePausedOperator(AliyunBaseOperator):
     template_ext = (".sh", ".ps1", ".bat", ".py")
     hook_class = EcsHook
     ui_color = "#c8e6c9"
-
+    item_noun = "paused instances"
+    max_errors = 0     # an undo has no error budget
     def __init__(self, *, scope: str = "run", regions: Sequence[str] | str | None = None,
                  thaw_command: str | None = None, thaw_command_type: str = "RunShellScript",
                  dag_id: str | None = None, poll_interval: float = 10.0, timeout: float = 1800.0,
@@ -180,7 +181,8 @@ class ResumePausedOperator(AliyunBaseOperator):
         self.untag(context, hook, [i for i in items if plans[i["instance_id"]] != pause.GONE], results)
         released = self.release_leases(context, hook, scanned, {i["instance_id"] for i in items}) \
             if self.scope == "run" else []
-        return self.finish(context, [results[i["instance_id"]] for i in items] + released)
+        return self.conclude(context, [results[i["instance_id"]] for i in items] + released,
+                             title=f"resume ({self.scope})")
 
     def not_in_progress(self, context: Any, items: list[dict]) -> list[dict]:
         """The paused instances whose run is over: not queued or running here, and, when a live lease still guards
@@ -382,20 +384,15 @@ class ResumePausedOperator(AliyunBaseOperator):
         if status:
             res["instance_status"] = status
 
-    def finish(self, context: Any, results: list[dict]) -> list[dict]:
-        for r in results:
-            r.pop("_early", None)
-        log_item_results(self.log, f"resume ({self.scope})", results)
-        context["ti"].xcom_push(key="results", value=results)
-        still = [r for r in results if r["status"] != SUCCESS]
-        if still:
-            sample = "; ".join(f"{r['instance_id']} ({r['region']}): {r['reason']}" for r in still[:10])
-            message = (f"{len(still)} of {len(results)} paused instance(s) could not be resumed and keep their "
-                       f"ops:paused-* tags for the next run: {sample}")
-            if all(denied(r["reason"]) for r in still):  # a retry cannot help until the RAM policy is fixed
-                raise AirflowFailException(message)
-            raise RunIncomplete(message)
-        return results
+    def too_many_failures(self, title: str, failed: list[dict], total: int, allowed: int) -> Exception:
+        """A resume is an undo, with no error budget: any instance still paused fails the task, with a retry
+        (:class:`RunIncomplete`) unless every failure is a missing RAM permission, which a retry cannot fix."""
+        sample = "; ".join(f"{r['instance_id']} ({r['region']}): {r['reason']}" for r in failed[:10])
+        message = (f"{len(failed)} of {total} paused instance(s) could not be resumed and keep their "
+                   f"ops:paused-* tags for the next run: {sample}")
+        if all(denied(r["reason"]) for r in failed):
+            return AirflowFailException(message)
+        return RunIncomplete(message)
 
 
 __all__ = ["ResumePausedOperator", "resume_early"]   # resume_early: moved to aliyun_ops.actions.pause

@@ -23,8 +23,10 @@ from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic import statuses as st
+from aliyun_ops.logic.args import check_count
+from aliyun_ops.logic.budget import check_concurrency
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
-from aliyun_ops.operators.base import AliyunBaseOperator
+from aliyun_ops.operators.base import AliyunItemsOperator, aliyun_template_fields
 from aliyun_ops.waiting.drivers import wait_for_instance
 
 VERIFY_OF = "ops:verify-of"
@@ -60,7 +62,7 @@ def newest_copies(hook: EcsHook, regions: Sequence[str], *, policy: str | None =
     return chosen
 
 
-class VerifyBackupsOperator(AliyunBaseOperator):
+class VerifyBackupsOperator(AliyunItemsOperator):
     """Boot each copy in ``copies`` (``newest_copies`` output) as a temporary instance, run ``health_command``,
     tag the image ``ops:verified-at=<UTC>`` or ``ops:verify-failed=<reason>``, delete the instance.
 
@@ -72,7 +74,9 @@ class VerifyBackupsOperator(AliyunBaseOperator):
         queue consumers at boot, and must not reach production.
     :param egress_cidrs: where the clone may connect (default Alibaba's internal services, 100.100.0.0/16: the
         metadata service, DNS and Cloud Assistant, which the health check needs)
-    :param concurrency: copies verified at once (every copy is tried; the report decides the run's outcome)
+    :param concurrency: copies verified at once (a number or a percentage, OOS semantics)
+    :param max_errors: copies that may fail before the task fails (default ``"100%"``: every copy is tried and
+        the DAG's report decides the run's outcome)
     :param health_attempts, health_retry_interval: tries of the health command and the seconds between them (a
         clone just booted may still be starting its services)
 
@@ -83,13 +87,17 @@ class VerifyBackupsOperator(AliyunBaseOperator):
         VerifyBackupsOperator(task_id="verify", copies=select.output, instance_type="ecs.t6-c1m1.large")
     """
 
-    template_fields = ("aliyun_conn_id", "copies", "instance_type", "health_command", "vswitch_id",
-                       "security_group_id", "concurrency", "health_attempts", "health_retry_interval")
+    template_fields = aliyun_template_fields("copies", "instance_type", "health_command", "vswitch_id",
+                                             "security_group_id", "concurrency", "max_errors", "health_attempts",
+                                             "health_retry_interval")
     hook_class = EcsHook
+    item_noun = "copies"
+    result_key_fields = ("region", "image_id")
+    state_field = "verify_instance"
 
     def __init__(self, *, copies: Any, instance_type: str = "ecs.t6-c1m1.large", health_command: str = "true",
-                 vswitch_id: str | None = None, security_group_id: str | None = None, concurrency: int = 4,
-                 egress_cidrs: Sequence[str] = (INTERNAL_SERVICES_CIDR,),
+                 vswitch_id: str | None = None, security_group_id: str | None = None, concurrency: int | str = 4,
+                 max_errors: int | str = "100%", egress_cidrs: Sequence[str] = (INTERNAL_SERVICES_CIDR,),
                  health_timeout: int = 600, poll_interval: float = 5.0, boot_timeout: float = 900.0,
                  health_attempts: int = 5, health_retry_interval: float = 30.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -100,6 +108,7 @@ class VerifyBackupsOperator(AliyunBaseOperator):
         self.security_group_id = security_group_id
         self.egress_cidrs = egress_cidrs
         self.concurrency = concurrency
+        self.max_errors = max_errors
         self.health_timeout = health_timeout
         self.poll_interval = poll_interval
         self.boot_timeout = boot_timeout
@@ -107,8 +116,8 @@ class VerifyBackupsOperator(AliyunBaseOperator):
         self.health_retry_interval = health_retry_interval
 
     def execute(self, context: Any) -> list[dict]:
-        if isinstance(self.concurrency, bool) or not str(self.concurrency).isdigit() or int(self.concurrency) < 1:
-            raise ValueError(f"concurrency must be a whole number >= 1, got {self.concurrency!r}")
+        check_concurrency(self.concurrency)
+        check_count(self.max_errors, "max_errors")
         if isinstance(self.health_attempts, bool) or not str(self.health_attempts).isdigit() or \
                 not 1 <= int(self.health_attempts) <= 100:
             raise ValueError(f"health_attempts must be a whole number 1-100, got {self.health_attempts!r}")
@@ -119,20 +128,18 @@ class VerifyBackupsOperator(AliyunBaseOperator):
         copies = [dict(c) for c in (self.copies or []) if isinstance(c, Mapping) and c.get("image_id")]
         if not copies:
             self.log.info("no copy to verify")
-            return []
+            return self.conclude(context, [], title="verify backups")
         hook = self.hook
         self._networks: dict[str, tuple[str, str]] = {}   # region -> (vswitch, group), shared by the verify threads
         self._network_lock = threading.Lock()
         batch = run_batch(copies, lambda c: self.verify_one(context, hook, c), key=lambda c: c["image_id"],
-                          concurrency=int(self.concurrency), max_errors="100%")
+                          concurrency=self.concurrency, max_errors="100%")
         rows = []
         for copy, res in zip(copies, batch, strict=True):
             value = res.value or {}
             rows.append({**copy, **value, "status": SUCCESS if res.status == SUCCESS else FAILED,
                          "reason": value.get("reason") or res.error or ""})
-        context["ti"].xcom_push(key="results", value=rows)
-        self.log.info("verified %d of %d copies", sum(r["status"] == SUCCESS for r in rows), len(rows))
-        return rows
+        return self.conclude(context, rows, title="verify backups")
 
     def verify_one(self, context: Any, hook: EcsHook, copy: dict) -> dict:
         region, image_id = copy["region"], copy["image_id"]

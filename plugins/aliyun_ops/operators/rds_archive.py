@@ -17,14 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aliyun_ops.batch import run_batch
-from aliyun_ops.exceptions import AliyunApiError, ItemSkipped, TooManyItemFailures
+from aliyun_ops.exceptions import AliyunApiError, ItemSkipped
 from aliyun_ops.hooks.oss import MAX_PART_SIZE, MIB, MIN_PART_SIZE, STORAGE_CLASSES, OssHook, part_size_for
 from aliyun_ops.hooks.rds import RdsHook, parse_rds_time
 from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.budget import check_concurrency, resolve_concurrency, resolve_count
 from aliyun_ops.logic.ids import check as check_id
-from aliyun_ops.logic.report import FAILED, PENDING, SKIPPED, SUCCESS, ArchiveRow
-from aliyun_ops.operators.base import AliyunBaseOperator
+from aliyun_ops.logic.report import PENDING, SKIPPED, SUCCESS, ArchiveRow
+from aliyun_ops.operators.base import AliyunItemsOperator
 
 KEY_FIELDS = frozenset({"instance_id", "backup_id", "date", "datetime", "region", "method", "mode", "type"})
 DEFAULT_KEY_TEMPLATE = "rds/{instance_id}/{date}/{backup_id}.tar"
@@ -141,7 +141,7 @@ class ManifestReader:
             return self._cache[manifest_key].get(str(backup_id))
 
 
-class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
+class ArchiveRdsBackupsToOssOperator(AliyunItemsOperator):
     """Copy RDS backup sets into OSS: every backup of the window not archived yet, streamed and verified.
 
     For every instance, ``DescribeBackups`` lists the backups started in ``[start, end]`` and
@@ -167,7 +167,7 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
     CRC-64, times and status; it is written even when backups failed, before the task fails for them
     (``max_errors``: a number or a percentage, as in OOS).
 
-    Returns one :class:`~aliyun_ops.logic.report.ArchiveRow` dict per backup (also pushed as XCom ``rows``, even
+    Returns one :class:`~aliyun_ops.logic.report.ArchiveRow` dict per backup (also pushed as XCom ``results``, even
     when the task fails); XCom ``manifest`` says where the manifest is.
 
     Example::
@@ -181,6 +181,9 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
                        "oss_region", "concurrency", "max_errors", "storage_class", "transition_days",
                        "transition_storage_class", "manifest_key")
     hook_class = RdsHook
+    item_noun = "backups"
+    result_key_fields = ("instance_id", "backup_id")
+    state_field = "key"
 
     def __init__(self, *, instance_ids: Sequence[str] | str, bucket: str, start: Any = None, end: Any = None,
                  key_template: str = DEFAULT_KEY_TEMPLATE, oss_region: str | None = None,
@@ -305,19 +308,14 @@ class ArchiveRdsBackupsToOssOperator(AliyunBaseOperator):
                                storage_class=value.get("storage_class") or "",
                                reason=res.error or value.get("note") or ""))
         rows.sort(key=ArchiveRow.sort_key)
-        ti.xcom_push(key="rows", value=[asdict(r) for r in rows])  # for the report, also when this task fails
+        out = [asdict(r) for r in rows]
+        ti.xcom_push(key="rows", value=out)  # deprecated name of XCom "results", kept for one release
         self._write_manifest(oss, manifest_key, rows, start, end, oss_region)
         ti.xcom_push(key="manifest", value={"bucket": self.bucket, "key": manifest_key, "region": oss_region})
-        counts = {s: sum(1 for r in rows if r.status == s) for s in (SUCCESS, SKIPPED, PENDING, FAILED)}
-        self.log.info("oss://%s (%s): %s; manifest %s", self.bucket, oss_region, counts, manifest_key)
-        for r in rows:
-            self.log.info("  %s %s -> %s: %s %s", r.instance_id, r.backup_id or "-", r.key or "-", r.status, r.reason)
-        failed = [r for r in rows if r.status == FAILED]
-        if len(failed) > resolve_count(self.max_errors, len(items), name="max_errors"):
-            raise TooManyItemFailures(f"{len(failed)} of {len(items)} backups failed to archive (max_errors="
-                                      f"{self.max_errors!r}; manifest oss://{self.bucket}/{manifest_key}): "
-                                      + "; ".join(f"{r.backup_id}: {r.reason}" for r in failed))
-        return [asdict(r) for r in rows]
+        self.log.info("oss://%s (%s): manifest %s", self.bucket, oss_region, manifest_key)
+        tried = {str(i["backup"]["BackupId"]) for i in items}     # the budget counts what this run tried
+        return self.conclude(context, out, title=f"archive to oss://{self.bucket}",
+                             counted=[r for r in out if r["backup_id"] in tried])
 
     def _parallel_num(self, streams: int) -> int:
         """``parallel_num`` if given, else 2 for a backup streamed alone and 1 for backups streamed side by side."""

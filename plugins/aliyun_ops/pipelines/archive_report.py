@@ -13,6 +13,7 @@ from typing import Any
 
 from ..exceptions import RunIncomplete
 from ..logic.report import FAILED, PENDING, ArchiveRow, Report
+from .report_inputs import task_results
 from .report_output import send_report_email, write_artifacts
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 def finish_archive(context: Mapping[str, Any]) -> dict:
     """The DAG's report task: build, write and mail the report; raise if anything promised did not happen."""
     ti = context["ti"]
-    rows = ti.xcom_pull(task_ids="archive_backups", key="rows")
+    rows = task_results(ti, "archive_backups")
     manifest = ti.xcom_pull(task_ids="archive_backups", key="manifest") or {}
     meta = {"dag": ti.dag_id, "run": context["run_id"],
             "manifest": f"oss://{manifest['bucket']}/{manifest['key']} ({manifest['region']})" if manifest

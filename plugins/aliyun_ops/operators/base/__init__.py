@@ -97,9 +97,11 @@ class AliyunItemsOperator(AliyunBaseOperator):
         """Go on after a wait with what was carried through it (subclasses)."""
         raise NotImplementedError(f"{type(self).__name__} defers but cannot resume")
 
-    def conclude(self, context: Any, results: list[dict], *, title: str | None = None) -> list[dict]:
+    def conclude(self, context: Any, results: list[dict], *, title: str | None = None,
+                 counted: Sequence[Mapping[str, Any]] | None = None) -> list[dict]:
         """Log the results, push them as XCom ``results`` (readable when the task then fails) and raise
-        :class:`TooManyItemFailures` (no retry) when the failures exceed ``max_errors``; returns ``results``."""
+        :meth:`too_many_failures` when the failures exceed ``max_errors`` (of ``counted``, by default every result:
+        an operator may leave out rows nothing was tried for); returns ``results``."""
         for r in results:
             for key in [k for k in r if k.startswith("_")]:
                 del r[key]
@@ -107,16 +109,22 @@ class AliyunItemsOperator(AliyunBaseOperator):
         log_item_results(self.log, title, results, self.result_key_fields, self.state_field)
         if context is not None:
             context["ti"].xcom_push(key="results", value=results)
-        budget = ErrorBudget.after((r.get("status", "") for r in results), self.max_errors)
+        counted = results if counted is None else counted
+        budget = ErrorBudget.after((r.get("status", "") for r in counted), self.max_errors)
         if budget.exhausted:
-            failed = [r for r in results if r.get("status") == FAILED]
-            lines = "\n".join(f"  {item_name(r, self.result_key_fields)}: {r.get('reason') or 'failed'}"
-                              for r in failed[:20])
-            more = f"\n  ... and {len(failed) - 20} more" if len(failed) > 20 else ""
-            raise TooManyItemFailures(
-                f"{title}: {len(failed)} of {len(results)} {self.item_noun} failed, more than "
-                f"max_errors={self.max_errors!r} allows ({budget.allowed}):\n{lines}{more}")
+            raise self.too_many_failures(title, [r for r in results if r.get("status") == FAILED], len(counted),
+                                         budget.allowed)
         return results
+
+    def too_many_failures(self, title: str, failed: list[dict], total: int, allowed: int) -> Exception:
+        """The error a task fails with past ``max_errors``: :class:`TooManyItemFailures` (no retry: every call was
+        retried already), naming the failed items. An operator whose failures deserve a retry overrides it."""
+        lines = "\n".join(f"  {item_name(r, self.result_key_fields)}: {r.get('reason') or 'failed'}"
+                          for r in failed[:20])
+        more = f"\n  ... and {len(failed) - 20} more" if len(failed) > 20 else ""
+        return TooManyItemFailures(
+            f"{title}: {len(failed)} of {total} {self.item_noun} failed, more than max_errors={self.max_errors!r} "
+            f"allows ({allowed}):\n{lines}{more}")
 
 
 def item_name(result: Mapping[str, Any], key_fields: Sequence[str]) -> str:
