@@ -2,7 +2,7 @@
 
 logic (pure) <- hooks <- waiting (sans-IO engines + sync drivers) <- triggers (async drivers) <- operators/sensors.
 Operators and sensors take from ``triggers`` only the trigger classes they defer to; sensors use no operator
-module (what they share with operators is in ``aliyun_ops.tasks``); nothing in ``logic`` does I/O or knows Airflow.
+module (what they share with operators is in ``aliyun_ops.runtime``); nothing in ``logic`` does I/O or knows Airflow.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ class AliyunApiError(RuntimeError):
 
 class ItemSkipped(Exception):
     """Raised by a per-item action for an item that is left alone on purpose (not an error, not counted
-    against ``max_errors``): :func:`aliyun_ops.batch.run_batch` records it ``skipped`` with the message.
+    against ``max_errors``): :func:`aliyun_ops.actions.pool.run_batch` records it ``skipped`` with the message.
 
     Example::
 

@@ -208,7 +208,7 @@ def test_copy_queue_is_watched_with_few_calls_and_small_lateness(aliyun_conn, em
     half the predicted remaining time (about log2(4 s / 50 ms) + a few near the end), and the finished
     copies read once (200 / 100 = 2 calls): bound 0.2 calls per copy."""
     from aliyun_ops.logic import provenance as pv
-    from aliyun_ops.tasks import run_info
+    from aliyun_ops.runtime import run_info
 
     items, context = _queue_of_copies(emulator)
     info = run_info(context)

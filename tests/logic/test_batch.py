@@ -3,7 +3,7 @@ import threading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aliyun_ops.batch import errors_exceeded, run_batch
+from aliyun_ops.actions.pool import errors_exceeded, run_batch
 
 
 @settings(max_examples=60, deadline=None)

@@ -26,7 +26,7 @@ from ..hooks.ecs import EcsHook
 from ..logic import lease as lz
 from ..logic.provenance import tags_from_api
 from ..logic.targets import by_region
-from ..tasks import run_key
+from ..runtime import run_key
 from ..waiting import pause
 
 SETTLE_SECONDS = 2.0

@@ -14,7 +14,7 @@ from ..hooks.ecs import EcsHook
 from ..logic import pause
 from ..logic.commands import MAX_INSTANCES_PER_CALL
 from ..logic.targets import by_region
-from ..tasks import task_client_token
+from ..runtime import task_client_token
 from .power import call_power
 
 STARTED = st.STARTED
@@ -22,7 +22,7 @@ STARTED = st.STARTED
 
 
 def run_query(key: str) -> dict[str, list]:
-    """The DagRun look-up of a run key (:func:`~aliyun_ops.tasks.run_key`): a logical date, else a run id."""
+    """The DagRun look-up of a run key (:func:`~aliyun_ops.runtime.run_key`): a logical date, else a run id."""
     try:
         when = datetime.fromisoformat(key)
     except ValueError:

@@ -15,7 +15,7 @@ from ..logic.args import check_lease_wait
 from ..logic.budget import ErrorBudget, resolve_concurrency
 from ..logic.outcome import FAILED, SKIPPED
 from ..logic.targets import by_region
-from ..tasks import run_key
+from ..runtime import run_key
 from . import leases
 
 

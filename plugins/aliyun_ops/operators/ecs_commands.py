@@ -28,7 +28,7 @@ from aliyun_ops.logic.commands import (  # noqa: F401 - decode_output re-exporte
 )
 from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
 from aliyun_ops.logic.targets import by_region, normalize_instances
-from aliyun_ops.operators.base import AliyunItemsOperator
+from aliyun_ops.operators.base import AliyunItemsOperator, aliyun_template_fields
 from aliyun_ops.triggers.ecs_instances import InvocationTrigger
 from aliyun_ops.waiting import deadline_from
 from aliyun_ops.waiting.drivers import poll_invocations
@@ -89,9 +89,9 @@ class RunCommandOperator(AliyunItemsOperator):
                            timeout=120, max_errors="10%")
     """
 
-    template_fields = ("aliyun_conn_id", "region", "instances", "command_content", "parameters", "working_dir", "username",
-                       "command_type", "name", "concurrency", "max_errors", "poll_interval", "wait_timeout", "timeout",
-                       "lease_wait")
+    template_fields = aliyun_template_fields("instances", "command_content", "parameters", "working_dir", "username",
+                                             "command_type", "name", "concurrency", "max_errors", "poll_interval",
+                                             "wait_timeout", "timeout", "lease_wait")
     template_ext = (".sh", ".ps1", ".bat", ".py")
     template_fields_renderers = {"command_content": "bash", "parameters": "json"}
     hook_class = EcsHook

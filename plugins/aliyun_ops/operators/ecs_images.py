@@ -15,7 +15,7 @@ from typing import Any
 from aliyun_ops.actions import leases
 from aliyun_ops.actions.images import describe_by_region
 from aliyun_ops.actions.pause import resume_early
-from aliyun_ops.batch import run_batch
+from aliyun_ops.actions.pool import run_batch
 from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.logic import lease as lz
 from aliyun_ops.logic import pause
@@ -32,9 +32,9 @@ from aliyun_ops.logic.naming import (
 )
 from aliyun_ops.logic.outcome import FAILED, QUEUED, SKIPPED, SUCCESS
 from aliyun_ops.logic.targets import normalize_images, normalize_instances, source_size_gib
-from aliyun_ops.operators.base import AliyunItemsOperator
+from aliyun_ops.operators.base import AliyunItemsOperator, aliyun_template_fields
 from aliyun_ops.operators.base.images import STATE_COPY, STATE_CREATE, SUBMIT_PARALLELISM, ImageBatchMixin
-from aliyun_ops.tasks import naming_values, run_info
+from aliyun_ops.runtime import naming_values, run_info
 from aliyun_ops.waiting.drivers import drive, snapshot_point_plan, sync_fetch
 from aliyun_ops.waiting.images import SnapshotPointWatch
 
@@ -86,9 +86,10 @@ class CreateImageOperator(ImageBatchMixin, AliyunItemsOperator):
                             retention_days=7, concurrency=5, max_errors="10%")
     """
 
-    template_fields = ("aliyun_conn_id", "region", "instances", "instance_tags", "image_name_template",
-                       "description", "tags", "policy", "retention_days", "concurrency", "max_errors",
-                       "poll_interval", "timeout", "thaw_command", "resume_paused_after_snapshots")
+    template_fields = aliyun_template_fields("instances", "instance_tags", "image_name_template", "description",
+                                             "tags", "policy", "retention_days", "concurrency", "max_errors",
+                                             "poll_interval", "timeout", "thaw_command",
+                                             "resume_paused_after_snapshots")
     template_fields_renderers = {"tags": "json", "instances": "json"}
     result_key_fields = ("region", "instance_id")
 
@@ -392,9 +393,9 @@ class CopyImageOperator(ImageBatchMixin, AliyunItemsOperator):
                           policy="nightly", retention_days=30)
     """
 
-    template_fields = ("aliyun_conn_id", "region", "images", "destination_regions", "name_template", "description",
-                       "tags", "policy", "retention_days", "encrypted", "kms_key_id", "concurrency", "max_errors",
-                       "poll_interval", "timeout")
+    template_fields = aliyun_template_fields("images", "destination_regions", "name_template", "description", "tags",
+                                             "policy", "retention_days", "encrypted", "kms_key_id", "concurrency",
+                                             "max_errors", "poll_interval", "timeout")
     template_fields_renderers = {"tags": "json", "images": "json"}
     result_key_fields = ("source_image_id", "destination_region")
     default_timeout = 8 * 3600.0

@@ -11,7 +11,7 @@ Per-instance results (the XCom of Start/Stop/ReplaceSystemDisk/Delete) are a lis
      "reason": "already Running", "instance_status": "Running"}
 
 ``status`` is what this task did for the instance (the project-wide per-item convention, as in
-:class:`aliyun_ops.batch.ItemResult`); ``instance_status`` is the last ECS status seen. A task fails only
+:class:`aliyun_ops.actions.pool.ItemResult`); ``instance_status`` is the last ECS status seen. A task fails only
 when the failures exceed ``max_errors`` (a count or a percentage, as in Alibaba OOS).
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aliyun_ops.actions.pool import ItemResult, run_batch
 from aliyun_ops.actions.power import (  # noqa: F401 - re-exported for one release (moved to actions.power)
     call_power,
     describe_targets,
@@ -32,7 +33,6 @@ from aliyun_ops.actions.power import (  # noqa: F401 - re-exported for one relea
     triage,
     unmark_paused,
 )
-from aliyun_ops.batch import ItemResult, run_batch
 from aliyun_ops.exceptions import AliyunApiError, WaitFailed
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import ids as id_rules
@@ -53,7 +53,7 @@ from aliyun_ops.logic.provenance import (
 )
 from aliyun_ops.logic.selection import INSTANCE_STATUSES, Criteria, compact, select
 from aliyun_ops.logic.targets import by_region, normalize_instances, normalize_regions
-from aliyun_ops.operators.base import AliyunBaseOperator, AliyunItemsOperator
+from aliyun_ops.operators.base import AliyunBaseOperator, AliyunItemsOperator, aliyun_template_fields
 from aliyun_ops.operators.base.instances import InstanceWaitMixin
 from aliyun_ops.waiting import deadline_from
 from aliyun_ops.waiting.drivers import poll_instances, wait_for_resource
@@ -89,8 +89,8 @@ class SelectInstancesOperator(AliyunBaseOperator):
         StopInstancesOperator(task_id="stop", instances=select.output)
     """
 
-    template_fields = ("aliyun_conn_id", "region", "regions", "tags", "instance_ids", "name_pattern", "statuses",
-                       "allow_empty")
+    template_fields = aliyun_template_fields("regions", "tags", "instance_ids", "name_pattern", "statuses",
+                                             "allow_empty")
     hook_class = EcsHook
 
     def __init__(self, *, regions: Sequence[str] | str | None = None, tags: Mapping[str, str] | None = None,
@@ -168,8 +168,8 @@ class _PowerMixin(InstanceWaitMixin):
     """Shared by Start/Stop (with :class:`AliyunItemsOperator`): skip instances already there, batch the API calls,
     wait, report per instance."""
 
-    template_fields = ("aliyun_conn_id", "region", "instances", "regions", "tags", "concurrency", "max_errors",
-                       "poll_interval", "wait_timeout", "lease_wait")
+    template_fields = aliyun_template_fields("instances", "regions", "tags", "concurrency", "max_errors",
+                                             "poll_interval", "wait_timeout", "lease_wait")
     target_status = ""
     from_status = ""         # status an instance must have for the API call
     heading = ("",)          # statuses already on the way to the target: wait only
@@ -410,7 +410,7 @@ class ReplaceSystemDiskOperator(AliyunItemsOperator):
                                   region="cn-hangzhou", key_pair_name="ops", concurrency=2, max_errors=0)
     """
 
-    template_fields = ("aliyun_conn_id", "region", "instances", "image_id", "key_pair_name")
+    template_fields = aliyun_template_fields("instances", "image_id", "key_pair_name")
     hook_class = EcsHook
 
     def __init__(self, *, instances: Any, image_id: str, password: str | None = None,
@@ -560,8 +560,8 @@ class RunInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
             create >> work >> delete.as_teardown(setups=create)
     """
 
-    template_fields = ("aliyun_conn_id", "region", "image_id", "instance_type", "vswitch_id", "zone_id",
-                       "security_group_id", "instance_name", "tags", "amount")
+    template_fields = aliyun_template_fields("image_id", "instance_type", "vswitch_id", "zone_id",
+                                             "security_group_id", "instance_name", "tags", "amount")
     hook_class = EcsHook
 
     def __init__(self, *, image_id: str, instance_type: str, amount: int = 1, vswitch_id: str | None = None,
@@ -660,7 +660,7 @@ class DeleteInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
         create >> work >> delete.as_teardown(setups=create)
     """
 
-    template_fields = ("aliyun_conn_id", "region", "regions", "instances")
+    template_fields = aliyun_template_fields("regions", "instances")
     hook_class = EcsHook
 
     def __init__(self, *, instances: Any = None, force: bool = True, include_run_instances: bool = False,

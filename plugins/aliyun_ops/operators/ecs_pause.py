@@ -26,7 +26,7 @@ from aliyun_ops.logic.commands import COMMAND_TYPES, MAX_INSTANCES_PER_CALL
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.logic.provenance import tags_from_api
 from aliyun_ops.logic.targets import by_region, normalize_regions
-from aliyun_ops.operators.base import AliyunItemsOperator, run_key
+from aliyun_ops.operators.base import AliyunItemsOperator, aliyun_template_fields, run_key
 from aliyun_ops.waiting import deadline_from
 from aliyun_ops.waiting.drivers import poll_instances, poll_invocations
 from aliyun_ops.waiting.instances import MISSING, SETTLED, InstanceWatch, InvocationWatch
@@ -77,8 +77,8 @@ class ResumePausedOperator(AliyunItemsOperator):
         scope >> stop >> create_images >> resume
     """
 
-    template_fields = ("aliyun_conn_id", "region", "regions", "scope", "thaw_command", "dag_id_filter",
-                       "poll_interval", "timeout")
+    template_fields = aliyun_template_fields("regions", "scope", "thaw_command", "dag_id_filter", "poll_interval",
+                                             "timeout")
     template_fields_renderers = {"thaw_command": "bash"}
     template_ext = (".sh", ".ps1", ".bat", ".py")
     hook_class = EcsHook

@@ -22,8 +22,8 @@ from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.logic.policies import RESTORE_UNDO_POLICY
-from aliyun_ops.operators.base import AliyunBaseOperator, run_key
-from aliyun_ops.tasks import run_date, run_info
+from aliyun_ops.operators.base import AliyunBaseOperator, aliyun_template_fields, run_key
+from aliyun_ops.runtime import run_date, run_info
 from aliyun_ops.waiting.drivers import wait_for_instance, wait_for_resource
 
 UNDO_FOR = "ops:undo-for"
@@ -122,8 +122,8 @@ class RestoreSystemDiskOperator(AliyunBaseOperator):
         RestoreSystemDiskOperator(task_id="restore", plan=check.output, health_command="systemctl is-system-running")
     """
 
-    template_fields = ("aliyun_conn_id", "plan", "health_command", "take_undo_snapshot", "poll_interval",
-                       "rollback_on_failed_health", "health_retry_interval")
+    template_fields = aliyun_template_fields("plan", "health_command", "take_undo_snapshot", "poll_interval",
+                                             "rollback_on_failed_health", "health_retry_interval")
     hook_class = EcsHook
 
     def __init__(self, *, plan: Any, health_command: str | None = None, take_undo_snapshot: bool | str = True,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aliyun_ops.batch import run_batch
+from aliyun_ops.actions.pool import run_batch
 from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv
@@ -34,9 +34,9 @@ from aliyun_ops.logic.retention import (
     uncovered_lines,
 )
 from aliyun_ops.logic.retention import plan as make_plan
-from aliyun_ops.operators.base import AliyunBaseOperator, AliyunItemsOperator
+from aliyun_ops.operators.base import AliyunBaseOperator, AliyunItemsOperator, aliyun_template_fields
 from aliyun_ops.operators.base.image_deletion import ImageDeletionMixin
-from aliyun_ops.tasks import run_date
+from aliyun_ops.runtime import run_date
 
 QUOTA_ATTRIBUTE = "max-image-count"
 QUOTA_WARN_HEADROOM = 0.2
@@ -346,7 +346,7 @@ class _ApplyRetentionMixin(ImageDeletionMixin):
         ApplyRetentionPlanOperator(task_id="apply", plan=plan.output, approved=False, dry_run=False)
     """
 
-    template_fields = ("aliyun_conn_id", "plan", "approved", "dry_run", "concurrency", "max_errors")
+    template_fields = aliyun_template_fields("plan", "approved", "dry_run", "concurrency", "max_errors")
     template_fields_renderers = {"plan": "json"}
 
     def __init__(self, *, plan: Any, approved: bool | str = False, **kwargs: Any) -> None:
@@ -424,8 +424,8 @@ class PruneBackupImagesOperator(RetentionPolicyMixin, _ApplyRetentionMixin, Aliy
                                   keep_last=3, policy=["nightly", "weekly"])
     """
 
-    template_fields = ("aliyun_conn_id", "regions", *POLICY_FIELDS, "approved", "dry_run", "concurrency",
-                       "max_errors")
+    template_fields = aliyun_template_fields("regions", *POLICY_FIELDS, "approved", "dry_run", "concurrency",
+                                             "max_errors")
 
     def __init__(self, *, regions: str | Sequence[str] | None = None, retention_days: int | str = 7,
                  keep_last: int | str = 1, keep_daily: int | str = 0, keep_weekly: int | str = 0,

@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from aliyun_ops.batch import run_batch
+from aliyun_ops.actions.pool import run_batch
 from aliyun_ops.logic import ids as id_rules
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic import statuses as st
@@ -16,9 +16,9 @@ from aliyun_ops.logic.naming import (
 )
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.logic.targets import normalize_instances
-from aliyun_ops.operators.base import AliyunItemsOperator
+from aliyun_ops.operators.base import AliyunItemsOperator, aliyun_template_fields
 from aliyun_ops.operators.base.images import SOURCE_DISK, STATE_SNAPSHOT, ImageBatchMixin
-from aliyun_ops.tasks import run_date, run_info
+from aliyun_ops.runtime import run_date, run_info
 
 # -- CreateSnapshot -------------------------------------------------------------------------------
 DEFAULT_SNAPSHOT_NAME = "backup-{instance_id}-{disk_id}-{date}"
@@ -62,8 +62,9 @@ class CreateSnapshotOperator(ImageBatchMixin, AliyunItemsOperator):
         CreateSnapshotOperator(task_id="snapshot_system_disks", instances=select.output, retention_days=7)
     """
 
-    template_fields = ("aliyun_conn_id", "region", "disk_ids", "instances", "disk_type", "name", "description",
-                       "tags", "retention_days", "policy", "concurrency", "max_errors", "poll_interval", "timeout")
+    template_fields = aliyun_template_fields("disk_ids", "instances", "disk_type", "name", "description", "tags",
+                                             "retention_days", "policy", "concurrency", "max_errors",
+                                             "poll_interval", "timeout")
     template_fields_renderers = {"tags": "json", "instances": "json", "disk_ids": "json"}
     result_key_fields = ("region", "disk_id")
     watch_kind = "snapshot"

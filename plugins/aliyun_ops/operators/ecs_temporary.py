@@ -13,9 +13,9 @@ from aliyun_ops.logic.args import as_number, check_wait_args
 from aliyun_ops.logic.lifecycle import DEFAULT_GRACE, stale
 from aliyun_ops.logic.outcome import FAILED, SUCCESS
 from aliyun_ops.logic.targets import normalize_regions
-from aliyun_ops.operators.base import AliyunItemsOperator
+from aliyun_ops.operators.base import AliyunItemsOperator, aliyun_template_fields
 from aliyun_ops.operators.base.instances import InstanceWaitMixin
-from aliyun_ops.tasks import run_date
+from aliyun_ops.runtime import run_date
 from aliyun_ops.waiting.instances import DELETED
 
 SCOPES = ("run", "stale")
@@ -42,7 +42,7 @@ class ReleaseTemporaryResourcesOperator(InstanceWaitMixin, AliyunItemsOperator):
         sweep >> work >> release.as_teardown(setups=scope, on_failure_fail_dagrun=True)
     """
 
-    template_fields = ("aliyun_conn_id", "region", "regions", "scope", "grace_hours", "purpose", "all_dags")
+    template_fields = aliyun_template_fields("regions", "scope", "grace_hours", "purpose", "all_dags")
     hook_class = EcsHook
     item_noun = "temporary resources"
     result_key_fields = ("resource_type", "resource_id", "region")

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aliyun_ops.actions.health import run_health_command
+from aliyun_ops.actions.pool import run_batch
 from aliyun_ops.actions.temporary import INTERNAL_SERVICES_CIDR, isolated_security_group, temporary_tags
-from aliyun_ops.batch import run_batch
 from aliyun_ops.exceptions import AliyunApiError, error_reason
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import provenance as pv

@@ -1,5 +1,5 @@
 """Deprecated: the image operators' base moved to :mod:`aliyun_ops.operators.base.images`, argument checks to
-:mod:`aliyun_ops.logic.args`, run identity to :mod:`aliyun_ops.tasks`, image look-ups to
+:mod:`aliyun_ops.logic.args`, run identity to :mod:`aliyun_ops.runtime`, image look-ups to
 :mod:`aliyun_ops.actions.images` and :mod:`aliyun_ops.logic.targets`. Re-exported here for one release."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from aliyun_ops.operators.base.images import (  # noqa: F401
     SUBMIT_PARALLELISM,
     BatchImageOperator,
 )
-from aliyun_ops.tasks import naming_values, run_date, run_info  # noqa: F401
+from aliyun_ops.runtime import naming_values, run_date, run_info  # noqa: F401
 
 warnings.warn("aliyun_ops.operators.image_batch is deprecated: see its docstring for where each name moved",
               DeprecationWarning, stacklevel=2)

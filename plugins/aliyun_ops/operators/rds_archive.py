@@ -16,7 +16,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from aliyun_ops.batch import run_batch
+from aliyun_ops.actions.pool import run_batch
 from aliyun_ops.exceptions import AliyunApiError, ItemSkipped
 from aliyun_ops.hooks.oss import MAX_PART_SIZE, MIB, MIN_PART_SIZE, STORAGE_CLASSES, OssHook, part_size_for
 from aliyun_ops.hooks.rds import RdsHook, parse_rds_time
@@ -24,7 +24,7 @@ from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.budget import check_concurrency, resolve_concurrency, resolve_count
 from aliyun_ops.logic.ids import check as check_id
 from aliyun_ops.logic.report import PENDING, SKIPPED, SUCCESS, ArchiveRow
-from aliyun_ops.operators.base import AliyunItemsOperator
+from aliyun_ops.operators.base import AliyunItemsOperator, aliyun_template_fields
 
 KEY_FIELDS = frozenset({"instance_id", "backup_id", "date", "datetime", "region", "method", "mode", "type"})
 DEFAULT_KEY_TEMPLATE = "rds/{instance_id}/{date}/{backup_id}.tar"
@@ -177,9 +177,9 @@ class ArchiveRdsBackupsToOssOperator(AliyunItemsOperator):
                                        end="{{ data_interval_end }}", storage_class="IA", concurrency=2)
     """
 
-    template_fields = ("aliyun_conn_id", "region", "instance_ids", "bucket", "start", "end", "key_template",
-                       "oss_region", "concurrency", "max_errors", "storage_class", "transition_days",
-                       "transition_storage_class", "manifest_key")
+    template_fields = aliyun_template_fields("instance_ids", "bucket", "start", "end", "key_template", "oss_region",
+                                             "concurrency", "max_errors", "storage_class", "transition_days",
+                                             "transition_storage_class", "manifest_key")
     hook_class = RdsHook
     item_noun = "backups"
     result_key_fields = ("instance_id", "backup_id")

@@ -11,7 +11,7 @@ from aliyun_ops.exceptions import AliyunApiError, WaitFailed
 from aliyun_ops.hooks.rds import RdsHook, parse_rds_time
 from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.ids import check as check_id
-from aliyun_ops.operators.base import AliyunBaseOperator
+from aliyun_ops.operators.base import AliyunBaseOperator, aliyun_template_fields
 from aliyun_ops.waiting.drivers import wait_until
 
 BACKUP_METHODS = ("Physical", "Logical", "Snapshot")
@@ -43,7 +43,7 @@ class CreateRdsBackupOperator(AliyunBaseOperator):
                                 backup_method="Physical", wait_timeout=3600)
     """
 
-    template_fields = ("aliyun_conn_id", "region", "instance_id", "backup_method")
+    template_fields = aliyun_template_fields("instance_id", "backup_method")
     hook_class = RdsHook
 
     def __init__(self, *, instance_id: str, backup_method: str = "Physical", backup_type: str | None = None,

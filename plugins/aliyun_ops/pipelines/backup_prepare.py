@@ -14,7 +14,7 @@ from aliyun_ops.logic import statuses as st
 
 from ..hooks.ecs import EcsHook
 from ..logic import provenance as pv
-from ..tasks import run_key
+from ..runtime import run_key
 
 FAILED_IMAGE_STATUSES = tuple(sorted(st.IMAGE_FAILED))
 

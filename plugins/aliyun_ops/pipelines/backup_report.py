@@ -96,7 +96,7 @@ def add_verified_rpo(rows: Sequence[Any], destinations: Sequence[str], policy: s
     from ..hooks.ecs import EcsHook
     from ..logic import provenance as pv
     from ..logic.retention import parse_creation_time
-    from ..tasks import run_date
+    from ..runtime import run_date
 
     if not rows or not destinations:
         return {}

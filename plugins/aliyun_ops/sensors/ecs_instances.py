@@ -13,7 +13,7 @@ from aliyun_ops.exceptions import WaitFailed
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.targets import by_region, normalize_instances
-from aliyun_ops.tasks import DEFAULT_CONN_ID, AliyunOperatorMixin, aliyun_template_fields
+from aliyun_ops.runtime import DEFAULT_CONN_ID, AliyunOperatorMixin, aliyun_template_fields
 from aliyun_ops.triggers.ecs_instances import InstanceStatusTrigger
 from aliyun_ops.waiting.instances import INSTANCE_TARGETS, InstanceWatch
 

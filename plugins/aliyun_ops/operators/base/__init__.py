@@ -1,4 +1,4 @@
-"""The bases every aliyun-ops operator builds on (what sensors share with them is in :mod:`aliyun_ops.tasks`)."""
+"""The bases every aliyun-ops operator builds on (what sensors share with them is in :mod:`aliyun_ops.runtime`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from airflow.sdk import BaseOperator
 from ...exceptions import TooManyItemFailures, WaitFailed
 from ...logic.budget import ErrorBudget
 from ...logic.outcome import FAILED
-from ...tasks import DEFAULT_CONN_ID, AliyunOperatorMixin, aliyun_template_fields, run_key
+from ...runtime import DEFAULT_CONN_ID, AliyunOperatorMixin, aliyun_template_fields, run_key
 
 __all__ = ["DEFAULT_CONN_ID", "AliyunBaseOperator", "AliyunItemsOperator", "AliyunOperatorMixin",
            "aliyun_template_fields", "log_item_results", "run_key"]

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from aliyun_ops.actions.images import describe_by_region
-from aliyun_ops.batch import run_batch
+from aliyun_ops.actions.pool import run_batch
 from aliyun_ops.exceptions import AliyunApiError, ItemSkipped, error_reason
 from aliyun_ops.logic import provenance as pv
 from aliyun_ops.logic.args import all_static
 from aliyun_ops.logic.outcome import FAILED, SKIPPED, SUCCESS
 from aliyun_ops.logic.targets import normalize_images
 from aliyun_ops.operators.base.images import STATE_DELETE, ImageBatchMixin
+from aliyun_ops.runtime import aliyun_template_fields
 
 
 # -- the mixin ---------------------------------------------------------------------------------
@@ -40,8 +41,8 @@ class ImageDeletionMixin(ImageBatchMixin):
                              region_key="source_region", require_success=True)
     """
 
-    template_fields = ("aliyun_conn_id", "region", "images", "image_key", "region_key", "delete_snapshots", "force",
-                       "dry_run", "only_managed", "concurrency", "max_errors")
+    template_fields = aliyun_template_fields("images", "image_key", "region_key", "delete_snapshots", "force",
+                                             "dry_run", "only_managed", "concurrency", "max_errors")
     template_fields_renderers = {"images": "json"}
     result_key_fields = ("region", "image_id")
 

@@ -20,7 +20,7 @@ from aliyun_ops.logic.args import all_static, check_batch_args, check_seconds
 from aliyun_ops.logic.budget import ErrorBudget, resolve_concurrency
 from aliyun_ops.logic.outcome import FAILED, PENDING, QUEUED, SKIPPED, SUCCESS
 from aliyun_ops.operators.base import AliyunItemsOperator
-from aliyun_ops.tasks import run_info
+from aliyun_ops.runtime import run_info
 from aliyun_ops.triggers.ecs_images import ImagesAvailableTrigger, SnapshotsReadyTrigger
 from aliyun_ops.waiting import deadline_from
 from aliyun_ops.waiting.drivers import drive
