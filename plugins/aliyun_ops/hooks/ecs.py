@@ -479,6 +479,13 @@ class EcsHook(AliyunBaseHook):
             client_token=client_token))
         return body["ImageId"]
 
+    def cancel_copy_image(self, region: str | None, image_id: str) -> dict:
+        """CancelCopyImage of a copy in progress (``image_id`` is the copy, in its destination region): the copy is
+        deleted."""
+        m = _models()
+        region = self.resolve_region(region)
+        return self._do("CancelCopyImage", region, m.CancelCopyImageRequest(region_id=region, image_id=image_id))
+
     def delete_image(self, region: str | None, image_id: str, force: bool = False) -> dict:
         m = _models()
         region = self.resolve_region(region)

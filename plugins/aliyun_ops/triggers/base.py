@@ -5,9 +5,35 @@ The waiting itself is :func:`aliyun_ops.waiting.drivers.adrive` over a plan of :
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger
+
+from aliyun_ops.waiting.images import PROBE_STATUSES, Request
+
+
+def async_fetch(hook: Any) -> Callable[[Request], Awaitable[Any]]:
+    """Answer a plan's requests (instances, invocations, images, snapshots, a count of images in progress) with the
+    hook's async methods, one client per region: the async twin of :func:`aliyun_ops.waiting.drivers.sync_fetch`."""
+    clients: dict[str, Any] = {}
+
+    async def fetch(request: Request) -> Any:
+        what, region, arg = request
+        client = clients.get(region) or clients.setdefault(region, hook.get_async_client(region))
+        if what == "instances":
+            return await hook.describe_instances_async(region, arg, client=client)
+        if what == "invocations":
+            return await hook.describe_invocations_async(region, arg, client=client)
+        if what == "images":
+            return await hook.describe_images_async(region, arg, client=client)
+        if what == "snapshots":
+            return await hook.describe_snapshots_async(region, arg, client=client)
+        if what == "count":
+            return await hook.count_images_async(region, arg, status=PROBE_STATUSES, client=client)
+        raise ValueError(f"a wait asked for {what!r}, which no trigger answers")
+
+    return fetch
 
 
 class AliyunBaseTrigger(BaseTrigger):

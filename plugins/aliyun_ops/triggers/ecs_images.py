@@ -49,15 +49,13 @@ from typing import Any, ClassVar
 
 from airflow.triggers.base import TriggerEvent
 
-from aliyun_ops.triggers.base import AliyunBaseTrigger
+from aliyun_ops.triggers.base import AliyunBaseTrigger, async_fetch
 from aliyun_ops.waiting.drivers import adrive
 from aliyun_ops.waiting.images import (
     MISSING,
-    PROBE_STATUSES,
     PROGRESS,
     RETURN_WHEN,
     PollPlan,
-    Request,
     ResourceWatch,
     normalize_items,
 )
@@ -94,12 +92,6 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
 
         return EcsHook(aliyun_conn_id=self.aliyun_conn_id, region=self.region)
 
-    async def fetch(self, hook: Any, client: Any, region: str, ids: list[str]) -> list[dict]:
-        raise NotImplementedError
-
-    async def count(self, hook: Any, client: Any, region: str, tags: Mapping[str, str]) -> int:
-        raise NotImplementedError
-
     async def run(self):
         watch = ResourceWatch(self.items, kind=self.kind, missing_polls=self.missing_polls)
         if not self.items:
@@ -109,16 +101,7 @@ class _BatchWatchTrigger(AliyunBaseTrigger):
         try:
             hook = self.make_hook()
             await hook.asettings()
-            clients: dict[str, Any] = {}
-
-            async def fetch(request: Request) -> Any:
-                what, region, arg = request
-                client = clients.get(region) or clients.setdefault(region, hook.get_async_client(region))
-                if what == "count":
-                    return await self.count(hook, client, region, arg)
-                return await self.fetch(hook, client, region, arg)
-
-            event = await adrive(plan, fetch, log=self.log, label=f"{self.kind} wait", return_when=self.return_when,
+            event = await adrive(plan, async_fetch(hook), log=self.log, label=f"{self.kind} wait", return_when=self.return_when,
                                  min_partial_seconds=self.min_partial_seconds)
         except ValueError as err:  # e.g. a broken connection definition
             event = watch.event("error", message=str(err), error={"code": "ValueError", "message": str(err)})
@@ -154,11 +137,6 @@ class ImagesAvailableTrigger(_BatchWatchTrigger):
                  items: Sequence[Mapping[str, str]] | None = None, **kwargs: Any) -> None:
         super().__init__(items=items if items is not None else (images or []), **kwargs)
 
-    async def fetch(self, hook: Any, client: Any, region: str, ids: list[str]) -> list[dict]:
-        return await hook.describe_images_async(region, ids, client=client)
-
-    async def count(self, hook: Any, client: Any, region: str, tags: Mapping[str, str]) -> int:
-        return await hook.count_images_async(region, tags, status=PROBE_STATUSES, client=client)
 
 
 class SnapshotsReadyTrigger(_BatchWatchTrigger):
@@ -173,5 +151,3 @@ class SnapshotsReadyTrigger(_BatchWatchTrigger):
     kind = "snapshot"
     id_key = "snapshot_id"
 
-    async def fetch(self, hook: Any, client: Any, region: str, ids: list[str]) -> list[dict]:
-        return await hook.describe_snapshots_async(region, ids, client=client)

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from airflow.triggers.base import TriggerEvent
 
-from aliyun_ops.triggers.base import AliyunBaseTrigger
+from aliyun_ops.triggers.base import AliyunBaseTrigger, async_fetch
 from aliyun_ops.waiting.drivers import adrive, instance_plan, invocation_plan
 from aliyun_ops.waiting.instances import (
     DELETED,
@@ -61,16 +61,7 @@ class _EcsWaitTrigger(AliyunBaseTrigger):
         try:
             hook = self.make_hook()
             await hook.asettings()
-            clients: dict[str, Any] = {}
-
-            async def fetch(request: tuple) -> Any:
-                what, region, arg = request
-                client = clients.get(region) or clients.setdefault(region, hook.get_async_client(region))
-                if what == "instances":
-                    return await hook.describe_instances_async(region, arg, client=client)
-                return await hook.describe_invocations_async(region, arg, client=client)
-
-            event = await adrive(plan, fetch, log=self.log, label=label)
+            event = await adrive(plan, async_fetch(hook), log=self.log, label=label)
         except ValueError as err:  # e.g. a broken connection definition
             event = plan.watch.event("error", message=str(err), error={"code": "ValueError", "message": str(err)})
         yield self._event(event)

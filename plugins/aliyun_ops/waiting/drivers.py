@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any
 
 from aliyun_ops.exceptions import AliyunApiError
-from aliyun_ops.waiting.images import BATCH, PROGRESS, Request, ResourceWatch, SnapshotPointWatch
+from aliyun_ops.waiting.images import BATCH, PROBE_STATUSES, PROGRESS, Request, ResourceWatch, SnapshotPointWatch
 from aliyun_ops.waiting.instances import MAX_IDS, ConditionWatch, InstanceWatch, InvocationWatch
 
 
@@ -183,6 +183,7 @@ def sync_fetch(hook: Any) -> Callable[[Request], Any]:
         "images": lambda region, ids: hook.describe_images(region, image_ids=ids),
         "snapshots": lambda region, ids: hook.describe_snapshots(region, ids),
         "disks": lambda region, ids: hook.describe_disks(region, ids),
+        "count": lambda region, tags: hook.count_images(region, tags, status=PROBE_STATUSES),
     }
 
     def fetch(request: Request) -> Any:

@@ -265,7 +265,9 @@ BATCH = 100
 """Ids per DescribeImages / DescribeSnapshots call."""
 
 Request = tuple
-"""``("read", region, ids)`` -> list of records, or ``("count", region, tags)`` -> TotalCount of in-progress images."""
+"""``("images" | "snapshots" | ..., region, ids)`` -> list of records, or ``("count", region, tags)`` -> TotalCount
+of in-progress images: what a plan asks, answered by :func:`~aliyun_ops.waiting.drivers.sync_fetch` in the worker or
+:func:`~aliyun_ops.triggers.base.async_fetch` in a trigger."""
 
 
 @dataclass
@@ -288,7 +290,7 @@ class PollPlan:
     driver of :mod:`aliyun_ops.waiting.drivers`, which answers :meth:`look`'s requests with its own I/O. Example::
 
         plan = PollPlan(watch, poll_interval=60, deadline=time.time() + 3600, probe_tags={"ops:run-key": "..."})
-        event = drive(plan, fetch)      # fetch(("read", region, ids)) -> records; ("count", ...) -> int
+        event = drive(plan, sync_fetch(hook))   # ("images", region, ids) -> records; ("count", ...) -> int
     """
 
     def __init__(self, watch: ResourceWatch, *, poll_interval: float, deadline: float | None = None,
@@ -353,7 +355,7 @@ class PollPlan:
             ids = [t.rid for t in self.front(region, self.clock())[:want]]
         for start in range(0, len(ids), BATCH):
             batch = ids[start:start + BATCH]
-            records = yield ("read", region, batch)
+            records = yield (f"{watch.kind}s", region, batch)
             watch.api_calls += 1
             watch.update(region, batch, records or [], self.clock())
         now = self.clock()

@@ -212,12 +212,8 @@ class ImageDeletionMixin(ImageBatchMixin):
                                    f"({error_reason(err)})") from None
 
     def _cancel_copy(self, region: str, image_id: str) -> None:
-        from alibabacloud_ecs20140526 import models
-
-        client = self.hook.get_client(region)
         try:
-            self.hook.call("CancelCopyImage", client.cancel_copy_image,
-                           models.CancelCopyImageRequest(region_id=region, image_id=image_id), region=region)
+            self.hook.cancel_copy_image(region, image_id)
         except AliyunApiError as err:
             if not err.is_not_found:
                 raise

@@ -23,8 +23,8 @@ from aliyun_ops.operators.base import AliyunItemsOperator
 from aliyun_ops.runtime import run_info
 from aliyun_ops.triggers.ecs_images import ImagesAvailableTrigger, SnapshotsReadyTrigger
 from aliyun_ops.waiting import deadline_from
-from aliyun_ops.waiting.drivers import drive
-from aliyun_ops.waiting.images import PROBE_STATUSES, PROGRESS, PollPlan, ResourceWatch
+from aliyun_ops.waiting.drivers import drive, sync_fetch
+from aliyun_ops.waiting.images import PROGRESS, PollPlan, ResourceWatch
 
 SUBMIT_PARALLELISM = 10
 """Create/copy calls sent at once when a window opens (the hook's rate limit applies on top)."""
@@ -172,17 +172,8 @@ class ImageBatchMixin:
         """Same logic as the trigger (:class:`PollPlan`: probe, read the front, sleep by prediction) in the worker."""
         watch = ResourceWatch(items, kind=self.watch_kind)
         plan = PollPlan(watch, poll_interval=float(self.poll_interval), deadline=deadline, probe_tags=probe_tags)
-        hook = self.hook
-
-        def answer(request: tuple) -> Any:
-            what, region, arg = request
-            if what == "count":
-                return hook.count_images(region, arg, status=PROBE_STATUSES)
-            if self.watch_kind == "image":
-                return hook.describe_images(region, image_ids=arg)
-            return hook.describe_snapshots(region, snapshot_ids=arg)
-
-        return drive(plan, answer, log=self.log, label=f"{self.watch_kind} wait", return_when=return_when)
+        return drive(plan, sync_fetch(self.hook), log=self.log, label=f"{self.watch_kind} wait",
+                     return_when=return_when)
 
     def resume(self, context: Any, carry: Mapping, event: Mapping) -> list[dict]:
         results = [dict(r) for r in carry.get("results") or []]
