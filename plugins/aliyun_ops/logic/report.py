@@ -114,6 +114,28 @@ class ArchiveRow:
 
 
 @dataclass
+class CommandRow:
+    """One instance a batch command ran on (or not): ``CommandRow("i-1", region="cn-hangzhou", exit_code=0)``.
+
+    ``status``: success (exit 0), failed (non-zero exit, timeout, or the agent offline: ``agent`` says which),
+    skipped (not Running, or never started once ``max_errors`` was passed)."""
+
+    instance_id: str
+    instance_name: str = ""
+    region: str = ""
+    invoke_id: str = ""
+    invocation_status: str = ""
+    exit_code: int | None = None
+    agent: str = ""
+    output: str = ""
+    status: str = FAILED
+    reason: str = ""
+
+    def sort_key(self) -> tuple:
+        return (self.region, self.instance_id)
+
+
+@dataclass
 class Report:
     """Example::
 

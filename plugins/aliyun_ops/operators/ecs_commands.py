@@ -18,6 +18,7 @@ from aliyun_ops.logic import statuses as st
 from aliyun_ops.logic.args import as_number, check_count, check_lease_wait
 from aliyun_ops.logic.budget import check_concurrency
 from aliyun_ops.logic.commands import (  # noqa: F401 - decode_output re-exported
+    AGENT_OFFLINE_CODES,
     COMMAND_TYPES,
     MAX_CONTENT_B64,
     MAX_INSTANCES_PER_CALL,
@@ -76,7 +77,7 @@ class RunCommandOperator(AliyunItemsOperator):
     waiting for another run's lease, default 0). An empty ``instances`` list is a no-op. The results are pushed as XCom ``results`` before the task fails on ``max_errors``.
 
     Result per instance (XCom): ``{"instance_id", "region", "status", "reason", "instance_status",
-    "invoke_id", "invocation_status", "exit_code", "output", "output_truncated", "dropped"}``;
+    "invoke_id", "invocation_status", "exit_code", "error_code", "output", "output_truncated", "dropped"}``;
     ``status`` is success/failed/skipped, ``invocation_status`` Cloud Assistant's (Success, Failed,
     Timeout, Aborted, ...); ``output`` is decoded and cut to ``output_limit`` characters (the full output
     is in the task log). A non-zero exit code is a failure unless ``fail_on_nonzero=False``; the task
@@ -315,10 +316,12 @@ class RunCommandOperator(AliyunItemsOperator):
         truncated = len(output) > self.output_limit
         extra = {"invoke_id": invoke_id, "invocation_status": status, "exit_code": exit_code,
                  "output": output[:self.output_limit], "output_truncated": truncated,
-                 "dropped": int(rec.get("Dropped") or 0)}
+                 "dropped": int(rec.get("Dropped") or 0), "error_code": str(rec.get("ErrorCode") or "")}
         if status == st.INVOCATION_SUCCESS:
             return result(item, SUCCESS, st.RUNNING, "", **extra)
         error = f"{rec.get('ErrorCode') or status}: {rec.get('ErrorInfo') or ''}".rstrip(": ")
+        if rec.get("ErrorCode") in AGENT_OFFLINE_CODES:
+            error = f"not run: the Cloud Assistant agent is not reachable ({error})"
         if status == st.INVOCATION_FAILED and rec.get("ErrorCode") in ("ExitCodeNonzero", "", None) and not self.fail_on_nonzero:
             return result(item, SUCCESS, st.RUNNING, f"exit code {exit_code} (allowed: fail_on_nonzero=False)", **extra)
         if status in st.INVOCATION_IN_PROGRESS:

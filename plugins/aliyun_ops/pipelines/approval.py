@@ -26,3 +26,13 @@ def approve_task_state(context: Mapping[str, Any], task_id: str = "approve") -> 
         return None
     state = (states.get(context["run_id"]) or {}).get(task_id)
     return str(getattr(state, "value", state)) if state else None
+
+
+def approval_answer(context: Mapping[str, Any], task_id: str = "approve") -> str | None:
+    """What the human chose (``"Approve"``/``"Reject"``), None when nobody was asked or the answer is unknown. A
+    Reject leaves no XCom (the operator skips what follows first): a successful approval task without an answer
+    is a Reject."""
+    chosen = (context["ti"].xcom_pull(task_ids=task_id) or {}).get("chosen_options") or []
+    if chosen:
+        return chosen[0]
+    return "Reject" if approve_task_state(context, task_id) == "success" else None
