@@ -120,11 +120,16 @@ SCENARIOS = {
         {"instances": [_instances(tags={"spot-image-cycle": "true"})]}, {"poll_interval": 1},
         pendulum.datetime(2026, 11, 20, 4, 0, tz="UTC"))),
     "verify": ("ecs_verify_backups", _verify),
+    "run-command": ("ecs_run_command", _fleet({"instances": [_instances(tags={"env": "test"}, count=2)]},
+                                              {"tags": {"env": "test"}, "poll_interval": 1})),
 }
 
 
 # Permissions a DAG can do without, saying so: the run succeeds and its log names the missing one.
-OPTIONAL = {("ecs_image_retention", "ecs:DescribeAccountAttributes")}   # the image quota line of the report
+OPTIONAL = {("ecs_image_retention", "ecs:DescribeAccountAttributes"),   # the image quota line of the report
+            # the wait's look-up: when it is refused the wait ends at once and each instance's result is read with
+            # DescribeInvocationResults all the same (a command still running then is reported failed)
+            ("ecs_run_command", "ecs:DescribeInvocations")}
 
 
 def _fleet_state(emulator) -> dict:
