@@ -421,6 +421,30 @@ def test_run_and_delete_instances(fleet, deferrable):
     assert emu.admin.table("ecs.instances") == {}
 
 
+def test_a_temporary_build_instance_gets_its_own_group_and_the_teardown_releases_both(fleet):
+    """``purpose``: temporary tags and a group of the run (egress as asked, never the VPC's default group); the
+    run's teardown releases the instance, then the group."""
+    from aliyun_ops.operators.ecs import ReleaseTemporaryResourcesOperator
+    from emulator.ecs.regions import PUBLIC_IMAGES
+
+    emu, _ = fleet
+    before = set(emu.admin.table("ecs.security_groups"))
+    out = run_op(RunInstancesOperator(task_id="build", image_id=PUBLIC_IMAGES[0]["ImageId"], region=HZ,
+                                      instance_type="ecs.g7.large", purpose="image-build",
+                                      egress_cidrs=["0.0.0.0/0"], poll_interval=0.2), ctx("build"))
+    inst = emu.admin.table("ecs.instances")[out[0]["instance_id"]]
+    assert inst["Tags"]["ops:temporary"] == "true" and inst["Tags"]["ops:purpose"] == "image-build"
+    (group_id,) = inst["SecurityGroupIds"]
+    group = emu.admin.table("ecs.security_groups")[group_id]
+    assert group_id not in before and group["Tags"]["ops:run-id"] == "manual__2024-01-01"
+    assert {(r["DestCidrIp"], r["Policy"].lower()) for r in group["Rules"] if r["Direction"] == "egress"} == \
+        {("0.0.0.0/0", "accept"), ("0.0.0.0/0", "drop")}
+    assert not [r for r in group["Rules"] if r["Direction"] == "ingress"]
+    rows = run_op(ReleaseTemporaryResourcesOperator(task_id="release", region=HZ, poll_interval=0.2), ctx("release"))
+    assert sorted(r["resource_type"] for r in rows) == ["instance", "securitygroup"]
+    assert emu.admin.table("ecs.instances") == {} and set(emu.admin.table("ecs.security_groups")) == before
+
+
 def test_delete_finds_run_instances_by_provenance(fleet):
     emu, _ = fleet
     from emulator.ecs.regions import PUBLIC_IMAGES

@@ -33,6 +33,7 @@ from aliyun_ops.actions.power import (  # noqa: F401 - re-exported for one relea
     triage,
     unmark_paused,
 )
+from aliyun_ops.actions.temporary import INTERNAL_SERVICES_CIDR, isolated_security_group, temporary_tags
 from aliyun_ops.exceptions import AliyunApiError, WaitFailed
 from aliyun_ops.hooks.ecs import EcsHook
 from aliyun_ops.logic import ids as id_rules
@@ -542,11 +543,14 @@ class RunInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
     """Create temporary ECS instances (repair/update jobs) and wait until they are Running.
 
     Network: ``vswitch_id`` / ``security_group_id`` if given, otherwise the region's default VPC
-    vSwitch (in ``zone_id`` if given) and a security group of that VPC. The instances carry your
-    ``tags`` plus provenance tags (``ops:managed-by``, ``ops:dag-id``, ``ops:run-id``), so
-    :class:`DeleteInstancesOperator` (``include_run_instances=True``) can find them even when this task
-    died before pushing its XCom. RunInstances uses a ClientToken derived from the run, so a retried
-    try gets the same instances back instead of new ones.
+    vSwitch (in ``zone_id`` if given) and, with ``purpose``, a security group of the run's own (no inbound rule,
+    outbound only to ``egress_cidrs``: Alibaba's internal services by default, ``["0.0.0.0/0"]`` for a build that
+    downloads packages), else the VPC's default group. The instances carry your ``tags`` plus provenance tags
+    (``ops:managed-by``, ``ops:dag-id``, ``ops:run-id``), and with ``purpose`` the temporary tags
+    (``ops:temporary=true``, ``ops:purpose``), so :class:`ReleaseTemporaryResourcesOperator` (or
+    :class:`DeleteInstancesOperator` with ``include_run_instances=True``) finds them even when this task died before
+    pushing its XCom. RunInstances uses a ClientToken derived from the run, so a retried try gets the same instances
+    back instead of new ones.
 
     Returns compact records ``[{"instance_id", "instance_name", "region", "zone", "status", "tags"}]``.
     Pair it with :class:`DeleteInstancesOperator` as setup/teardown::
@@ -561,7 +565,8 @@ class RunInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
     """
 
     template_fields = aliyun_template_fields("image_id", "instance_type", "vswitch_id", "zone_id",
-                                             "security_group_id", "instance_name", "tags", "amount")
+                                             "security_group_id", "instance_name", "tags", "amount", "purpose",
+                                             "egress_cidrs")
     hook_class = EcsHook
 
     def __init__(self, *, image_id: str, instance_type: str, amount: int = 1, vswitch_id: str | None = None,
@@ -570,8 +575,11 @@ class RunInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
                  system_disk_size: int | None = None, system_disk_category: str | None = None,
                  internet_max_bandwidth_out: int | None = None, run_instances_extra: Mapping[str, Any] | None = None,
                  wait_for_running: bool = True, deferrable: bool = True, poll_interval: float = 10.0,
-                 wait_timeout: float | None = 900.0, **kwargs: Any) -> None:
+                 wait_timeout: float | None = 900.0, purpose: str | None = None,
+                 egress_cidrs: Sequence[str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.purpose = purpose
+        self.egress_cidrs = egress_cidrs
         self.image_id = image_id
         self.instance_type = instance_type
         self.amount = amount
@@ -602,6 +610,8 @@ class RunInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
         _check_wait_args(self.poll_interval, self.wait_timeout)
         ti = context["ti"]
         ours = provenance_tags(run_id=context["run_id"], dag_id=ti.dag_id)
+        if self.purpose:
+            ours.update(temporary_tags(context, str(self.purpose)))
         return merge_tags(self.tags, ours)
 
     def execute(self, context: Any) -> list[dict]:
@@ -613,12 +623,7 @@ class RunInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
             # what is made must be releasable: a missing ecs:DeleteInstance fails here, before anything exists
             for needed in ("DescribeInstances", "DeleteInstance"):
                 hook.check_allowed(needed, region, "i-permission-check")
-            vswitch_id, group_id = self.vswitch_id, self.security_group_id
-            if not vswitch_id or not group_id:
-                default_vsw, default_group = default_network(hook, region, self.zone_id)
-                vswitch_id = vswitch_id or default_vsw
-                group_id = group_id or default_group
-                self.log.info("network: vSwitch %s, security group %s", vswitch_id, group_id)
+            vswitch_id, group_id = self.network(context, hook, region)
             ids = hook.run_instances(
                 region, self.image_id, self.instance_type, amount=int(self.amount), security_group_id=group_id,
                 v_switch_id=vswitch_id, instance_name=self.instance_name, tags=tags,
@@ -631,6 +636,21 @@ class RunInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
             carry = {"region": region, "ids": ids}
             return self.resume(context, carry, self.wait_for_instances({region: ids}, st.RUNNING, carry=carry))
         return [compact(r) for r in hook.describe_instances(region, instance_ids=ids)]
+
+    def network(self, context: Any, hook: EcsHook, region: str) -> tuple[str, str]:
+        """The vSwitch and group given, else the default vSwitch and (with ``purpose``) the run's own group."""
+        vswitch_id, group_id = self.vswitch_id, self.security_group_id
+        if vswitch_id and group_id:
+            return vswitch_id, group_id
+        if self.purpose:
+            vsw = hook.default_vswitch(region, self.zone_id, vswitch_id=vswitch_id or None)
+            group_id = group_id or isolated_security_group(
+                hook, context, region, vsw["VpcId"], purpose=str(self.purpose),
+                allowed_cidrs=list(self.egress_cidrs or (INTERNAL_SERVICES_CIDR,)), log=self.log)
+            return vsw["VSwitchId"], group_id
+        default_vsw, default_group = default_network(hook, region, self.zone_id)
+        self.log.info("network: vSwitch %s, security group %s", vswitch_id or default_vsw, group_id or default_group)
+        return vswitch_id or default_vsw, group_id or default_group
 
     def resume(self, context: Any, carry: Mapping[str, Any], event: Mapping[str, Any]) -> list[dict]:
         region, ids = carry["region"], list(carry["ids"])
