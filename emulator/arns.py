@@ -4,7 +4,7 @@
 
 * ECS ``instance/<id>``, ``image/<id>``, ``snapshot/<id>``, ``disk/<id>``, ``securitygroup/<id>`` (RunInstances,
   DeleteSecurityGroup, DescribeSecurityGroupAttribute, Authorize/RevokeSecurityGroup[Egress]),
-  ``command/<id>``; VPC ``vswitch/<id>``, ``vpc/<id>``; RDS ``dbinstance/<id>``; STS AssumeRole the role's own ARN
+  ``command/<id>`` (a public command by its name: ``command/ACS-ECS-ImageRepair-for-linux.sh``); VPC ``vswitch/<id>``, ``vpc/<id>``; RDS ``dbinstance/<id>``; STS AssumeRole the role's own ARN
   (``acs:ram::<account>:role/<name>``); OSS ``acs:oss:*:<account>:<bucket>`` and ``...:<bucket>/<key>``
   (``acs:oss:*:<account>:*`` for ListBuckets).
 * ``<type>/*`` for a resource the call creates (CreateImage's image, RunInstances' instances, CopyImage's copy in
@@ -66,6 +66,10 @@ RPC_RESOURCES: dict[str, tuple[Part, ...]] = {
     "ecs:RunCommand": (Part("instance", INSTANCES), Part("command")),
     "ecs:InvokeCommand": (Part("command", ("CommandId",)), Part("instance", INSTANCES)),
     "ecs:CreateCommand": (Part("command"),),
+    "ecs:DescribeCommands": (Part("command"),),  # a list call: command/*, your commands and public ones alike
+    # the agent: the instances named (DescribeCloudAssistantStatus without InstanceId.N: instance/*)
+    "ecs:DescribeCloudAssistantStatus": (Part("instance", ("InstanceId",)),),
+    "ecs:InstallCloudAssistant": (Part("instance", ("InstanceId",)),),
     "ecs:DescribeInstances": (Part("instance"),), "ecs:DescribeInstanceStatus": (Part("instance"),),
     "ecs:DescribeInstancesFullStatus": (Part("instance"),),
     "ecs:DescribeInstanceHistoryEvents": (Part("instance"),),

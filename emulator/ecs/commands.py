@@ -1,5 +1,6 @@
-"""Cloud Assistant (ECS 2014-05-26): RunCommand, CreateCommand, InvokeCommand, DescribeInvocations,
-DescribeInvocationResults, StopInvocation.
+"""Cloud Assistant (ECS 2014-05-26): RunCommand, CreateCommand, InvokeCommand, DescribeCommands,
+DescribeInvocations, DescribeInvocationResults, StopInvocation (the agent itself: :mod:`emulator.ecs.agent` and
+:mod:`emulator.ecs.cloud_assistant`; Alibaba's public commands: :mod:`emulator.ecs.public_commands`).
 
 Each invocation keeps one record per instance. On simulated time an instance record goes
 ``Pending`` -> ``Running`` (after 1 s) -> ``Success`` | ``Failed`` | ``Timeout`` (after the run's
@@ -15,6 +16,7 @@ exit 0         Success            Finished
 exit != 0      Failed             Finished            ExitCodeNonzero
 timed out      Timeout            Failed              ExecutionTimeout
 not Running    Aborted            Failed              InstanceNotRunning
+agent down     Failed             Failed              ClientNotRunning
 stopped early  Cancelled          Stopped
 stopped late   Terminated         Stopped
 =============  =================  ==================  ====================================
@@ -24,7 +26,11 @@ Stopped and the older ``InvokeStatus`` Running/Finished/Failed/PartialFailed/Sto
 means every instance ran to the end, whatever the exit codes, which is what OOS waits for).
 
 **Default behaviour**: exit code 0 and, as output, the script itself after parameter
-substitution (as if the script were ``echo``-ed). Scripts can be given other outcomes through the
+substitution (as if the script were ``echo``-ed); a public command the emulator simulates
+(``ACS-ECS-ImageRepair-for-linux.sh``) has its own outcome and duration. An instance whose Cloud Assistant Agent is
+not running (``agent_offline``, an InstallCloudAssistant waiting for a restart, a system disk that does not boot)
+gets ``Failed`` / ``ClientNotRunning`` ("the aliyun service is not running on the instance") one second after the
+call, which still answers an InvokeId. Scripts can be given other outcomes through the
 admin API (``POST /_emulator/command-behaviour``, kept in ``state.table("admin")["command_behaviour"]``)::
 
     {"rules": [{"match": "fsfreeze", "instance_ids": ["i-..."], "exit_code": 1, "output": "boom",
@@ -33,7 +39,8 @@ admin API (``POST /_emulator/command-behaviour``, kept in ``state.table("admin")
 
 The first rule whose ``match`` is a substring of the rendered script (and whose ``instance_ids``,
 if given, contain the instance) decides exit code, output, duration (simulated seconds) and an
-optional final ``status`` (Success, Failed, Timeout, Error). A duration longer than the
+optional final ``status`` (Success, Failed, Timeout, Error); the fields it does not give keep the default (or
+simulated) outcome's. A duration longer than the
 invocation's ``Timeout`` ends in ``Timeout``. A rule with ``count`` (int >= 1) applies to that many
 instance runs (one per instance of an invocation, taken when the run starts; runs on instances that
 are not Running take none), then is spent and later runs fall through to the next rule or the default:
@@ -41,7 +48,9 @@ are not Running take none), then is spent and later runs fall through to the nex
 health check and lets the retry succeed. GET shows the count left. A bad body (unknown field, wrong
 type or value) gets 400 ``InvalidBody`` naming ``rules[i].field``. ``not_running``: ``record`` (default) accepts
 instances that are not Running and marks them Aborted/InstanceNotRunning; ``reject`` fails the
-whole call with ``InvalidInstance.NotMatch`` (403), the other documented behaviour.
+whole call with ``InvalidInstance.NotMatch`` (403), the other documented behaviour. ``agent_offline`` (a list of
+instance ids, each an existing instance) marks exactly those instances' agents offline and brings the others'
+back; a body without it leaves the agents as they are.
 
 Limits enforced: CommandContent at most 16 KB once Base64-encoded (together with Parameters;
 ``CmdContent.ExceedLimit``), at most 20 custom parameters (``CmdParamCount.ExceedLimit`` /
@@ -54,6 +63,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
 import hashlib
 import json
 import re
@@ -65,11 +75,13 @@ from ..keys import ACCOUNT_ID
 from ..registry import admin_route
 from ..rpc import Call, Params, action
 from ..state import State, on_event
+from . import agent, public_commands
 from .regions import region_or_error
 
 COMMANDS = "ecs.commands"
 INVOCATIONS = "ecs.invocations"
 TOKENS = "ecs.command_tokens"
+PUBLIC_INVOKES = "ecs.public_command_invokes"
 INSTANCES = "ecs.instances"
 
 TYPES = {"RunShellScript": "linux", "RunPythonScript": "linux", "RunPerlScript": "linux",
@@ -99,7 +111,13 @@ ERRORS = {
     "Error": ("ExecutionException", "the command execution got an exception"),
     "Aborted": ("InstanceNotRunning", "the instance is not running when create task"),
     "Terminated": ("ExecutionInterrupted", "the command execution has been interrupted"),
+    "ClientNotRunning": ("ClientNotRunning", "the aliyun service is not running on the instance"),
 }
+
+
+def record_status(entry: dict) -> str:
+    """The per-instance ``InvokeRecordStatus`` (a run the agent never took is ``Failed``, not ``Finished``)."""
+    return entry.get("_record") or RECORD_STATUS[entry["Status"]]
 
 
 def _err(code: str, message: str, status: int = 400) -> ApiError:
@@ -196,11 +214,13 @@ def _parameter_names(content: str, enabled: bool) -> list[str]:
     return names
 
 
-def _parameters(p: Params, enabled: bool, names: list[str]) -> dict[str, str]:
+def _parameters(p: Params, enabled: bool, names: list[str], defaults: dict[str, str] | None = None) -> dict[str, str]:
+    """The custom parameter values; ``defaults`` (a public command's optional parameters) fill the missing ones."""
+    defaults = defaults or {}
     if "Parameters" not in p:
-        if names:
+        if [n for n in names if n not in defaults]:
             raise _err("Parameter.MissingValue", "The parameter value of this command is required.")
-        return {}
+        return dict(defaults)
     try:
         given = json.loads(p.str("Parameters") or "")
     except ValueError:
@@ -208,7 +228,7 @@ def _parameters(p: Params, enabled: bool, names: list[str]) -> dict[str, str]:
     if not isinstance(given, dict):
         raise _err("InvalidParameter.Parameters", "The specified parameter Parameters is not valid.")
     if not given:
-        return {}
+        return dict(defaults)
     if not enabled:
         raise _err("Parameter.Disabled",
                    "Parameters cannot be passed in when the command customization function is disabled.")
@@ -231,6 +251,8 @@ def _parameters(p: Params, enabled: bool, names: list[str]) -> dict[str, str]:
         elif not isinstance(value, str):
             raise _err("ParameterType.NotSupported", "The type of parameter value is not supported.", 403)
         values[wanted[key.lower()]] = value
+    for name, value in defaults.items():
+        values.setdefault(name, value)
     missing = [n for n in names if n not in values]
     if missing:
         raise _err("Parameter.MissingValue", f"The parameter value of this command is required: {missing[0]}.")
@@ -392,11 +414,20 @@ def _start_invocation(call: Call, command: dict, instances: list[dict], values: 
         "WorkingDir": overrides.get("WorkingDir") or command["WorkingDir"],
         "Username": overrides.get("Username") or "", "CreationTime": iso(now), "RepeatMode": "Once",
         "Stopped": False, "ClientToken": client_token or "", "Instances": records, "Created": now,
+        "Public": bool(command.get("Public")),
     }
     state.table(INVOCATIONS)[invoke_id] = invocation
-    command["InvokeTimes"] = command.get("InvokeTimes", 0) + 1
+    if command.get("Public"):  # public commands are not records of the account: count their runs aside
+        counts = state.table(PUBLIC_INVOKES)
+        counts[f"{command['RegionId']}/{command['CommandId']}"] = public_invoke_times(state, command) + 1
+    else:
+        command["InvokeTimes"] = command.get("InvokeTimes", 0) + 1
     state.dirty = True
     return invocation
+
+
+def public_invoke_times(state: State, command: dict) -> int:
+    return int(state.table(PUBLIC_INVOKES).get(f"{command['RegionId']}/{command['CommandId']}", 0))
 
 
 def _entry(state: State, invoke_id: str, instance_id: str) -> tuple[dict | None, dict | None]:
@@ -419,10 +450,18 @@ def _on_start(state: State, event) -> None:
         entry.update(Status="Aborted", ErrorCode=ERRORS["Aborted"][0], ErrorInfo=ERRORS["Aborted"][1],
                      FinishTime=iso(event.at), UpdateTime=iso(event.at))
         return
+    if not agent.online(instance):  # the command never reaches the instance: no rule is taken
+        code, info = ERRORS["ClientNotRunning"]
+        entry.update(Status="Failed", ErrorCode=code, ErrorInfo=info, ExitCode=0, FinishTime=iso(event.at),
+                     UpdateTime=iso(event.at), _record="Failed")
+        return
     rule = _outcome(state, entry["Script"], entry["InstanceId"], invocation["InvokeId"])
     if "count" in rule:  # this run took one of the rule's uses: it ends as the rule said, whatever comes later
         entry["_rule"] = {k: v for k, v in rule.items() if k != "count"}
-    duration = float(rule.get("duration", _default_duration(invocation["InvokeId"], entry["InstanceId"])))
+    simulated = public_commands.duration(state, invocation["CommandId"], invocation["Parameters"]) \
+        if invocation.get("Public") else None
+    default = _default_duration(invocation["InvokeId"], entry["InstanceId"]) if simulated is None else simulated
+    duration = float(rule.get("duration", default))
     entry.update(Status="Running", StartTime=iso(event.at), UpdateTime=iso(event.at), Repeats=1)
     timeout = float(invocation["Timeout"])
     timed_out = duration > timeout
@@ -437,14 +476,19 @@ def _on_finish(state: State, event) -> None:
         return
     rule = entry.get("_rule") or _outcome(state, entry["Script"], entry["InstanceId"], invocation["InvokeId"],
                                           consume=False)
-    output = str(rule.get("output", entry["Script"]))
-    exit_code = int(rule.get("exit_code", 0))
+    simulated = public_commands.simulate(state, invocation["CommandId"], entry["InstanceId"],
+                                         invocation["Parameters"]) if invocation.get("Public") else None
+    base_exit, base_output, apply = simulated if simulated is not None else (0, entry["Script"], None)
+    output = str(rule.get("output", base_output))
+    exit_code = int(rule.get("exit_code", base_exit))
     if event.payload.get("timed_out"):
         status, exit_code = "Timeout", TIMEOUT_EXIT_CODE
     else:
         status = rule.get("status") or ("Success" if exit_code == 0 else "Failed")
         if status not in ("Success", "Failed", "Timeout", "Error"):
             status = "Success" if exit_code == 0 else "Failed"
+    if apply is not None and status == "Success" and exit_code == 0:
+        apply()
     raw = output.encode()
     dropped = max(0, len(raw) - MAX_OUTPUT)
     error_code, error_info = ERRORS.get(status, ("", ""))
@@ -469,7 +513,7 @@ def invocation_status(invocation: dict) -> str:
 
 
 def invoke_status(invocation: dict) -> str:
-    records = [RECORD_STATUS[e["Status"]] for e in invocation["Instances"]]
+    records = [record_status(e) for e in invocation["Instances"]]
     if any(r == "Running" for r in records):
         return "Running"
     if "Stopped" in records:
@@ -532,7 +576,7 @@ def invoke_command(call: Call, p: Params) -> dict:
     if command_id is None:
         raise _err("MissingParameter.CommandId",
                    "The input parameter \"CommandId\" that is mandatory for processing this request is not supplied.")
-    command = call.state.table(COMMANDS).get(command_id)
+    command = call.state.table(COMMANDS).get(command_id) or public_commands.get(command_id, region)
     if command is None or command["RegionId"] != region or not command.get("Keep"):
         raise _err("InvalidCmdId.NotFound", "The specified command ID does not exist.", 404)
     _repeat_mode(p)
@@ -544,10 +588,72 @@ def invoke_command(call: Call, p: Params) -> dict:
         overrides["Timeout"] = _limits(p)["Timeout"]
     if "WorkingDir" in p:
         overrides["WorkingDir"] = _limits(p)["WorkingDir"]
-    values = _parameters(p, command["EnableParameter"], command["ParameterNames"])
+    values = _parameters(p, command["EnableParameter"], command["ParameterNames"], command.get("Defaults"))
     instances = _instances(call, p, region, TYPES[command["Type"]])
     invocation = _start_invocation(call, command, instances, values, overrides, p.str("ClientToken"))
     return _remember(call, p, token_key, {"InvokeId": invocation["InvokeId"]})
+
+
+def _text_matcher(pattern: str | None, fuzzy: bool):
+    """DescribeCommands' Name/Description: ``*`` wildcards; otherwise exact for your commands and a substring for
+    public ones ("fuzzy search is supported by default" with Provider)."""
+    if not pattern:
+        return None
+    if "*" in pattern:
+        return lambda text: fnmatch.fnmatchcase(text or "", pattern)
+    if fuzzy:
+        return lambda text: pattern.lower() in (text or "").lower()
+    return lambda text: text == pattern
+
+
+def _command_out(state: State, command: dict, encoding: str) -> dict:
+    content = command["CommandContent"] if encoding == "Base64" \
+        else base64.b64decode(command["CommandContent"]).decode()
+    public = bool(command.get("Public"))
+    out = {
+        "CommandId": command["CommandId"], "Name": command["Name"], "Description": command["Description"],
+        "Type": command["Type"], "CommandContent": content, "WorkingDir": command["WorkingDir"],
+        "Timeout": command["Timeout"], "EnableParameter": command["EnableParameter"],
+        "ParameterNames": {"ParameterName": list(command["ParameterNames"])},
+        "ParameterDefinitions": {"ParameterDefinition": [{
+            "ParameterName": d["ParameterName"], "Description": d["Description"], "DefaultValue": d["DefaultValue"],
+            "Required": d["Required"], "PatternRegex": d["PatternRegex"],
+            "PossibleValues": {"PossibleValue": list(d["PossibleValues"])}}
+            for d in command.get("ParameterDefinitions", [])]},
+        "InvokeTimes": public_invoke_times(state, command) if public else command.get("InvokeTimes", 0),
+        "CreationTime": command["CreationTime"], "Provider": command.get("Provider", ""),
+        "Category": command.get("Category", ""), "Launcher": "", "ResourceGroupId": "", "Tags": {"Tag": []},
+    }
+    if public:  # "not returned for the Cloud Assistant commands that you created"
+        out.update(Version=command["Version"], Latest=command["Latest"])
+    return out
+
+
+@action("ecs", "DescribeCommands")
+def describe_commands(call: Call, p: Params) -> dict:
+    """Your commands of the region (those CreateCommand or RunCommand KeepCommand=true made) or, with
+    ``Provider``, Alibaba Cloud's public commands (:mod:`emulator.ecs.public_commands`)."""
+    region = region_or_error(p.str("RegionId"))
+    provider = p.str("Provider")
+    command_id, cmd_type = p.str("CommandId"), p.str("Type")
+    name = _text_matcher(p.str("Name"), fuzzy=bool(provider))
+    description = _text_matcher(p.str("Description"), fuzzy=bool(provider))
+    encoding = _encoding(p)
+    if provider:
+        source = public_commands.listed(provider, region)
+        if p.bool("Latest"):
+            source = [c for c in source if c.get("Latest")]
+    else:
+        source = [c for c in reversed(call.state.table(COMMANDS).values()) if c["RegionId"] == region and c.get("Keep")]
+    rows = [c for c in source if (not command_id or c["CommandId"] == command_id)
+            and (not cmd_type or c["Type"] == cmd_type) and (name is None or name(c["Name"]))
+            and (description is None or description(c["Description"]))]
+    start, size, page_number, next_token = page(p, len(rows))
+    body = {"Commands": {"Command": [_command_out(call.state, c, encoding) for c in rows[start:start + size]]},
+            "TotalCount": len(rows), "PageNumber": page_number, "PageSize": size}
+    if next_token is not None:
+        body["NextToken"] = next_token
+    return body
 
 
 @action("ecs", "StopInvocation")
@@ -585,7 +691,7 @@ def _encoding(p: Params) -> str:
     return "PlainText" if (p.str("ContentEncoding") or "").lower() == "plaintext" else "Base64"
 
 
-def _page(p: Params, total: int, err_prefix: str = "InvalidParam") -> tuple[int, int, int, str | None]:
+def page(p: Params, total: int, err_prefix: str = "InvalidParam") -> tuple[int, int, int, str | None]:
     """(start, size, page_number, next_token) for PageNumber/PageSize or MaxResults/NextToken."""
     try:
         page_number = int(p.str("PageNumber") or 1)
@@ -656,14 +762,14 @@ def describe_invocations(call: Call, p: Params) -> dict:
         if status and status not in (invoke_status(inv).lower(), invocation_status(inv).lower()):
             continue
         rows.append(inv)
-    start, size, page_number, next_token = _page(p, len(rows), "InvalidParameter")
+    start, size, page_number, next_token = page(p, len(rows), "InvalidParameter")
     out = []
     for inv in rows[start:start + size]:
         content = inv["CommandContent"] if encoding == "Base64" else base64.b64decode(inv["CommandContent"]).decode()
         instances = []
         for e in inv["Instances"]:
             item = {"InstanceId": e["InstanceId"], "InvocationStatus": e["Status"],
-                    "InstanceInvokeStatus": RECORD_STATUS[e["Status"]], "ExitCode": e["ExitCode"],
+                    "InstanceInvokeStatus": record_status(e), "ExitCode": e["ExitCode"],
                     "ErrorCode": e["ErrorCode"], "ErrorInfo": e["ErrorInfo"], "Dropped": e["Dropped"],
                     "CreationTime": e["CreationTime"], "UpdateTime": e["UpdateTime"], "StartTime": e["StartTime"],
                     "FinishTime": e["FinishTime"], "StopTime": e["StopTime"], "Repeats": e["Repeats"],
@@ -689,7 +795,7 @@ def describe_invocations(call: Call, p: Params) -> dict:
 def describe_invocation_results(call: Call, p: Params) -> dict:
     region = region_or_error(p.str("RegionId"))
     invoke_id, command_id, instance_id = p.str("InvokeId"), p.str("CommandId"), p.str("InstanceId")
-    record_status = (p.str("InvokeRecordStatus") or "").lower()
+    wanted_record = (p.str("InvokeRecordStatus") or "").lower()
     encoding = _encoding(p)
     rows = []
     for inv in _sorted_invocations(call, region):
@@ -700,13 +806,13 @@ def describe_invocation_results(call: Call, p: Params) -> dict:
         for e in inv["Instances"]:
             if instance_id and e["InstanceId"] != instance_id:
                 continue
-            if record_status and RECORD_STATUS[e["Status"]].lower() != record_status:
+            if wanted_record and record_status(e).lower() != wanted_record:
                 continue
             rows.append((inv, e))
-    start, size, page_number, next_token = _page(p, len(rows))
+    start, size, page_number, next_token = page(p, len(rows))
     results = [{
         "InvokeId": inv["InvokeId"], "CommandId": inv["CommandId"], "InstanceId": e["InstanceId"],
-        "InvocationStatus": e["Status"], "InvokeRecordStatus": RECORD_STATUS[e["Status"]],
+        "InvocationStatus": e["Status"], "InvokeRecordStatus": record_status(e),
         "ExitCode": e["ExitCode"], "Output": _output(e, encoding), "Dropped": e["Dropped"],
         "ErrorCode": e["ErrorCode"], "ErrorInfo": e["ErrorInfo"], "StartTime": e["StartTime"],
         "FinishedTime": e["FinishTime"], "StopTime": e["StopTime"], "Repeats": e["Repeats"],
@@ -757,10 +863,20 @@ def _validate_rule(rule: Any, where: str) -> dict:
     return dict(rule)
 
 
+def _validate_offline(state: State, ids: Any) -> list[str]:
+    if not isinstance(ids, list):
+        raise _bad(f"agent_offline must be a list of instance ids, got {ids!r}")
+    instances = state.table(INSTANCES)
+    for n, instance_id in enumerate(ids):
+        if not isinstance(instance_id, str) or instance_id not in instances:
+            raise _bad(f"agent_offline[{n}] must be the id of an existing instance, got {instance_id!r}")
+    return list(dict.fromkeys(ids))
+
+
 def _validate_behaviour(body: dict) -> dict:
-    unknown = sorted(str(k) for k in body if k not in ("rules", "not_running"))
+    unknown = sorted(str(k) for k in body if k not in ("rules", "not_running", "agent_offline"))
     if unknown:
-        raise _bad(f"unknown key(s) {', '.join(unknown)} (allowed: rules, not_running)")
+        raise _bad(f"unknown key(s) {', '.join(unknown)} (allowed: rules, not_running, agent_offline)")
     rules = body.get("rules", [])
     if not isinstance(rules, list):
         raise _bad(f"rules must be a list, got {rules!r}")
@@ -774,8 +890,11 @@ def _validate_behaviour(body: dict) -> dict:
 @admin_route("POST", "command-behaviour")
 def set_command_behaviour(emulator, body: dict, query: dict) -> dict:
     cfg = _validate_behaviour(body)
+    offline = _validate_offline(emulator.state, body["agent_offline"]) if "agent_offline" in body else None
     emulator.state.table("admin")["command_behaviour"] = cfg
-    return cfg
+    if offline is not None:
+        agent.set_offline(emulator.state, offline)
+    return get_command_behaviour(emulator, {}, {})
 
 
 @admin_route("PUT", "command-behaviour")
@@ -785,4 +904,4 @@ def put_command_behaviour(emulator, body: dict, query: dict) -> dict:
 
 @admin_route("GET", "command-behaviour")
 def get_command_behaviour(emulator, body: dict, query: dict) -> dict:
-    return {"not_running": "record", **behaviour(emulator.state)}
+    return {"not_running": "record", **behaviour(emulator.state), "agent_offline": agent.offline_ids(emulator.state)}

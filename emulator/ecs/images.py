@@ -29,7 +29,7 @@ from ..keys import ACCOUNT_ID
 from ..registry import fleet_count, fleet_section
 from ..rpc import Call, Params, action
 from ..state import State, on_event
-from . import common, snapshots, timings
+from . import common, detection, snapshots, timings
 from .regions import REGIONS
 
 STATUSES = ("Creating", "Waiting", "Available", "UnAvailable", "CreateFailed", "Deprecated")
@@ -111,12 +111,14 @@ def image_out(img: dict, now: float, used: set[str]) -> dict:
         "ProductCode": "", "SupplierName": "", "ResourceGroupId": "", "Usable": True, "LicenseType": "Auto",
         "LoginAsNonRootSupported": False,
         "DiskDeviceMappings": {"DiskDeviceMapping": mappings}, "Tags": common.tags_out(img.get("Tags")),
-        "Features": {"NvmeSupport": "supported"}, "DetectionOptions": {"Status": "", "Items": {"Item": []}},
+        "Features": {"NvmeSupport": "supported"}, "DetectionOptions": detection.detection_out(img),
     }
 
 
 def _new_image(state: State, *, region: str, name: str, description: str, now: float, status: str,
-               tags: dict, os_from: dict, mappings: list[dict], extra: dict | None = None) -> dict:
+               tags: dict, os_from: dict, mappings: list[dict], extra: dict | None = None,
+               source: dict | None = None) -> dict:
+    """A custom image record; ``source`` (its system snapshot, or the image it copies) gives its brokenness."""
     image_id = state.new_id("m")
     system = next((m for m in mappings if m.get("Type") == "system"), mappings[0] if mappings else {})
     rec = {
@@ -129,6 +131,7 @@ def _new_image(state: State, *, region: str, name: str, description: str, now: f
         "ImageFamily": "", "BootMode": os_from.get("BootMode", "BIOS"), "ShareAccounts": {},
         "SourceInstanceId": "", "SourceImageId": "", "SourceRegionId": "", "_created": now, "_op": 0,
     }
+    detection.carry(source, rec)
     rec.update(extra or {})
     state.table("ecs.images")[image_id] = rec
     return rec
@@ -150,6 +153,75 @@ def _drop_snapshots(state: State, img: dict) -> None:
 
 
 # -- CreateImage -----------------------------------------------------------------------------
+ARCHITECTURES = ("i386", "x86_64", "arm64")
+BOOT_MODES = ("BIOS", "UEFI", "UEFI-Preferred")
+# CreateImage's documented Platform values
+PLATFORMS = ("Aliyun", "Anolis", "CentOS", "Ubuntu", "CoreOS", "SUSE", "Debian", "OpenSUSE", "FreeBSD", "RedHat",
+             "Kylin", "UOS", "Fedora", "Fedora CoreOS", "CentOS Stream", "AlmaLinux", "Rocky Linux", "Gentoo",
+             "Customized Linux", "Others Linux", "Windows Server 2022", "Windows Server 2019",
+             "Windows Server 2016", "Windows Server 2012", "Windows Server 2008", "Windows Server 2003")
+
+
+def os_named(platform: str, architecture: str) -> dict:
+    """The OS fields of an image whose system disk is described only by Platform and Architecture (an image made
+    from a data disk snapshot): ``Ubuntu 64位`` / ``Ubuntu 64 bit``, as the console shows such custom images."""
+    bits = "32" if architecture == "i386" else "64"
+    return {"OSType": "windows" if platform.startswith("Windows") else "linux", "OSName": f"{platform} {bits}位",
+            "OSNameEn": f"{platform} {bits} bit", "Platform": platform, "Architecture": architecture}
+
+
+def _os_of_snapshot(state: State, snap: dict) -> dict:
+    """A system disk snapshot tells its OS (the source instance's, or the image's it belongs to); a data disk
+    snapshot does not: Architecture x86_64 and Platform Others Linux, CreateImage's defaults."""
+    if snap.get("SourceDiskType", "").lower() == "system":
+        src_disk = state.table("ecs.disks").get(snap.get("SourceDiskId") or "")
+        src_inst = state.table("ecs.instances").get((src_disk or {}).get("InstanceId") or snap.get("InstanceId", ""))
+        if src_inst is not None:
+            return _os_of_instance(state, src_inst)
+        for img in snapshots.images_using(state, snap["SnapshotId"]):
+            return {k: img.get(k, "") for k in ("OSType", "OSName", "OSNameEn", "Platform", "Architecture",
+                                                  "BootMode")}
+    return {**os_named("Others Linux", "x86_64"), "BootMode": "BIOS"}
+
+
+def _create_options(p: Params) -> dict:
+    """CreateImage's Architecture, Platform, BootMode and DetectionStrategy, checked."""
+    out = {"Architecture": p.str("Architecture"), "Platform": p.str("Platform"), "BootMode": p.str("BootMode"),
+           "DetectionStrategy": p.str("DetectionStrategy")}
+    for name, allowed in (("Architecture", ARCHITECTURES), ("Platform", PLATFORMS), ("BootMode", BOOT_MODES),
+                          ("DetectionStrategy", ("Standard",))):
+        if out[name] is not None and out[name] not in allowed:
+            raise invalid_parameter(name, f"Valid values: {', '.join(allowed)}.")
+    return out
+
+
+def _snapshot_mappings(state: State, region: str, p: Params) -> list[tuple[dict, str]]:
+    """``SnapshotId`` or ``DiskDeviceMapping.N.SnapshotId``: ``[(snapshot, "system"|"data")]``, system first."""
+    given = p.struct_list("DiskDeviceMapping")
+    sid = p.str("SnapshotId")
+    wanted = [(sid, "system")] if sid else []
+    for n, m in enumerate(given):
+        if not m.get("SnapshotId"):
+            continue
+        kind = (m.get("DiskType") or ("system" if n == 0 and not sid else "data")).lower()
+        if kind not in ("system", "data"):
+            raise invalid_parameter(f"DiskDeviceMapping.{n + 1}.DiskType", "Valid values: system, data.")
+        if sid and kind == "system":
+            continue  # SnapshotId already names the system disk
+        wanted.append((m["SnapshotId"], kind))
+    if sum(1 for _, kind in wanted if kind == "system") != 1:
+        raise ApiError("InvalidParameter.DiskDeviceMapping",
+                       "The specified DiskDeviceMapping must contain exactly one system disk snapshot.", 400)
+    out = []
+    for snapshot_id, kind in sorted(wanted, key=lambda w: w[1] != "system"):
+        snap = common.get_snapshot(state, snapshot_id, region)
+        if snap["Status"] != "accomplished":
+            raise ApiError("InvalidSnapshotId.NotReady", "The current status of the DiskDeviceMapping.n.SnapshotId or "
+                           "SnapshotId does not support this operation.", 403)
+        out.append((snap, kind))
+    return out
+
+
 @action("ecs", "CreateImage")
 def create_image(call: Call, p: Params) -> dict:
     state = call.state
@@ -158,19 +230,18 @@ def create_image(call: Call, p: Params) -> dict:
     if previous is not None:
         return {"ImageId": previous}
     instance_id = p.str("InstanceId")
-    snapshot_id = p.str("SnapshotId")
-    mapping_params = p.struct_list("DiskDeviceMapping")
-    if not snapshot_id and mapping_params:
-        snapshot_id = next((m.get("SnapshotId") for m in mapping_params if m.get("SnapshotId")), None)
-    if not instance_id and not snapshot_id:
+    if not instance_id and not p.str("SnapshotId") \
+            and not any(m.get("SnapshotId") for m in p.struct_list("DiskDeviceMapping")):
         raise ApiError("MissingParameter", "The input parameter SnapshotId or InstanceId or DiskDeviceMapping that is "
                        "mandatory for processing this request is not supplied.", 400)
     name = p.str("ImageName")
     _check_name(name)
     description = common.check_description(p.str("Description"))
     tags = common.parse_tags(p)
+    options = _create_options(p)
     faults = _faults(call)
     now = call.now
+    sources: list[tuple[dict, str]] = []
     if instance_id:
         inst = common.get_instance(state, instance_id, region)
         if inst["Status"] not in ("Running", "Stopped"):
@@ -179,25 +250,18 @@ def create_image(call: Call, p: Params) -> dict:
         disks = common.disks_of(state, instance_id)
         os_from = _os_of_instance(state, inst)
     else:
-        snap = common.get_snapshot(state, snapshot_id, region)
-        if snap["Status"] != "accomplished":
-            raise ApiError("InvalidSnapshotId.NotReady", "The current status of the DiskDeviceMapping.n.SnapshotId or "
-                           "SnapshotId does not support this operation.", 403)
-        inst = None
-        disks = []
-        os_from = {}
-        src_disk = state.table("ecs.disks").get(snap.get("SourceDiskId", ""))
-        if src_disk is not None:
-            src_inst = state.table("ecs.instances").get(src_disk.get("InstanceId") or "")
-            if src_inst is not None:
-                os_from = _os_of_instance(state, src_inst)
+        inst, disks = None, []
+        sources = _snapshot_mappings(state, region, p)
+        os_from = _os_of_snapshot(state, sources[0][0])
     _check_unique(state, region, name)
     _check_quota(state, region, faults.cfg)
     common.dry_run(p)
-    for k in ("Platform", "Architecture"):
-        if p.str(k):
-            os_from[k] = p.str(k)
-    size = sum(int(d["Size"]) for d in disks) if inst else int(snap.get("SourceDiskSize") or 0)
+    if options["Platform"] or options["Architecture"]:
+        os_from.update(os_named(options["Platform"] or os_from.get("Platform") or "Others Linux",
+                                options["Architecture"] or os_from.get("Architecture") or "x86_64"))
+    if options["BootMode"]:
+        os_from["BootMode"] = options["BootMode"]
+    size = sum(int(d["Size"]) for d in disks) if inst else sum(int(s.get("SourceDiskSize") or 0) for s, _ in sources)
     slowness = timings.slowness(state, region, faults.cfg)
     duration = (timings.get(state, "image_create_base") + timings.get(state, "image_create_per_gib") * size) \
         * slowness
@@ -209,18 +273,21 @@ def create_image(call: Call, p: Params) -> dict:
         mappings = [{"Device": d.get("Device", ""), "Size": int(d["Size"]), "SnapshotId": "", "Type": d["Type"],
                      "_disk": {"DiskId": d["DiskId"], "InstanceId": instance_id, "Type": d["Type"]}} for d in disks]
     else:
-        mappings = [{"Device": "/dev/xvda", "Size": size, "SnapshotId": snap["SnapshotId"], "Type": "system"}]
+        mappings = [{"Device": "/dev/xvda" if kind == "system" else f"/dev/xvd{'bcdefghijklmnop'[n - 1]}",
+                     "Size": int(snap.get("SourceDiskSize") or 0), "SnapshotId": snap["SnapshotId"], "Type": kind}
+                    for n, (snap, kind) in enumerate(sources)]
     img = _new_image(state, region=region, name=name or "", description=description, now=now, status="Creating",
-                     tags=tags, os_from=os_from, mappings=mappings,
+                     tags=tags, os_from=os_from, mappings=mappings, source=sources[0][0] if sources else None,
                      extra={"SourceInstanceId": instance_id or "", "_start": now, "_end": now + duration,
                             "_fail": fail, "_own_snapshots": [], "ImageVersion": p.str("ImageVersion", ""),
                             "ImageFamily": p.str("ImageFamily", ""), "_snapshot_point": now + point,
                             "_snapshots_taken": not inst, "_torn": False,
-                            "_source_stopped": bool(inst and inst["Status"] == "Stopped")})
+                            "_source_stopped": bool(inst and inst["Status"] == "Stopped"),
+                            "_detection": {"Status": "Processing"} if options["DetectionStrategy"] else None})
     if inst:
         state.schedule_at(now + point, "ecs.image.snapshot_point", image_id=img["ImageId"], op=img["_op"])
     else:
-        snapshots.refresh_usage(state, [snap["SnapshotId"]])
+        snapshots.refresh_usage(state, [snap["SnapshotId"] for snap, _ in sources])
     state.schedule_at(now + duration, "ecs.image.done", image_id=img["ImageId"], op=img["_op"])
     common.remember(call, p, key, img["ImageId"])
     return {"ImageId": img["ImageId"]}
@@ -243,12 +310,17 @@ def _take_snapshots(state: State, img: dict, at: float) -> None:
     if img.get("_snapshots_taken", True):  # copies, fleet images and images from a snapshot have theirs
         return
     img["_snapshots_taken"] = True
+    disks = state.table("ecs.disks")
     for m in img["DiskDeviceMappings"]:
-        snap = snapshots.new_snapshot(state, region=img["RegionId"], size=int(m["Size"]), disk=m.pop("_disk"),
+        disk = m.pop("_disk")
+        snap = snapshots.new_snapshot(state, region=img["RegionId"], size=int(m["Size"]), disk=disk,
                                       now=at, end=img["_end"], usage="image",
-                                      description=f"Create for image {img['ImageId']}", snapshot_type="user")
+                                      description=f"Create for image {img['ImageId']}", snapshot_type="user",
+                                      source=disks.get(disk["DiskId"]) or {})
         m["SnapshotId"] = snap["SnapshotId"]
         img["_own_snapshots"].append(snap["SnapshotId"])
+        if m.get("Type") == "system":
+            detection.carry(snap, img)
     source = state.table("ecs.instances").get(img.get("SourceInstanceId") or "")
     started = source.get("_started_at") if source is not None else None
     img["_torn"] = bool(img.get("_source_stopped") and started is not None and started >= img["_start"])
@@ -264,16 +336,27 @@ def _complete(state: State, img: dict, at: float) -> None:
         _drop_snapshots(state, img)
         img["DiskDeviceMappings"] = [m for m in img["DiskDeviceMappings"] if m.get("SnapshotId") in snaps]
         img["_own_snapshots"] = []
+        img["_detection"] = None  # no check of an image that failed
         return
     img["Status"] = "Available"
     for sid in img.get("_own_snapshots", []):
         snap = snaps.get(sid)
         if snap is not None and snap["Status"] == "progressing":
             snapshots.finish(state, snap, at)
+    if (img.get("_detection") or {}).get("Status") == "Processing":  # DetectionStrategy=Standard: checked after
+        state.schedule_at(at + timings.get(state, "image_detection") * timings.slowness(state, img["RegionId"]),
+                          "ecs.image.detected", image_id=img["ImageId"])
 
 
 _on_image_event("ecs.image.snapshot_point", _take_snapshots)
 _on_image_event("ecs.image.done", _complete)
+
+
+@on_event("ecs.image.detected")
+def _detected(state: State, event) -> None:
+    img = state.table("ecs.images").get(event.payload["image_id"])
+    if img is not None and (img.get("_detection") or {}).get("Status") == "Processing":
+        img["_detection"] = {"Status": "Finished", "FinishedAt": iso(event.at)}
 
 
 # -- DescribeImages --------------------------------------------------------------------------
@@ -435,7 +518,8 @@ def copy_image(call: Call, p: Params) -> dict:
         s = snapshots.new_snapshot(state, region=dest, size=int(m.get("Size") or 0), now=now, end=now + duration,
                                    usage="image", description=f"Copied from {m.get('SnapshotId')} ({region})",
                                    source_snapshot_id=m.get("SnapshotId", ""), source_region=region,
-                                   disk_type=m.get("Type", "system"))
+                                   disk_type=m.get("Type", "system"),
+                                   source=state.table("ecs.snapshots").get(m.get("SnapshotId", "")) or src)
         s["Encrypted"], s["KMSKeyId"] = encrypted, kms or ""
         own.append(s["SnapshotId"])
         mappings.append({**m, "SnapshotId": s["SnapshotId"]})
@@ -443,7 +527,7 @@ def copy_image(call: Call, p: Params) -> dict:
     state.counters["ecs.copy_seq"] = seq
     img = _new_image(state, region=dest, name=name or src.get("ImageName", ""),
                      description=description if description is not None else src.get("Description", ""),
-                     now=now, status="Waiting", tags=tags, os_from=src, mappings=mappings,
+                     now=now, status="Waiting", tags=tags, os_from=src, mappings=mappings, source=src,
                      extra={"IsCopied": True, "SourceImageId": src["ImageId"], "SourceRegionId": region,
                             "_copy": True, "_queue_seq": seq, "_duration": duration, "_fail": fail,
                             "_own_snapshots": own, "Encrypted": encrypted, "KMSKeyId": kms or "",
@@ -549,17 +633,61 @@ def describe_image_share_permission(call: Call, p: Params) -> dict:
 
 
 # -- fleet spec ------------------------------------------------------------------------------
+def _fleet_os(entry: dict, base: dict) -> dict:
+    """The OS fields of a fleet image: ``base`` (the source instance's, else Alibaba Cloud Linux 3) with the
+    entry's ``architecture``, ``platform``, ``os_type``, ``os_name``, ``boot_mode``."""
+    checks = (("architecture", ARCHITECTURES), ("platform", PLATFORMS), ("os_type", ("linux", "windows")),
+              ("boot_mode", BOOT_MODES))
+    for field, allowed in checks:
+        if field in entry and entry[field] not in allowed:
+            raise ApiError("InvalidFleetSpec", f"images[].{field} must be one of {', '.join(allowed)}, "
+                           f"got {entry[field]!r}", 400)
+    if "os_name" in entry and not isinstance(entry["os_name"], str):
+        raise ApiError("InvalidFleetSpec", f"images[].os_name must be a string, got {entry['os_name']!r}", 400)
+    out = dict(base)
+    if "platform" in entry:
+        out.update(os_named(entry["platform"], entry.get("architecture", out.get("Architecture", "x86_64"))))
+    elif "architecture" in entry:
+        out["Architecture"] = entry["architecture"]
+    if "os_type" in entry:
+        out["OSType"] = entry["os_type"]
+    if "os_name" in entry:
+        out["OSName"] = out["OSNameEn"] = entry["os_name"]
+    if "boot_mode" in entry:
+        out["BootMode"] = entry["boot_mode"]
+    return out
+
+
+def _fleet_health(entry: dict) -> tuple[dict | None, dict | None]:
+    """``(brokenness to give the system snapshot or None to keep the disk's, _detection)`` of a fleet image."""
+    issues = detection.parse_broken(entry.get("broken"), "images[].broken")
+    if isinstance(issues, str):
+        raise ApiError("InvalidFleetSpec", issues, 400)
+    for field in ("invalid", "detected"):
+        if field in entry and not isinstance(entry[field], bool):
+            raise ApiError("InvalidFleetSpec", f"images[].{field} must be true or false, got {entry[field]!r}", 400)
+    given = "broken" in entry or "invalid" in entry
+    health = {"_issues": issues, "_invalid": bool(entry.get("invalid"))} if given else None
+    detected = entry.get("detected", given)
+    return health, ({"Status": "Finished"} if detected else None)
+
+
 @fleet_section("images", order=60)
 def load_images(state: State, spec: Any) -> list[str]:
     """``[{"region", "name"?, "tags"?, "creation_time"? (ISO), "status"? (Available), "instance_id"?,
-    "size"? (40), "data_disks"?: [{"size"}], "description"?, "count"?}]`` -> ids of the images.
+    "size"? (40), "data_disks"?: [{"size"}], "description"?, "count"?, "architecture"?, "platform"?, "os_type"?,
+    "os_name"?, "boot_mode"?, "broken"?, "invalid"?, "detected"?}]`` -> ids of the images.
 
     Each image gets accomplished snapshots (one per disk of the source instance if given, else
-    one system snapshot of ``size`` plus one per data disk) dated at its creation time.
+    one system snapshot of ``size`` plus one per data disk) dated at its creation time. ``broken`` (``true``:
+    the check items fstab and grub fail, or a list of repair items) and ``invalid`` (no Linux system on the disk)
+    go to the image and its system snapshot (:mod:`emulator.ecs.detection`); either shows a finished check in
+    DetectionOptions unless ``detected: false`` (``detected: true`` shows one for a healthy image).
     """
     if not isinstance(spec, list):
         raise ApiError("InvalidFleetSpec", "images must be a list", 400)
     ids: list[str] = []
+    disks_table = state.table("ecs.disks")
     for entry in spec:
         if not isinstance(entry, dict) or entry.get("region") not in REGIONS:
             raise ApiError("InvalidFleetSpec", f"images entry needs a known region: {entry!r}", 400)
@@ -578,6 +706,7 @@ def load_images(state: State, spec: Any) -> list[str]:
         source_id = entry.get("instance_id") or entry.get("source_instance") or ""
         inst = state.table("ecs.instances").get(source_id) if source_id else None
         count = fleet_count(entry.get("count", 1), "images[].count")
+        health, detected = _fleet_health(entry)
         for n in range(1, count + 1):
             name = entry.get("name") or ""
             if name and count > 1:
@@ -585,26 +714,35 @@ def load_images(state: State, spec: Any) -> list[str]:
             if inst is not None:
                 disks = [{"DiskId": d["DiskId"], "InstanceId": inst["InstanceId"], "Type": d["Type"],
                           "Size": d["Size"], "Device": d.get("Device", "")} for d in common.disks_of(state, source_id)]
-                os_from = _os_of_instance(state, inst)
+                os_from = _fleet_os(entry, _os_of_instance(state, inst))
             else:
                 disks = [{"DiskId": "", "InstanceId": source_id, "Type": "system", "Size": int(entry.get("size", 40)),
                           "Device": "/dev/xvda"}]
                 for k, dd in enumerate(entry.get("data_disks") or [], start=1):
                     disks.append({"DiskId": "", "InstanceId": source_id, "Type": "data",
                                   "Size": int(dd.get("size", 100)), "Device": f"/dev/xvd{'bcdefghijklmnop'[k - 1]}"})
-                os_from = {"OSType": "linux", "OSName": "Alibaba Cloud Linux  3.2104 LTS 64位", "Platform": "Aliyun"}
+                os_from = _fleet_os(entry, {"OSType": "linux", "OSName": "Alibaba Cloud Linux  3.2104 LTS 64位",
+                                            "OSNameEn": "Alibaba Cloud Linux  3.2104 LTS 64 bit", "Platform": "Aliyun",
+                                            "Architecture": "x86_64", "BootMode": "BIOS"})
             mappings, own = [], []
+            system_snapshot = None
             for d in disks:
+                source = disks_table.get(d["DiskId"]) or {} if d["DiskId"] else {}
+                if d["Type"] == "system" and health is not None:
+                    source = health
                 snap = snapshots.new_snapshot(state, region=region, size=int(d["Size"]), disk=d if d["DiskId"] else None,
                                               now=created, end=None, usage="image", description="Create for image",
-                                              disk_type=d["Type"])
+                                              disk_type=d["Type"], source=source)
                 snap["InstanceId"] = d["InstanceId"]
                 own.append(snap["SnapshotId"])
                 mappings.append({"Device": d["Device"], "Size": int(d["Size"]), "SnapshotId": snap["SnapshotId"],
                                  "Type": d["Type"]})
+                if d["Type"] == "system":
+                    system_snapshot = snap
             img = _new_image(state, region=region, name=name, description=entry.get("description", ""), now=created,
-                             status=status, tags=tags, os_from=os_from, mappings=mappings,
-                             extra={"SourceInstanceId": source_id, "_own_snapshots": own})
+                             status=status, tags=tags, os_from=os_from, mappings=mappings, source=system_snapshot,
+                             extra={"SourceInstanceId": source_id, "_own_snapshots": own,
+                                    "_detection": dict(detected) if detected else None})
             if status == "CreateFailed":
                 _drop_snapshots(state, img)
                 img["DiskDeviceMappings"] = []

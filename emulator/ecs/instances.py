@@ -6,7 +6,7 @@ Status transitions run on simulated time (``emulator/ecs/timings.py``)::
     RunInstances   Pending --15s--> Starting --40s--> Running
     StartInstance  Stopped -> Starting --40s--> Running
     StopInstance   Running -> Stopping --30s (ForceStop 10s)--> Stopped
-    RebootInstance Running -> Stopping --20s--> Starting --40s--> Running
+    RebootInstance Running -> Starting --20s (ForceStop 10s) + 40s--> Running  (StartTime updated)
 
 Every transition bumps the record's ``_op``; scheduled steps carry the ``_op`` they belong to
 and are ignored once superseded (e.g. the instance was deleted or stopped again).
@@ -22,7 +22,7 @@ from ..errors import ApiError, invalid_parameter, missing_parameter
 from ..registry import admin_route, fleet_count, fleet_section
 from ..rpc import Call, Params, action
 from ..state import State, on_event
-from . import common, timings
+from . import agent, common, detection, snapshots, timings
 from .disks import CATEGORIES, new_disk
 from .regions import PUBLIC_IMAGES, REGIONS
 
@@ -109,14 +109,19 @@ def new_instance(state: State, *, region: str, vswitch: dict, group: dict, image
         "StartTime": iso(now) if status == "Running" else "", "InstanceChargeType": "PostPaid",
         "InternetChargeType": "PayByTraffic", "InstanceNetworkType": "vpc", "StoppedMode":
         "KeepCharging" if status == "Stopped" else "Not-applicable", "ExpiredTime": "2099-12-31T15:59Z",
-        "SerialNumber": instance_id[2:], "_created": now, "_op": 0,
+        "SerialNumber": instance_id[2:], "_created": now, "_op": 0, "_os_boots": not detection.unbootable(image),
     }
     state.table("ecs.instances")[instance_id] = rec
     new_disk(state, rec, kind="system", size=system_disk["size"], category=system_disk["category"],
-             image_id=image["ImageId"], now=now)
+             image_id=image["ImageId"], now=now, source=image)
+    snaps = state.table("ecs.snapshots")
     for n, dd in enumerate(data_disks, start=1):
+        snapshot_id = dd.get("snapshot_id", "")
         new_disk(state, rec, kind="data", size=dd["size"], category=dd.get("category", "cloud_essd"), index=n,
-                 snapshot_id=dd.get("snapshot_id", ""), now=now)
+                 snapshot_id=snapshot_id, now=now, name=dd.get("name", ""), description=dd.get("description", ""),
+                 delete_with_instance=dd.get("delete_with_instance", True), source=snaps.get(snapshot_id))
+    if any(dd.get("snapshot_id") for dd in data_disks):
+        snapshots.refresh_usage(state, [dd["snapshot_id"] for dd in data_disks if dd.get("snapshot_id")])
     return rec
 
 
@@ -151,6 +156,7 @@ def instance_out(rec: dict) -> dict:
 
 # -- transitions -----------------------------------------------------------------------------
 def _begin(state: State, rec: dict, status: str) -> int:
+    agent.going_quiet(state, rec)
     rec["_op"] = rec.get("_op", 0) + 1
     rec["Status"] = status
     return rec["_op"]
@@ -171,6 +177,7 @@ def _apply_step(state: State, event) -> None:
     if to == "Running":
         rec["StartTime"] = iso(event.at)
         rec["StoppedMode"] = "Not-applicable"
+        agent.started(rec)
     then = event.payload.get("then") or []
     if then:
         nxt, delay = then[0]
@@ -264,6 +271,56 @@ def resolve_network(state: State, region: str, vswitch_id: str | None, zone: str
     return vswitch, group
 
 
+def _data_disk(state: State, region: str, n: int, dd: dict[str, str]) -> dict:
+    """One ``DataDisk.N``: Size (default: the snapshot's size), Category, SnapshotId (any accomplished snapshot of the
+    region, an image's system snapshot included), DiskName, Description, DeleteWithInstance (default true)."""
+    snapshot_id = dd.get("SnapshotId") or ""
+    snap_size = None
+    if snapshot_id:
+        snap = state.table("ecs.snapshots").get(snapshot_id)
+        if snap is None or snap.get("RegionId") != region:
+            raise ApiError("InvalidDataDiskSnapshotId.NotFound",
+                           f"The specified parameter \"DataDisk.{n}.SnapshotId\" is not valid ({snapshot_id}).", 404)
+        if snap["Status"] != "accomplished":
+            raise ApiError("InvalidSnapshotId.NotReady", "The specified snapshot has not completed yet.", 403)
+        snap_size = int(snap.get("SourceDiskSize") or 20)
+    raw_size = dd.get("Size")
+    if raw_size in (None, ""):
+        if snap_size is None:
+            raise missing_parameter(f"DataDisk.{n}.Size")
+        size = snap_size
+    else:
+        try:
+            size = int(raw_size)
+        except ValueError:
+            raise invalid_parameter(f"DataDisk.{n}.Size", "It must be an integer.") from None
+        if not 20 <= size <= 32768:
+            raise ApiError("InvalidDataDiskSize.ValueNotSupported",
+                           f"The specified parameter DataDisk.{n}.Size is beyond the permitted range (20-32768).", 400)
+        if snap_size is not None and size < snap_size:
+            raise ApiError("InvalidDiskSize.TooSmall",
+                           f"Specified disk size is less than the size of snapshot (DataDisk.{n}.Size {size} < "
+                           f"{snap_size} GiB of {snapshot_id}).", 403)
+    category = dd.get("Category") or "cloud_essd"
+    if category not in CATEGORIES:
+        raise ApiError("InvalidDataDiskCategory.ValueNotSupported",
+                       f"The specified parameter DataDisk.{n}.Category ({category}) is not valid.", 400)
+    name = dd.get("DiskName") or ""
+    if name and not common.valid_name(name):
+        raise ApiError("InvalidDiskName.Malformed",
+                       "The specified parameter \"SystemDisk.DiskName or DataDisk.n.DiskName\" is not valid.", 400)
+    description = dd.get("Description") or ""
+    if description and (len(description) < 2 or len(description) > 256
+                        or description.startswith(("http://", "https://"))):
+        raise ApiError("InvalidDiskDescription.Malformed", "The specified parameter \"SystemDisk.DiskDescription\" "
+                       "or \"DataDisk.n.Description\" is not valid.", 400)
+    delete = (dd.get("DeleteWithInstance") or "true").lower()
+    if delete not in ("true", "false"):
+        raise invalid_parameter(f"DataDisk.{n}.DeleteWithInstance", "It must be true or false.")
+    return {"size": size, "category": category, "snapshot_id": snapshot_id, "name": name,
+            "description": description, "delete_with_instance": delete == "true"}
+
+
 @action("ecs", "RunInstances")
 def run_instances(call: Call, p: Params) -> dict:
     state = call.state
@@ -288,32 +345,7 @@ def run_instances(call: Call, p: Params) -> dict:
         raise ApiError("InvalidSystemDiskSize.LessThanImageSize",
                        f"The specified SystemDisk.Size ({sys_size}) is less than the image size ({image_size}).", 400)
     system_disk = {"size": sys_size, "category": _category(p, "SystemDisk.Category")}
-    data_disks = []
-    for n, dd in enumerate(p.struct_list("DataDisk"), start=1):
-        snapshot_id = dd.get("SnapshotId") or ""
-        size_default = None
-        if snapshot_id:
-            snap = common.get_snapshot(state, snapshot_id, region)
-            size_default = int(snap.get("SourceDiskSize") or 20)
-        raw_size = dd.get("Size")
-        if raw_size in (None, ""):
-            if size_default is None:
-                raise missing_parameter(f"DataDisk.{n}.Size")
-            size = size_default
-        else:
-            try:
-                size = int(raw_size)
-            except ValueError:
-                raise invalid_parameter(f"DataDisk.{n}.Size", "It must be an integer.") from None
-            if not 20 <= size <= 32768:
-                raise ApiError("InvalidDataDiskSize.ValueNotSupported",
-                               f"The specified parameter DataDisk.{n}.Size is beyond the permitted range (20-32768).",
-                               400)
-        category = dd.get("Category") or "cloud_essd"
-        if category not in CATEGORIES:
-            raise ApiError("InvalidDataDiskCategory.ValueNotSupported",
-                           f"The specified parameter DataDisk.{n}.Category ({category}) is not valid.", 400)
-        data_disks.append({"size": size, "category": category, "snapshot_id": snapshot_id})
+    data_disks = [_data_disk(state, region, n, dd) for n, dd in enumerate(p.struct_list("DataDisk"), start=1)]
     if len(data_disks) > 16:
         raise ApiError("InvalidDataDiskSize.CountLimitExceed", "At most 16 data disks can be attached.", 400)
     name = p.str("InstanceName", max_len=128)
@@ -592,11 +624,12 @@ def reboot_instance(call: Call, p: Params) -> dict:
     if rec["Status"] != "Running":
         raise common.incorrect_instance_status(detail=f"Instance {rec['InstanceId']} is {rec['Status']}.")
     now = call.now
-    op = _begin(state, rec, "Stopping")
-    down = timings.get(state, "instance_force_stop" if force else "instance_reboot_stop")
+    op = _begin(state, rec, "Starting")  # "After this operation is called, the status of the instance changes to
+    down = timings.get(state, "instance_force_stop" if force else "instance_reboot_stop")  # Starting." (API docs)
     up = timings.get(state, "instance_start")
-    _step_later(state, now + down, rec, op, "Starting", [("Running", up)])
-    record_event(state, rec, "UserOperation.Reboot", at=now, finish=now + down + up, reason="RebootInstance")
+    _step_later(state, now + down + up, rec, op, "Running", [])
+    record_event(state, rec, "UserOperation.Reboot", at=now, finish=now + down + up,
+                 reason="RebootInstance" + (" (ForceStop)" if force else ""))
     return {}
 
 
@@ -647,7 +680,9 @@ def replace_system_disk(call: Call, p: Params) -> dict:
     category = old["Category"] if old else "cloud_essd"
     if old:
         state.table("ecs.disks").pop(old["DiskId"], None)
-    disk = new_disk(state, rec, kind="system", size=size, category=category, image_id=image["ImageId"], now=now)
+    disk = new_disk(state, rec, kind="system", size=size, category=category, image_id=image["ImageId"], now=now,
+                    source=image)
+    rec["_os_boots"] = not detection.unbootable(image)
     rec["_op"] = rec.get("_op", 0) + 1
     rec.update(ImageId=image["ImageId"], OSType=image.get("OSType", rec.get("OSType")),
                OSName=image.get("OSName", rec.get("OSName")), OSNameEn=image.get("OSNameEn", rec.get("OSNameEn")))

@@ -25,6 +25,10 @@ PUBLIC_IMAGES = [
     {"ImageId": "ubuntu_22_04_x64_20G_alibase_20250619.vhd", "ImageName": "Ubuntu  22.04 64 bit",
      "OSName": "Ubuntu  22.04 64位", "OSNameEn": "Ubuntu  22.04 64 bit",
      "OSType": "linux", "Platform": "Ubuntu", "Architecture": "x86_64", "Size": 20},
+    # the arm64 base image ACS-ECS-RepairImage offers for repairing arm64 images
+    {"ImageId": "aliyun_3_arm64_20G_alibase_20250629.vhd", "ImageName": "Alibaba Cloud Linux 3.2104 LTS 64 bit ARM",
+     "OSName": "Alibaba Cloud Linux  3.2104 LTS 64位 ARM版", "OSNameEn": "Alibaba Cloud Linux  3.2104 LTS 64 bit ARM",
+     "OSType": "linux", "Platform": "Aliyun", "Architecture": "arm64", "BootMode": "UEFI", "Size": 20},
 ]
 
 
@@ -63,7 +67,7 @@ def seed_networks(state: State) -> None:
                            "Progress": "100%", "CreationTime": "2025-06-29T00:00:00Z", "IsCopied": False,
                            "Usage": "instance", "Tags": {}, "DiskDeviceMappings": [], "ImageVersion": "",
                            "Description": image["ImageName"], "IsPublic": True, "IsSelfShared": "",
-                           "ImageFamily": "", "BootMode": "BIOS", "IsSupportCloudinit": True,
+                           "ImageFamily": "", "BootMode": image.get("BootMode", "BIOS"), "IsSupportCloudinit": True,
                            "IsSupportIoOptimized": True}
 
 

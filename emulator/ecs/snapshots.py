@@ -2,7 +2,8 @@
 
 Records (table ``ecs.snapshots``, keyed by SnapshotId) keep ``Status`` progressing|accomplished|failed,
 ``Usage`` image|disk|image_disk|none, ``Tags`` as a dict, and ``_start``/``_end`` so Progress rises
-with simulated time. Snapshots made by CreateImage/CopyImage are completed by the image module.
+with simulated time. Snapshots made by CreateImage/CopyImage are completed by the image module. A snapshot
+keeps the brokenness its disk had when it was taken (``_issues``, ``_invalid``: :mod:`emulator.ecs.detection`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from ..clock import iso
 from ..errors import ApiError, invalid_parameter
 from ..rpc import Call, Params, action
 from ..state import State, on_event
-from . import common, timings
+from . import common, detection, timings
 
 STATUSES = ("progressing", "accomplished", "failed")
 
@@ -19,7 +20,8 @@ STATUSES = ("progressing", "accomplished", "failed")
 def new_snapshot(state: State, *, region: str, size: int, disk: dict | None = None, now: float, end: float | None,
                  usage: str = "none", name: str = "", description: str = "", tags: dict | None = None,
                  retention_days: int | None = None, source_snapshot_id: str = "", source_region: str = "",
-                 disk_type: str | None = None, snapshot_type: str = "user") -> dict:
+                 disk_type: str | None = None, snapshot_type: str = "user", source: dict | None = None) -> dict:
+    """A snapshot record; its brokenness is ``source``'s (default: ``disk``'s)."""
     snap_id = state.new_id("s")
     done = end is None or end <= now
     rec = {
@@ -33,6 +35,7 @@ def new_snapshot(state: State, *, region: str, size: int, disk: dict | None = No
         "SourceSnapshotId": source_snapshot_id, "SourceRegionId": source_region,
         "SnapshotSN": f"64{snap_id[2:14]}", "_created": now, "_start": now, "_end": end if end is not None else now,
     }
+    detection.carry(source if source is not None else disk, rec)
     state.table("ecs.snapshots")[snap_id] = rec
     return rec
 

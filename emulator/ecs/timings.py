@@ -35,6 +35,10 @@ DEFAULTS: dict[str, float] = {
     "snapshot_base": 60.0,          # CreateSnapshot: 60 s + 2 s per GiB
     "snapshot_per_gib": 2.0,
     "image_quota": 100,             # custom images per region (faults "image_quota" overrides per region)
+    "image_detection": 120.0,       # CreateImage DetectionStrategy=Standard: the check ends this long after
+                                    # the image is Available (times the region's slowness)
+    "image_repair_base": 20.0,      # ACS-ECS-ImageRepair-for-linux.sh: 20 s + 5 s per repair item
+    "image_repair_per_item": 5.0,
 }
 
 

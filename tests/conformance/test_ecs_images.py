@@ -265,11 +265,11 @@ def test_describe_images_filters_and_pagination(emulator, ecs_client):
     ])["images"]
     client = ecs_client()
     body = client.describe_images(m.DescribeImagesRequest(region_id="cn-hangzhou")).body
-    assert body.total_count == 24 + 2  # Available only: 24 custom + 2 public
+    assert body.total_count == 24 + 3  # Available only: 24 custom + 3 public
     assert (body.page_number, body.page_size, len(body.images.image)) == (1, 10, 10)
     assert body.region_id == "cn-hangzhou"
     system = images(client, image_owner_alias="system", status=None)
-    assert system.total_count == 2 and {i.image_owner_alias for i in system.images.image} == {"system"}
+    assert system.total_count == 3 and {i.image_owner_alias for i in system.images.image} == {"system"}
     assert images(client, image_owner_alias="self").total_count == 25
     assert images(client, image_owner_alias="self", status="CreateFailed").images.image[0].image_name == "broken"
     tag = m.DescribeImagesRequestTag
