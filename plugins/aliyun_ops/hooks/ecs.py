@@ -707,6 +707,30 @@ class EcsHook(AliyunBaseHook):
                                                                              security_group_id=group_id))
 
     # -- Cloud Assistant --------------------------------------------------------------------
+    def describe_cloud_assistant_status(self, region: str | None, instance_ids: Sequence[str]) -> dict[str, dict]:
+        """``{instance_id: record}`` of DescribeCloudAssistantStatus (``CloudAssistantStatus`` "true"/"false",
+        ``CloudAssistantVersion``, ``LastHeartbeatTime``...), 50 ids a call, every page."""
+        m = _models()
+        region = self.resolve_region(region)
+        out: dict[str, dict] = {}
+        for ids in chunks(instance_ids, 50):
+            def make(token: str | None, ids=ids):
+                return m.DescribeCloudAssistantStatusRequest(region_id=region, instance_id=ids, next_token=token,
+                                                             max_results=50)
+
+            for rec in self._pages_by_token("DescribeCloudAssistantStatus", region, make,
+                                            ("InstanceCloudAssistantStatusSet", "InstanceCloudAssistantStatus")):
+                out[rec["InstanceId"]] = rec
+        return out
+
+    def install_cloud_assistant(self, region: str | None, instance_ids: Sequence[str]) -> None:
+        """InstallCloudAssistant on instances without the agent (it takes effect after a restart)."""
+        m = _models()
+        region = self.resolve_region(region)
+        for ids in chunks(instance_ids, 50):
+            self._do("InstallCloudAssistant", region, m.InstallCloudAssistantRequest(region_id=region,
+                                                                                     instance_id=ids))
+
     def run_command(self, region: str | None, instance_ids: Sequence[str], content: str,
                     type: str = "RunShellScript", parameters: Mapping[str, Any] | None = None,
                     timeout: int | None = None, name: str | None = None, client_token: str | None = None, *,
