@@ -64,17 +64,11 @@ def describe_cloud_assistant_status(call: Call, p: Params) -> dict:
                       key=lambda r: (common.created_ts(r), r["InstanceId"]))
     if os_type:
         recs = [r for r in recs if (r.get("OSType") or "linux").lower() == os_type.lower()]
-    start, size, page_number, next_token = commands.page(p, len(recs))
-    if ids:  # "If you specify InstanceId, this parameter does not take effect"
-        start, size, next_token = 0, max(len(recs), 1), (None if next_token is None else "")
     stats = _invocation_stats(call.state)
     now = call.now
-    body = {"InstanceCloudAssistantStatusSet": {"InstanceCloudAssistantStatus": [
-        _status_out(r, now, stats.get(r["InstanceId"], (0, 0, ""))) for r in recs[start:start + size]]},
-        "TotalCount": len(recs), "PageNumber": page_number, "PageSize": size}
-    if next_token is not None:
-        body["NextToken"] = next_token
-    return body
+    # with InstanceId, "this parameter [PageSize, MaxResults] does not take effect"
+    return commands.paged(p, recs, "InstanceCloudAssistantStatusSet", "InstanceCloudAssistantStatus",
+                          lambda r: _status_out(r, now, stats.get(r["InstanceId"], (0, 0, ""))), whole=bool(ids))
 
 
 @action("ecs", "InstallCloudAssistant")

@@ -648,12 +648,7 @@ def describe_commands(call: Call, p: Params) -> dict:
     rows = [c for c in source if (not command_id or c["CommandId"] == command_id)
             and (not cmd_type or c["Type"] == cmd_type) and (name is None or name(c["Name"]))
             and (description is None or description(c["Description"]))]
-    start, size, page_number, next_token = page(p, len(rows))
-    body = {"Commands": {"Command": [_command_out(call.state, c, encoding) for c in rows[start:start + size]]},
-            "TotalCount": len(rows), "PageNumber": page_number, "PageSize": size}
-    if next_token is not None:
-        body["NextToken"] = next_token
-    return body
+    return paged(p, rows, "Commands", "Command", lambda c: _command_out(call.state, c, encoding))
 
 
 @action("ecs", "StopInvocation")
@@ -724,6 +719,19 @@ def page(p: Params, total: int, err_prefix: str = "InvalidParam") -> tuple[int, 
         nxt = _b64(str(start + size)) if start + size < total else ""
         return start, size, 1, nxt
     return (page_number - 1) * page_size, page_size, page_number, None
+
+
+def paged(p: Params, rows: list, outer: str, inner: str, render, *, whole: bool = False) -> dict:
+    """``{outer: {inner: [render(row)...]}, TotalCount, PageNumber, PageSize[, NextToken]}`` for one page of
+    ``rows`` (``whole``: every row, the paging parameters checked but not applied)."""
+    start, size, page_number, next_token = page(p, len(rows))
+    if whole:
+        start, size, next_token = 0, max(len(rows), 1), (None if next_token is None else "")
+    body = {outer: {inner: [render(row) for row in rows[start:start + size]]}, "TotalCount": len(rows),
+            "PageNumber": page_number, "PageSize": size}
+    if next_token is not None:
+        body["NextToken"] = next_token
+    return body
 
 
 def _output(entry: dict, encoding: str) -> str:
