@@ -48,6 +48,18 @@ def test_fifty_instances_over_two_regions_two_failing_within_max_errors(run_dag,
     assert report_json(DAG_ID, run)["meta"]["agent offline (command not run)"] == "none"
 
 
+def test_an_instance_whose_agent_is_offline_is_reported_as_such(run_dag, emulator, fleet):
+    """The command never reached that instance's Cloud Assistant agent: failed, 'not run', agent offline."""
+    offline = fleet[2]
+    emulator.admin.request("POST", "command-behaviour", {"rules": [], "agent_offline": [offline]})
+    run = run_dag(DAG_ID, conf=conf(max_errors=1), retries=0)
+    assert run.state == "success"                                   # 1 failure, 1 allowed
+    rows = rows_by_id(run)
+    assert [i for i, r in rows.items() if r["status"] == "failed"] == [offline]
+    assert rows[offline]["agent"] == "offline" and "not run" in rows[offline]["reason"]
+    assert report_json(DAG_ID, run)["meta"]["agent offline (command not run)"] == offline
+
+
 def test_failures_past_max_errors_fail_the_run_and_stop_new_waves(run_dag, emulator, fleet):
     emulator.admin.request("POST", "command-behaviour", {"rules": [{"match": "inspect-me", "exit_code": 1}]})
     run = run_dag(DAG_ID, conf=conf(max_errors=1, concurrency=10, regions=[REGIONS[0]]), retries=0)

@@ -14,8 +14,8 @@ MAX_PARAMETERS = 20
 MAX_PARAMETER_NAME = 64
 MAX_INSTANCES_PER_CALL = 100
 MAX_TIMEOUT = 86400
-AGENT_OFFLINE_CODES = frozenset({"ClientNotOnline", "ClientNotResponse", "ClientNetworkBlocked", "ClientIsUpgrading",
-                                 "ClientNeedUpgrade", "InstanceNotRunning", "DeliveryTimeout"})
+AGENT_OFFLINE_CODES = frozenset({"ClientNotRunning", "ClientNotOnline", "ClientNotResponse", "ClientNetworkBlocked",
+                                 "ClientIsUpgrading", "ClientNeedUpgrade", "InstanceNotRunning", "DeliveryTimeout"})
 """DescribeInvocationResults ``ErrorCode`` values saying the command never reached a working Cloud Assistant agent
 (offline, unreachable, upgrading, or the instance not running): the command did not run, nothing on the machine
 failed."""
