@@ -28,7 +28,14 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
 from aliyun_ops.logic import ids
-from aliyun_ops.logic.policies import ANY, BACKUP_POLICY, PROJECT_POLICIES, RESTORE_UNDO_POLICY, SPOT_CYCLE_POLICY
+from aliyun_ops.logic.policies import (
+    ANY,
+    BACKUP_POLICY,
+    GOLDEN_POLICY,
+    PROJECT_POLICIES,
+    RESTORE_UNDO_POLICY,
+    SPOT_CYCLE_POLICY,
+)
 from aliyun_ops.logic.provenance import RETENTION_DAYS_MAX
 from aliyun_ops.operators.ecs import ApplyRetentionPlanOperator, PlanImageRetentionOperator
 
@@ -63,6 +70,7 @@ with DAG(
                         values_display={BACKUP_POLICY: f"{BACKUP_POLICY} (ecs_cross_region_backup)",
                                         SPOT_CYCLE_POLICY: f"{SPOT_CYCLE_POLICY} (ecs_spot_image_cycle)",
                                         RESTORE_UNDO_POLICY: f"{RESTORE_UNDO_POLICY} (ecs_restore_system_disk)",
+                                        GOLDEN_POLICY: f"{GOLDEN_POLICY} (ecs_update_image)",
                                         ANY: "any image we manage (also with no ops:policy)"},
                         description="Prune images whose ops:policy tag is one of these. Default: every policy the "
                                     "project's DAGs write. 'any' (or null): any image we manage. A managed image of "

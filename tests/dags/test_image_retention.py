@@ -289,7 +289,7 @@ def test_defaults_prune_the_spot_cycles_images_and_report_the_quota_of_its_regio
     rules = {r["name"]: r["rule"] for r in report["rows"] if r["region"] == SPOT}
     assert rules["spot-i-spot0000-09.2d"] == "expired" and rules["spot-i-spot0000-00.2d"] == "newest"
     plan = xcom(run, "plan")
-    assert plan["policy"]["policy"] == [POLICY, SPOT_POLICY, "ecs-restore-undo"]
+    assert plan["policy"]["policy"] == [POLICY, SPOT_POLICY, "ecs-restore-undo", "ecs-golden-image"]
     assert plan["quotas"][SPOT] == {"images": 100, "after": 70, "quota": 100, "source": "DescribeAccountAttributes",
                                     "headroom": 0.3, "warning": "", "pruned": True}
     summary = xcom(run, "report")

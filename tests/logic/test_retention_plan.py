@@ -285,7 +285,8 @@ def test_a_plan_never_deletes_an_image_outside_the_policy_set(images, base, chos
 
 
 def test_the_project_policies_are_the_defaults_and_any_is_not_a_policy():
-    assert pol.PROJECT_POLICIES == ("ecs-cross-region-backup", "ecs-spot-image-cycle", "ecs-restore-undo")
+    assert pol.PROJECT_POLICIES == ("ecs-cross-region-backup", "ecs-spot-image-cycle", "ecs-restore-undo",
+                                    "ecs-golden-image")
     assert pol.ANY not in pol.PROJECT_POLICIES
 
 

@@ -344,6 +344,11 @@ class EcsHook(AliyunBaseHook):
         m = _models()
         return self._do("StartInstance", region, m.StartInstanceRequest(instance_id=instance_id))
 
+    def reboot_instance(self, region: str | None, instance_id: str, *, force_stop: bool = False) -> dict:
+        m = _models()
+        return self._do("RebootInstance", region, m.RebootInstanceRequest(instance_id=instance_id,
+                                                                          force_stop=force_stop))
+
     def stop_instance(self, region: str | None, instance_id: str, *, force_stop: bool = False,
                       stopped_mode: str | None = None) -> dict:
         m = _models()

@@ -10,5 +10,6 @@ from __future__ import annotations
 BACKUP_POLICY = "ecs-cross-region-backup"          # ecs_cross_region_backup: nightly images and their DR copies
 SPOT_CYCLE_POLICY = "ecs-spot-image-cycle"         # ecs_spot_image_cycle: one image per spot instance per day
 RESTORE_UNDO_POLICY = "ecs-restore-undo"           # ecs_restore_system_disk: an image of the undo snapshot
-PROJECT_POLICIES: tuple[str, ...] = (BACKUP_POLICY, SPOT_CYCLE_POLICY, RESTORE_UNDO_POLICY)
+GOLDEN_POLICY = "ecs-golden-image"                 # ecs_update_image: golden images and their published copies
+PROJECT_POLICIES: tuple[str, ...] = (BACKUP_POLICY, SPOT_CYCLE_POLICY, RESTORE_UNDO_POLICY, GOLDEN_POLICY)
 ANY = "any"

@@ -136,6 +136,20 @@ class CommandRow:
 
 
 @dataclass
+class StepRow:
+    """One step of a pipeline run on one thing (a golden image): ``StepRow("test", status="success", detail=...)``.
+    ``status``: success, failed, or skipped (not reached, or not needed)."""
+
+    step: str
+    status: str = SKIPPED
+    detail: str = ""
+    order: int = 0
+
+    def sort_key(self) -> tuple:
+        return (self.order,)
+
+
+@dataclass
 class Report:
     """Example::
 

@@ -566,7 +566,7 @@ class RunInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
 
     template_fields = aliyun_template_fields("image_id", "instance_type", "vswitch_id", "zone_id",
                                              "security_group_id", "instance_name", "tags", "amount", "purpose",
-                                             "egress_cidrs")
+                                             "egress_cidrs", "poll_interval")
     hook_class = EcsHook
 
     def __init__(self, *, image_id: str, instance_type: str, amount: int = 1, vswitch_id: str | None = None,
@@ -607,6 +607,7 @@ class RunInstancesOperator(InstanceWaitMixin, AliyunItemsOperator):
             raise ValueError(f"amount must be an integer, got {self.amount!r}") from None
         if not 1 <= amount <= 100:
             raise ValueError("amount must be 1-100 (RunInstances' limit)")
+        self.poll_interval = as_number(self.poll_interval)
         _check_wait_args(self.poll_interval, self.wait_timeout)
         ti = context["ti"]
         ours = provenance_tags(run_id=context["run_id"], dag_id=ti.dag_id)

@@ -89,7 +89,7 @@ class VerifyBackupsOperator(AliyunItemsOperator):
 
     template_fields = aliyun_template_fields("copies", "instance_type", "health_command", "vswitch_id",
                                              "security_group_id", "concurrency", "max_errors", "health_attempts",
-                                             "health_retry_interval")
+                                             "health_retry_interval", "poll_interval")
     hook_class = EcsHook
     item_noun = "copies"
     result_key_fields = ("region", "image_id")
@@ -123,6 +123,7 @@ class VerifyBackupsOperator(AliyunItemsOperator):
             raise ValueError(f"health_attempts must be a whole number 1-100, got {self.health_attempts!r}")
         self.health_attempts = int(self.health_attempts)
         self.health_retry_interval = float(self.health_retry_interval)
+        self.poll_interval = float(self.poll_interval)
         if self.health_retry_interval < 0:
             raise ValueError("health_retry_interval must not be negative")
         copies = [dict(c) for c in (self.copies or []) if isinstance(c, Mapping) and c.get("image_id")]
