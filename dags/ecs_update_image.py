@@ -75,6 +75,9 @@ with DAG(
                                  title="Publish to regions"),
         "share_with_accounts": Param([], type="array", items={"type": "string", "pattern": r"^[0-9]+$"},
                                      uniqueItems=True, title="Share with accounts"),
+        "require_approval": Param(True, type="boolean", title="Ask before publishing",
+                                  description="Off only for a pipeline you trust: a tested image is then published "
+                                              "without a human."),
         "poll_interval": Param(15, type="integer", minimum=1, maximum=600, title="Poll interval (seconds)"),
         "notify_emails": Param([], type="array", items={"type": "string", "format": "idn-email"},
                                title="Ask and report to"),
@@ -178,6 +181,13 @@ with DAG(
                                    f"{snapshots} were deleted, nothing is published")
 
     kept = keep_or_discard(image)
+
+    @task.branch
+    def ask(**context) -> str:
+        """Ask before publishing unless require_approval is off."""
+        return "approve" if context["params"]["require_approval"] else "publish"
+
+    asked = ask()
     approve = ApprovalOperator(
         task_id="approve",
         subject="Publish golden image {{ ti.xcom_pull(task_ids='plan')['image_name'] }}?",
@@ -192,7 +202,7 @@ with DAG(
         notifiers=[ApprovalMail(to="{{ params.notify_emails }}")],
     )
 
-    @task(outlets=[AssetAlias(GOLDEN_ALIAS)])
+    @task(outlets=[AssetAlias(GOLDEN_ALIAS)], trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def publish(image: dict, **context) -> dict:
         from aliyun_ops.hooks.ecs import EcsHook
         from aliyun_ops.pipelines.image_update import publish as publish_image
@@ -222,6 +232,7 @@ with DAG(
 
     scope >> leftovers >> build
     ready >> update >> stop >> image
-    test >> kept >> approve >> published
+    test >> kept >> asked >> [approve, published]
+    approve >> published
     [ready, update, stop, image, test] >> release
     [published, release] >> report()

@@ -120,6 +120,11 @@ SCENARIOS = {
         {"instances": [_instances(tags={"spot-image-cycle": "true"})]}, {"poll_interval": 1},
         pendulum.datetime(2026, 11, 20, 4, 0, tz="UTC"))),
     "verify": ("ecs_verify_backups", _verify),
+    "update-image": ("ecs_update_image", _fleet(
+        {"images": [{"region": "cn-hangzhou", "name": "base", "tags": {"role": "golden-base"},
+                     "creation_time": "2026-11-01T00:00:00Z"}]},
+        {"poll_interval": 1, "require_approval": False, "copy_to_regions": ["cn-shanghai"],
+         "share_with_accounts": ["1987654321098765"]})),
     "run-command": ("ecs_run_command", _fleet({"instances": [_instances(tags={"env": "test"}, count=2)]},
                                               {"tags": {"env": "test"}, "poll_interval": 1})),
 }
