@@ -94,6 +94,12 @@ def _verify(emulator):
     return {}, None
 
 
+def _repair(emulator):
+    emulator.admin.load_fleet({"images": [{"region": "cn-hangzhou", "name": "web-broken", "broken": True}]})
+    image_id = next(i for i, rec in emulator.admin.table("ecs.images").items() if rec.get("ImageName") == "web-broken")
+    return {"image_id": image_id, "poll_interval": 1, "flush_wait": 0}, None
+
+
 SCENARIOS = {
     "start-stop:stop": ("ecs_start_stop_by_tag", _fleet({"instances": [_instances(tags={"env": "test"}, count=2)]},
                                                         {"action": "stop", "tags": {"env": "test"}})),
@@ -125,6 +131,7 @@ SCENARIOS = {
                      "creation_time": "2026-11-01T00:00:00Z"}]},
         {"poll_interval": 1, "require_approval": False, "copy_to_regions": ["cn-shanghai"],
          "share_with_accounts": ["1987654321098765"]})),
+    "repair-image": ("ecs_repair_image", _repair),
     "run-command": ("ecs_run_command", _fleet({"instances": [_instances(tags={"env": "test"}, count=2)]},
                                               {"tags": {"env": "test"}, "poll_interval": 1})),
 }

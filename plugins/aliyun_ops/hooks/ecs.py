@@ -728,6 +728,17 @@ class EcsHook(AliyunBaseHook):
                 out[rec["InstanceId"]] = rec
         return out
 
+    def invoke_command(self, region: str | None, instance_ids: Sequence[str], command_id: str, *,
+                       parameters: Mapping[str, Any] | None = None, client_token: str | None = None) -> str:
+        """InvokeCommand of an existing command (yours, or a public one by name, e.g.
+        ``ACS-ECS-ImageRepair-for-linux.sh``) on up to 100 instances; returns the InvokeId."""
+        m = _models()
+        region = self.resolve_region(region)
+        body = self._do("InvokeCommand", region, m.InvokeCommandRequest(
+            region_id=region, command_id=command_id, instance_id=list(instance_ids), parameters=dict(parameters)
+            if parameters else None, client_token=client_token))
+        return body["InvokeId"]
+
     def install_cloud_assistant(self, region: str | None, instance_ids: Sequence[str]) -> None:
         """InstallCloudAssistant on instances without the agent (it takes effect after a restart)."""
         m = _models()

@@ -37,6 +37,11 @@ IMAGE_OK = frozenset({IMAGE_AVAILABLE, IMAGE_DEPRECATED})
 IMAGE_FAILED = frozenset({IMAGE_CREATE_FAILED, IMAGE_UNAVAILABLE})
 IMAGE_IN_PROGRESS = frozenset({IMAGE_CREATING, IMAGE_WAITING})
 
+# -- ECS image check (DescribeImages DetectionOptions: Status, an item's Value and RiskLevel) ------------
+DETECTION_FINISHED = "Finished"
+DETECTION_INVALID = "Invalid"          # the SystemImage item: no operating system this check knows
+DETECTION_RISK_HIGH = "High"           # an item at this risk keeps the image from booting
+
 # -- ECS snapshots (DescribeSnapshots Status) -------------------------------------------------------
 SNAPSHOT_PROGRESSING = "progressing"
 SNAPSHOT_ACCOMPLISHED = "accomplished"

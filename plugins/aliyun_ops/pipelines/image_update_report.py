@@ -6,16 +6,12 @@ deleted), a rejected approval (nothing published) or a step that failed fails it
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
-from ..exceptions import RunIncomplete
-from ..logic.report import FAILED, SKIPPED, SUCCESS, Report, StepRow
+from ..logic.report import FAILED, SKIPPED, SUCCESS, StepRow
 from .report_inputs import failed_rows, task_results
-from .report_output import send_report_email, write_artifacts
-
-log = logging.getLogger(__name__)
+from .report_output import finish_step_report
 
 
 def _rows_step(rows: list[dict] | None, ok: str) -> tuple[str, str]:
@@ -76,16 +72,9 @@ def finish_update(context: Mapping[str, Any], answer: str | None) -> dict:
     """The DAG's report task: build, write and mail the report; raise unless the image was published and everything
     temporary released."""
     ti = context["ti"]
-    rows = update_steps(ti, answer)
-    report = Report.build(rows, row_type=StepRow, meta={"dag": ti.dag_id, "run": context["run_id"]},
-                          title=f"Golden image update {context.get('ds') or context['run_id']}")
-    paths = write_artifacts(report, ti.dag_id, context["run_id"])
-    log.info("golden image update report (%s):\n%s", report.outcome, report.to_text())
-    emailed = send_report_email(report, list(context["params"].get("notify_emails") or []), context)
-    problems = [f"{r.step}: {r.detail}" for r in rows if r.status == FAILED]
-    if not ti.xcom_pull(task_ids="publish"):
-        problems.append("nothing was published")
-    if problems:
-        raise RunIncomplete(f"golden image not published (report: {paths['html']}):\n- " + "\n- ".join(problems))
-    return {"outcome": report.outcome, "published": ti.xcom_pull(task_ids="publish"), "files": paths,
-            "emailed": emailed}
+    published = ti.xcom_pull(task_ids="publish")
+    done = finish_step_report(context, update_steps(ti, answer),
+                              title=f"Golden image update {context.get('ds') or context['run_id']}",
+                              what="golden image not published",
+                              missing=None if published else "nothing was published")
+    return {**done, "published": published}

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..logic.report import FAILED, Report
+from ..exceptions import RunIncomplete
+from ..logic.report import FAILED, Report, StepRow
+
+log = logging.getLogger(__name__)
 
 
 def report_dir() -> Path:
@@ -43,3 +47,20 @@ def send_report_email(report: Report, recipients: Sequence[str], context: Mappin
                             from_email=os.environ.get("ALIYUN_OPS_MAIL_FROM", "aliyun-ops@localhost"))
     notifier.notify(dict(context))
     return True
+
+
+def finish_step_report(context: Mapping[str, Any], rows: Sequence[Any], *, title: str, what: str,
+                       missing: str | None = None) -> dict:
+    """End a one-thing pipeline (``StepRow`` rows): write the report, mail it to the ``notify_emails`` param, log
+    it; then raise ``RunIncomplete`` ("<what> (report: ...)" and each failed step, plus ``missing`` when given:
+    the promised result that is absent) or return ``{"outcome", "files", "emailed"}``."""
+    ti = context["ti"]
+    report = Report.build(list(rows), row_type=StepRow, meta={"dag": ti.dag_id, "run": context["run_id"]},
+                          title=title)
+    paths = write_artifacts(report, ti.dag_id, context["run_id"])
+    log.info("%s (%s):\n%s", title, report.outcome, report.to_text())
+    emailed = send_report_email(report, list(context["params"].get("notify_emails") or []), context)
+    problems = [f"{r.step}: {r.detail}" for r in rows if r.status == FAILED] + ([missing] if missing else [])
+    if problems:
+        raise RunIncomplete(f"{what} (report: {paths['html']}):\n- " + "\n- ".join(problems))
+    return {"outcome": report.outcome, "files": paths, "emailed": emailed}
